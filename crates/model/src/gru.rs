@@ -1,0 +1,77 @@
+//! A GRU cell (PyTorch gate layout) whose input projection can be computed for a whole
+//! sequence at once, outside the recurrence.
+
+use candle_core::{D, Tensor};
+use candle_nn::{Linear, Module, VarBuilder, linear, linear_no_bias};
+
+use crate::Result;
+
+/// `h' = (1 - z) * n + z * h`, with gates `r`, `z` and candidate `n` as in `torch.nn.GRU`.
+#[derive(Clone, Debug)]
+pub struct GruCell {
+    /// Input projections, one per input part (e.g. embedding, context), summed.
+    input: Vec<Linear>,
+    hidden: Linear,
+    hidden_dim: usize,
+}
+
+impl GruCell {
+    /// A cell whose input is the concatenation of parts of sizes `input_dims`.
+    ///
+    /// Weights: `input{i}.weight` (3H x in_i, the first with the input bias), `hidden.weight`
+    /// and `hidden.bias` (3H x H); gate order r, z, n.
+    pub fn new(input_dims: &[usize], hidden_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let mut input = Vec::with_capacity(input_dims.len());
+        for (i, &d) in input_dims.iter().enumerate() {
+            let vb = vb.pp(format!("input{i}"));
+            input.push(if i == 0 {
+                linear(d, 3 * hidden_dim, vb)?
+            } else {
+                linear_no_bias(d, 3 * hidden_dim, vb)?
+            });
+        }
+        let hidden = linear(hidden_dim, 3 * hidden_dim, vb.pp("hidden"))?;
+        Ok(GruCell {
+            input,
+            hidden,
+            hidden_dim,
+        })
+    }
+
+    pub fn hidden_dim(&self) -> usize {
+        self.hidden_dim
+    }
+
+    /// Projection of input part `i` (any leading shape): `(..., in_i) -> (..., 3H)`.
+    pub fn project_input(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        Ok(self.input[i].forward(x)?)
+    }
+
+    /// One step from precomputed input gates.
+    ///
+    /// # Shapes
+    /// - `gi`: `(batch, 3H)`, the sum of [`Self::project_input`] of all input parts
+    /// - `h`: `(batch, H)`; returns `(batch, H)`
+    pub fn step(&self, gi: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let hd = self.hidden_dim;
+        let gh = self.hidden.forward(h)?;
+        let rz = candle_nn::ops::sigmoid(
+            &(gi.narrow(D::Minus1, 0, 2 * hd)? + gh.narrow(D::Minus1, 0, 2 * hd)?)?,
+        )?;
+        let r = rz.narrow(D::Minus1, 0, hd)?;
+        let z = rz.narrow(D::Minus1, hd, hd)?;
+        let n = (gi.narrow(D::Minus1, 2 * hd, hd)? + (r * gh.narrow(D::Minus1, 2 * hd, hd)?)?)?
+            .tanh()?;
+        // (1 - z) * n + z * h  ==  n + z * (h - n)
+        Ok((&n + (z * (h - &n)?)?)?)
+    }
+
+    /// A step that leaves the state unchanged where `keep` is 0.
+    ///
+    /// # Shapes
+    /// - `keep`: `(batch, 1)`, 1.0 for real tokens and 0.0 for padding
+    pub fn masked_step(&self, gi: &Tensor, h: &Tensor, keep: &Tensor) -> Result<Tensor> {
+        let new = self.step(gi, h)?;
+        Ok((h + (new - h)?.broadcast_mul(keep)?)?)
+    }
+}
