@@ -1,0 +1,73 @@
+//! The one error type of the HTTP layer, rendered as `{"error": code, "message": text}`.
+
+use attnscope_protocol::ErrorBody;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the request body is not valid JSON for this endpoint: {0}")]
+    InvalidJson(String),
+    #[error("the text is empty: type a sentence to translate")]
+    EmptyText,
+    #[error("the text has {0} characters; at most {max} are accepted", max = crate::MAX_TEXT_CHARS)]
+    TextTooLong(usize),
+    #[error("there is no model named {name:?}; available: {}", available.join(", "))]
+    UnknownModel {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("the server is shutting down")]
+    Unavailable,
+    #[error("translation failed: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::InvalidJson(_) | AppError::EmptyText => StatusCode::BAD_REQUEST,
+            AppError::TextTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::InvalidJson(_) => "invalid_json",
+            AppError::EmptyText => "empty_text",
+            AppError::TextTooLong(_) => "text_too_long",
+            AppError::UnknownModel { .. } => "unknown_model",
+            AppError::Unavailable => "unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.code().to_string(),
+            message: self.to_string(),
+        }
+    }
+}
+
+impl From<attnscope_model::Error> for AppError {
+    fn from(e: attnscope_model::Error) -> Self {
+        match e {
+            attnscope_model::Error::EmptyInput => AppError::EmptyText,
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,112 @@
+//! The attnscope web server: serves the built frontend and an HTTP API that translates with
+//! candle models and streams every decoding step (token + attention) as Server-Sent Events.
+//!
+//! [`app`] builds the router from an [`AppState`]; [`serve`] binds it and shuts down
+//! gracefully. Decoding runs on tokio's blocking pool, at most [`AppState::workers`] at a time,
+//! and sends its steps through a bounded channel: when the client disconnects the channel
+//! closes and decoding stops at the next step.
+
+mod error;
+mod models;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::sync::Semaphore;
+
+pub use error::AppError;
+pub use models::Models;
+
+/// The model a request uses when it names none, and the one `attnscope train` writes by default.
+pub const DEFAULT_MODEL: &str = "bahdanau";
+/// Longest text accepted by `POST /api/translate`, in characters.
+pub const MAX_TEXT_CHARS: usize = 2000;
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What `attnscope serve` needs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub models_dir: PathBuf,
+    pub dist: PathBuf,
+    pub default_model: String,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub models: Arc<Models>,
+    /// Permits for concurrent decodings.
+    pub workers: Arc<Semaphore>,
+    /// Folder of the built frontend.
+    pub dist: PathBuf,
+}
+
+impl AppState {
+    pub fn new(models: Models, dist: PathBuf) -> Self {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        AppState {
+            models: Arc::new(models),
+            workers: Arc::new(Semaphore::new(n)),
+            dist,
+        }
+    }
+}
+
+/// The router: `/api/models`, `/api/translate`, and the frontend at `/`.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Logs to stderr; `RUST_LOG` picks the level (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads the models, binds `addr` and serves until Ctrl-C or SIGTERM.
+pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> {
+    let models = Models::load_dir(&config.models_dir, &config.default_model)?;
+    if !config.dist.join("index.html").is_file() {
+        anyhow::bail!(
+            "{} has no index.html: build the frontend first (`trunk build --release`, or use scripts/run.sh)",
+            config.dist.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is it already in use?"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(models = ?models.names(), "attnscope listening on http://{local}");
+    axum::serve(listener, app(AppState::new(models, config.dist)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,90 @@
+//! The loaded models, by name.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use attnscope_model::Translator;
+use attnscope_protocol::ModelInfo;
+
+use crate::AppError;
+
+pub struct Models {
+    by_name: BTreeMap<String, Arc<Translator>>,
+    default: String,
+}
+
+impl Models {
+    /// Loads every subfolder of `dir` that has a `config.json`; `default` must be among them.
+    pub fn load_dir(dir: &Path, default: &str) -> anyhow::Result<Self> {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the models folder {}", dir.display()))?;
+        let mut by_name = BTreeMap::new();
+        for entry in entries {
+            let path = entry?.path();
+            if !path.join("config.json").is_file() {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let t =
+                Translator::load(&path).with_context(|| format!("cannot load model {name:?}"))?;
+            by_name.insert(name, Arc::new(t));
+        }
+        Self::new(by_name, default)
+            .with_context(|| format!("in the models folder {}", dir.display()))
+    }
+
+    pub fn new(by_name: BTreeMap<String, Arc<Translator>>, default: &str) -> anyhow::Result<Self> {
+        if !by_name.contains_key(default) {
+            bail!(
+                "the default model {default:?} is not there (found: {}); train it with `attnscope train --name {default}` or pass --default-model",
+                by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(Models {
+            by_name,
+            default: default.to_string(),
+        })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    /// The named model, or the default one.
+    pub fn get(&self, name: Option<&str>) -> Result<(String, Arc<Translator>), AppError> {
+        let name = name.unwrap_or(&self.default);
+        match self.by_name.get(name) {
+            Some(t) => Ok((name.to_string(), t.clone())),
+            None => Err(AppError::UnknownModel {
+                name: name.to_string(),
+                available: self.names(),
+            }),
+        }
+    }
+
+    pub fn infos(&self) -> Vec<ModelInfo> {
+        self.by_name
+            .iter()
+            .map(|(name, t)| {
+                let c = t.config();
+                let training = c.training.as_ref();
+                ModelInfo {
+                    name: name.clone(),
+                    architecture: c.architecture.clone(),
+                    attention: c.attention.clone(),
+                    source_lang: c.source_lang.clone(),
+                    target_lang: c.target_lang.clone(),
+                    default: *name == self.default,
+                    parameters: t.parameters(),
+                    bleu: training.and_then(|s| s.bleu),
+                    chrf: training.and_then(|s| s.chrf),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,190 @@
+//! HTTP handlers.
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use attnscope_model::Translator;
+use attnscope_protocol::{
+    DoneEvent, StartEvent, StepEvent, TranslateRequest, TranslateResponse, event,
+};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::{AppError, AppState, MAX_BODY_BYTES, MAX_TEXT_CHARS};
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/models", get(list_models))
+        .route("/api/translate", post(translate))
+        .fallback(|| async { AppError::InvalidJson("no such API endpoint".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let static_files = ServeDir::new(&state.dist).append_index_html_on_directories(true);
+    Router::new()
+        .merge(api)
+        .fallback_service(static_files)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn list_models(State(st): State<AppState>) -> Json<Vec<attnscope_protocol::ModelInfo>> {
+    Json(st.models.infos())
+}
+
+/// A validated request: the model and the tokenised source.
+struct Job {
+    model_name: String,
+    model: Arc<Translator>,
+    ids: Vec<u32>,
+    source_tokens: Vec<String>,
+}
+
+fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
+    let req: TranslateRequest =
+        serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(e.to_string()))?;
+    let chars = req.text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(AppError::TextTooLong(chars));
+    }
+    let (model_name, model) = st.models.get(req.model.as_deref())?;
+    let (ids, source_tokens) = model.source(&req.text)?;
+    Ok(Job {
+        model_name,
+        model,
+        ids,
+        source_tokens,
+    })
+}
+
+fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// `POST /api/translate`: SSE when the client accepts `text/event-stream`, JSON otherwise.
+async fn translate(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let job = parse(&st, &body)?;
+    if wants_sse(&headers) {
+        Ok(stream(st, job).await.into_response())
+    } else {
+        Ok(Json(whole(st, job).await?).into_response())
+    }
+}
+
+async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
+    let permit = st
+        .workers
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    let Job {
+        model_name,
+        model,
+        ids,
+        source_tokens,
+    } = job;
+    let t = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        model.translate_source(&ids, source_tokens, None, |_| ControlFlow::Continue(()))
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    Ok(TranslateResponse {
+        model: model_name,
+        source_tokens: t.source_tokens,
+        target_tokens: t.target_tokens,
+        translation: t.translation,
+        attention: t.attention,
+    })
+}
+
+fn sse_event<T: serde::Serialize>(name: &str, data: &T) -> Event {
+    match Event::default().event(name).json_data(data) {
+        Ok(e) => e,
+        Err(e) => Event::default()
+            .event(event::ERROR)
+            .data(format!(r#"{{"error":"internal","message":"{e}"}}"#)),
+    }
+}
+
+async fn stream(
+    st: AppState,
+    job: Job,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = mpsc::channel::<Event>(16);
+    let Job {
+        model_name,
+        model,
+        ids,
+        source_tokens,
+    } = job;
+    let start = StartEvent {
+        model: model_name,
+        source_tokens: source_tokens.clone(),
+    };
+    // The channel has room, so the start event goes out before any decoding.
+    let _ = tx.try_send(sse_event(event::START, &start));
+    tokio::spawn(async move {
+        let Ok(permit) = st.workers.clone().acquire_owned().await else {
+            let _ = tx
+                .send(sse_event(event::ERROR, &AppError::Unavailable.body()))
+                .await;
+            return;
+        };
+        if tx.is_closed() {
+            return; // the client left while queued
+        }
+        let began = Instant::now();
+        let worker_tx = tx.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            model.translate_source(&ids, source_tokens, None, |s| {
+                let step = StepEvent {
+                    index: s.index,
+                    token: s.token.clone(),
+                    attention: s.attention.clone(),
+                };
+                // Fails only when the client is gone: stop decoding.
+                match worker_tx.blocking_send(sse_event(event::STEP, &step)) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            })
+        })
+        .await;
+        let last = match result {
+            Ok(Ok(t)) if t.stopped => return,
+            Ok(Ok(t)) => sse_event(
+                event::DONE,
+                &DoneEvent {
+                    translation: t.translation,
+                    target_tokens: t.target_tokens,
+                    elapsed_ms: began.elapsed().as_secs_f64() * 1e3,
+                },
+            ),
+            Ok(Err(e)) => sse_event(event::ERROR, &AppError::from(e).body()),
+            Err(e) => sse_event(event::ERROR, &AppError::Internal(e.to_string()).body()),
+        };
+        let _ = tx.send(last).await;
+    });
+    Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}

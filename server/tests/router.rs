@@ -1,0 +1,162 @@
+//! The router through `oneshot`, with a tiny random model: both answer forms and the errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use attnscope::{AppState, Models, app};
+use attnscope_model::{Translator, fixtures};
+use attnscope_protocol::{ErrorBody, ModelInfo, TranslateResponse};
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt;
+
+fn state() -> (AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mdir = dir.path().join("tiny");
+    fixtures::write_tiny_model(&mdir, 1).unwrap();
+    let mut by_name = BTreeMap::new();
+    by_name.insert(
+        "tiny".to_string(),
+        Arc::new(Translator::load(&mdir).unwrap()),
+    );
+    let dist = dir.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(
+        dist.join("index.html"),
+        "<!doctype html><title>attnscope</title>",
+    )
+    .unwrap();
+    (
+        AppState::new(Models::new(by_name, "tiny").unwrap(), dist),
+        dir,
+    )
+}
+
+async fn post(st: &AppState, body: &str, accept: &str) -> (StatusCode, String, Vec<u8>) {
+    let req = Request::post("/api/translate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, accept)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app(st.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (
+        status,
+        ctype,
+        to_bytes(res.into_body(), 1 << 24).await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn models_lists_the_default_model() {
+    let (st, _d) = state();
+    let res = app(st)
+        .oneshot(Request::get("/api/models").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let models: Vec<ModelInfo> =
+        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].name, "tiny");
+    assert!(models[0].default);
+    assert_eq!(models[0].attention, "additive");
+    assert!(models[0].parameters > 0);
+}
+
+#[tokio::test]
+async fn json_answer_has_one_attention_row_per_target_token() {
+    let (st, _d) = state();
+    let (status, ctype, body) = post(&st, r#"{"text":"I am cold."}"#, "application/json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("application/json"));
+    let r: TranslateResponse = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r.model, "tiny");
+    assert_eq!(r.source_tokens.last().map(String::as_str), Some("</s>"));
+    assert_eq!(r.attention.len(), r.target_tokens.len());
+    for row in &r.attention {
+        assert_eq!(row.len(), r.source_tokens.len());
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+}
+
+#[tokio::test]
+async fn sse_answer_streams_start_steps_and_done() {
+    let (st, _d) = state();
+    let (status, ctype, body) = post(
+        &st,
+        r#"{"text":"You are here.","model":"tiny"}"#,
+        "text/event-stream",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/event-stream"), "{ctype}");
+    let text = String::from_utf8(body).unwrap();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.first(), Some(&"start"));
+    assert_eq!(events.last(), Some(&"done"));
+    assert!(events[1..events.len() - 1].iter().all(|e| *e == "step"));
+    assert!(events.len() > 2);
+}
+
+async fn expect_error(body: &str, status: StatusCode, code: &str) {
+    let (st, _d) = state();
+    for accept in ["application/json", "text/event-stream"] {
+        let (got, ctype, bytes) = post(&st, body, accept).await;
+        assert_eq!(got, status, "{body} ({accept})");
+        assert!(ctype.starts_with("application/json"));
+        let e: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(e.error, code);
+        assert!(!e.message.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_json_error() {
+    expect_error(r#"{"text":""}"#, StatusCode::BAD_REQUEST, "empty_text").await;
+    expect_error(r#"{"text":"  \n "}"#, StatusCode::BAD_REQUEST, "empty_text").await;
+    expect_error(
+        r#"{"text":"Hi.","model":"nope"}"#,
+        StatusCode::NOT_FOUND,
+        "unknown_model",
+    )
+    .await;
+    expect_error(r#"{"text":"#, StatusCode::BAD_REQUEST, "invalid_json").await;
+    expect_error(r#"{"text":42}"#, StatusCode::BAD_REQUEST, "invalid_json").await;
+    let long = format!(
+        r#"{{"text":"{}"}}"#,
+        "a".repeat(attnscope::MAX_TEXT_CHARS + 1)
+    );
+    expect_error(&long, StatusCode::PAYLOAD_TOO_LARGE, "text_too_long").await;
+}
+
+#[tokio::test]
+async fn the_frontend_is_served_at_the_root_with_or_without_a_query() {
+    let (st, _d) = state();
+    for uri in ["/", "/?text=I%20am%20cold."] {
+        let res = app(st.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("attnscope"));
+    }
+}
+
+#[tokio::test]
+async fn a_missing_default_model_is_a_clear_startup_error() {
+    let err = Models::new(BTreeMap::new(), "bahdanau").err().unwrap();
+    assert!(
+        err.to_string().contains("attnscope train --name bahdanau"),
+        "{err}"
+    );
+}
