@@ -1,0 +1,208 @@
+//! The attention heatmap: a CSS grid of divs, rows = target tokens, columns = source tokens.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::components::token::TokenText;
+use crate::scale::{css_color, css_gradient};
+use crate::tokens::{Hover, Row, argmax, readout};
+
+/// Reads which cell or label an event happened on (event delegation: one listener for the
+/// whole grid instead of one per cell).
+fn hover_of(target: Option<web_sys::EventTarget>) -> Hover {
+    let Some(el) = target.and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else {
+        return Hover::default();
+    };
+    let attr = |el: &web_sys::Element, name: &str| {
+        el.get_attribute(name).and_then(|v| v.parse::<usize>().ok())
+    };
+    if let Ok(Some(cell)) = el.closest(".cell") {
+        return Hover {
+            tgt: attr(&cell, "data-tgt"),
+            src: attr(&cell, "data-src"),
+        };
+    }
+    if let Ok(Some(label)) = el.closest(".src-label") {
+        return Hover {
+            tgt: None,
+            src: attr(&label, "data-col"),
+        };
+    }
+    if let Ok(Some(label)) = el.closest(".tgt-label") {
+        return Hover {
+            tgt: attr(&label, "data-row"),
+            src: None,
+        };
+    }
+    Hover::default()
+}
+
+/// The readout for a hover state: the cell's weight, or for a lone row or column its
+/// strongest link.
+fn readout_text(hover: Hover, source: &[String], rows: &[Row]) -> Option<String> {
+    let (t, s) = match (hover.tgt, hover.src) {
+        (Some(t), Some(s)) => (t, s),
+        (Some(t), None) => (t, argmax(&rows.get(t)?.weights)?),
+        (None, Some(s)) => {
+            let column: Vec<f32> = rows
+                .iter()
+                .map(|r| r.weights.get(s).copied().unwrap_or(0.0))
+                .collect();
+            (argmax(&column)?, s)
+        }
+        (None, None) => return None,
+    };
+    let row = rows.get(t)?;
+    Some(readout(&row.token, source.get(s)?, *row.weights.get(s)?))
+}
+
+/// The heatmap with its hover readout and colour legend.
+///
+/// Each cell is `<div class="cell" data-src="<column>" data-tgt="<row>" data-weight="<w>">`
+/// coloured on the viridis scale. Source labels (`.src-label[data-col]`) head the columns,
+/// target labels (`.tgt-label[data-row]`) start the rows; the labels of the hovered cell get
+/// the class `hl`. Rows are appended as steps arrive.
+#[component]
+pub fn Heatmap(
+    /// Source pieces (columns).
+    source: RwSignal<Vec<String>>,
+    /// Rows received so far.
+    rows: RwSignal<Vec<Row>>,
+    /// Shared hover state.
+    hover: RwSignal<Hover>,
+) -> impl IntoView {
+    let cols = move || source.with(Vec::len);
+    let on_point = move |ev: leptos::ev::MouseEvent| {
+        let h = hover_of(ev.target());
+        if hover.get_untracked() != h {
+            hover.set(h);
+        }
+    };
+    let text = move || {
+        let h = hover.get();
+        source.with(|s| rows.with(|r| readout_text(h, s, r)))
+    };
+    view! {
+        <div class="heatmap-scroll">
+            <div
+                class="heatmap"
+                data-testid="heatmap"
+                role="grid"
+                aria-label="Attention weights: rows are French tokens, columns are English tokens"
+                data-rows=move || rows.with(Vec::len).to_string()
+                data-cols=move || cols().to_string()
+                style=move || format!("--cols:{}", cols().max(1))
+                on:mouseover=on_point
+                on:click=on_point
+                on:mouseleave=move |_| hover.set(Hover::default())
+            >
+                <div class="hm-row hm-head" role="row">
+                    <div class="hm-corner" aria-hidden="true"></div>
+                    <For
+                        each=move || source.get().into_iter().enumerate()
+                        key=|(i, piece)| (*i, piece.clone())
+                        children=move |(i, piece)| {
+                            view! {
+                                <div
+                                    class="src-label"
+                                    role="columnheader"
+                                    data-col=i.to_string()
+                                    class:hl=move || hover.get().src == Some(i)
+                                >
+                                    <TokenText piece=piece />
+                                </div>
+                            }
+                        }
+                    />
+                </div>
+                <For
+                    each=move || rows.get()
+                    key=|row| (row.run, row.index)
+                    children=move |row| {
+                        let t = row.index;
+                        let tgt = t.to_string();
+                        let cells = row
+                            .weights
+                            .iter()
+                            .enumerate()
+                            .map(|(s, &w)| {
+                                view! {
+                                    <div
+                                        class="cell"
+                                        role="gridcell"
+                                        data-src=s.to_string()
+                                        data-tgt=tgt.clone()
+                                        data-weight=w.to_string()
+                                        style=format!("background-color:{}", css_color(w))
+                                    ></div>
+                                }
+                            })
+                            .collect_view();
+                        view! {
+                            <div class="hm-row" role="row">
+                                <div
+                                    class="tgt-label"
+                                    role="rowheader"
+                                    data-row=t.to_string()
+                                    class:hl=move || hover.get().tgt == Some(t)
+                                >
+                                    <TokenText piece=row.token />
+                                </div>
+                                {cells}
+                            </div>
+                        }
+                    }
+                />
+            </div>
+        </div>
+        <div class="heatmap-foot">
+            <div class="legend" aria-label="Colour scale from weight 0 to 1">
+                <span>"0"</span>
+                <span class="legend-bar" style=format!("background:{}", css_gradient())></span>
+                <span>"1"</span>
+            </div>
+            <output class="readout" data-testid="readout" aria-live="polite">
+                {move || text().unwrap_or_else(|| "Hover a cell to read its weight.".to_owned())}
+            </output>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readout_for_cells_rows_and_columns() {
+        let source = vec!["\u{2581}cold".to_owned(), "</s>".to_owned()];
+        let rows = vec![
+            Row {
+                run: 1,
+                index: 0,
+                token: "\u{2581}froid".into(),
+                weights: vec![0.8, 0.2],
+            },
+            Row {
+                run: 1,
+                index: 1,
+                token: "</s>".into(),
+                weights: vec![0.1, 0.9],
+            },
+        ];
+        let h = |tgt, src| Hover { tgt, src };
+        assert_eq!(
+            readout_text(h(Some(0), Some(1)), &source, &rows).as_deref(),
+            Some("froid \u{2192} </s>: 0.20")
+        );
+        assert_eq!(
+            readout_text(h(Some(0), None), &source, &rows).as_deref(),
+            Some("froid \u{2192} cold: 0.80")
+        );
+        assert_eq!(
+            readout_text(h(None, Some(1)), &source, &rows).as_deref(),
+            Some("</s> \u{2192} </s>: 0.90")
+        );
+        assert_eq!(readout_text(h(None, None), &source, &rows), None);
+        assert_eq!(readout_text(h(Some(5), Some(0)), &source, &rows), None);
+    }
+}

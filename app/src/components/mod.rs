@@ -1,0 +1,6 @@
+//! View components of the translate page.
+
+pub mod heatmap;
+pub mod model_picker;
+pub mod token;
+pub mod token_strip;

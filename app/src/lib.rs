@@ -1,0 +1,36 @@
+//! The attnscope browser app, as a library so that its pure parts ([`sse`], [`events`],
+//! [`scale`], [`tokens`], [`query`], [`models`]) are unit-tested natively with
+//! `cargo test -p attnscope-app`. The `attnscope-app` binary mounts [`App`].
+
+pub mod api;
+pub mod components;
+pub mod events;
+pub mod models;
+pub mod pages;
+pub mod query;
+pub mod scale;
+pub mod sse;
+pub mod tokens;
+
+use leptos::prelude::*;
+
+/// The whole app: header, the translate page, footer.
+#[component]
+pub fn App() -> impl IntoView {
+    view! {
+        <header class="site-header">
+            <h1>"attnscope"</h1>
+            <p class="tagline">
+                "Watch a neural translator attend: English \u{2192} French, token by token."
+            </p>
+        </header>
+        <pages::translate::TranslatePage />
+        <footer class="site-footer">
+            <p>
+                "Model trained on Tatoeba (" <a href="https://tatoeba.org">"tatoeba.org"</a>
+                ") sentence pairs via " <a href="https://www.manythings.org/anki/">"manythings.org/anki"</a>
+                ", " <a href="https://creativecommons.org/licenses/by/2.0/fr/">"CC BY 2.0 FR"</a> "."
+            </p>
+        </footer>
+    }
+}

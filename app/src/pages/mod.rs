@@ -1,0 +1,3 @@
+//! Pages of the app (there is one).
+
+pub mod translate;

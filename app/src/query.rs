@@ -1,0 +1,141 @@
+//! The shareable URL: `/?text=<sentence>&model=<name>`. Pure Rust, unit-tested natively.
+
+/// The query parameters the page understands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    /// `text`: the sentence to translate at once.
+    pub text: Option<String>,
+    /// `model`: the model to use, when not the default one.
+    pub model: Option<String>,
+}
+
+impl Query {
+    /// Parses a `location.search` string (with or without the leading `?`); later
+    /// duplicates of a parameter are ignored, empty values count as absent.
+    pub fn parse(search: &str) -> Self {
+        let mut q = Self::default();
+        let search = search.strip_prefix('?').unwrap_or(search);
+        for pair in search.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decode(value);
+            let slot = match decode(key).as_str() {
+                "text" => &mut q.text,
+                "model" => &mut q.model,
+                _ => continue,
+            };
+            if slot.is_none() && !value.is_empty() {
+                *slot = Some(value);
+            }
+        }
+        q
+    }
+
+    /// The URL to put in the address bar: `path?text=…[&model=…]`.
+    pub fn to_url(&self, path: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some(text) = &self.text {
+            parts.push(format!("text={}", encode(text)));
+        }
+        if let Some(model) = &self.model {
+            parts.push(format!("model={}", encode(model)));
+        }
+        if parts.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", parts.join("&"))
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (space becomes `%20`).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte; malformed
+/// escapes are kept as they are and invalid UTF-8 is replaced.
+pub fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+                    std::str::from_utf8(h)
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                });
+                if let Some(byte) = hex {
+                    out.push(byte);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_awkward_text() {
+        for text in [
+            "I am cold.",
+            "a+b=c & d?",
+            "Où est la gare ? 100% sûr",
+            "#hash/slash",
+        ] {
+            let q = Query {
+                text: Some(text.into()),
+                model: Some("gru-luong".into()),
+            };
+            let url = q.to_url("/");
+            let search = url.strip_prefix('/').unwrap_or(&url);
+            assert_eq!(Query::parse(search), q, "{url}");
+        }
+    }
+
+    #[test]
+    fn builds_urls() {
+        let q = Query {
+            text: Some("I am cold.".into()),
+            model: None,
+        };
+        assert_eq!(q.to_url("/"), "/?text=I%20am%20cold.");
+        assert_eq!(Query::default().to_url("/"), "/");
+    }
+
+    #[test]
+    fn parses_browser_style_queries() {
+        let q = Query::parse("?text=Where+is+the+train%20station%3F&model=luong&x=1");
+        assert_eq!(q.text.as_deref(), Some("Where is the train station?"));
+        assert_eq!(q.model.as_deref(), Some("luong"));
+        assert_eq!(Query::parse(""), Query::default());
+        assert_eq!(Query::parse("?text=&model"), Query::default());
+        assert_eq!(Query::parse("text=a&text=b").text.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn tolerates_malformed_escapes() {
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%C3%A9"), "\u{e9}");
+        assert_eq!(decode("%FF"), "\u{fffd}");
+    }
+}

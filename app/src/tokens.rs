@@ -1,0 +1,162 @@
+//! Display logic for subword pieces (labels, live detokenization) and the attention rows
+//! of a streamed translation. Pure Rust, unit-tested natively.
+
+use attnscope_protocol::{EOS, WORD_START, piece_label};
+
+/// How a piece is shown in labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenLabel {
+    /// The text to show: the piece without its word-start marker; a bare marker shows as `▁`.
+    pub text: String,
+    /// Whether the piece continues the previous word (shown with a subtle marker).
+    pub continuation: bool,
+    /// Whether the piece is the end-of-sentence token.
+    pub eos: bool,
+}
+
+impl TokenLabel {
+    /// The label of one piece.
+    pub fn new(piece: &str) -> Self {
+        let eos = piece == EOS;
+        let (text, word_start) = piece_label(piece);
+        let text = if text.is_empty() { piece } else { text };
+        Self {
+            text: text.to_owned(),
+            continuation: !word_start && !eos,
+            eos,
+        }
+    }
+
+    /// Plain-text form for readouts and tooltips: continuation pieces get a leading `·`.
+    pub fn plain(&self) -> String {
+        if self.continuation {
+            format!("\u{b7}{}", self.text)
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
+/// Joins pieces into text the way the translation will read: word-start markers become
+/// spaces, [`EOS`] is dropped, leading space is trimmed. Used while the translation streams.
+pub fn detokenize<S: AsRef<str>>(pieces: &[S]) -> String {
+    let mut out = String::new();
+    for piece in pieces.iter().map(AsRef::as_ref).filter(|p| *p != EOS) {
+        out.extend(piece.chars().map(|c| if c == WORD_START { ' ' } else { c }));
+    }
+    out.trim_start().to_owned()
+}
+
+/// One row of the heatmap: a target token and its attention over the source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Which translation this row belongs to (keeps rows of successive runs apart).
+    pub run: u64,
+    /// 0-based position of the token in the target.
+    pub index: usize,
+    /// The emitted piece.
+    pub token: String,
+    /// One weight per source token (see [`fit_row`]).
+    pub weights: Vec<f32>,
+}
+
+/// What the pointer is on: a target row, a source column, or a cell (both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hover {
+    /// Target token (row) index.
+    pub tgt: Option<usize>,
+    /// Source token (column) index.
+    pub src: Option<usize>,
+}
+
+/// Fits a row of attention weights to `n` source tokens: extra weights are dropped and
+/// missing ones are zero, so the heatmap always has exactly `n` columns.
+pub fn fit_row(mut weights: Vec<f32>, n: usize) -> Vec<f32> {
+    weights.resize(n, 0.0);
+    weights
+}
+
+/// The index of the largest weight (the first on ties), `None` for an empty row.
+pub fn argmax(weights: &[f32]) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &w) in weights.iter().enumerate() {
+        if best.is_none_or(|(_, b)| w > b) {
+            best = Some((i, w));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// The hover readout, target first: `froid → cold: 0.83`.
+pub fn readout(target_piece: &str, source_piece: &str, weight: f32) -> String {
+    format!(
+        "{} \u{2192} {}: {weight:.2}",
+        TokenLabel::new(target_piece).plain(),
+        TokenLabel::new(source_piece).plain()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(
+            TokenLabel::new("\u{2581}froid"),
+            TokenLabel {
+                text: "froid".into(),
+                continuation: false,
+                eos: false
+            }
+        );
+        assert_eq!(
+            TokenLabel::new("s"),
+            TokenLabel {
+                text: "s".into(),
+                continuation: true,
+                eos: false
+            }
+        );
+        assert_eq!(
+            TokenLabel::new("</s>"),
+            TokenLabel {
+                text: "</s>".into(),
+                continuation: false,
+                eos: true
+            }
+        );
+        assert_eq!(TokenLabel::new("\u{2581}").text, "\u{2581}");
+        assert_eq!(TokenLabel::new("s").plain(), "\u{b7}s");
+        assert_eq!(TokenLabel::new("\u{2581}J").plain(), "J");
+    }
+
+    #[test]
+    fn detokenizes_pieces() {
+        let pieces = ["\u{2581}J", "'", "ai", "\u{2581}froid", "\u{2581}.", "</s>"];
+        assert_eq!(detokenize(&pieces), "J'ai froid .");
+        assert_eq!(detokenize::<&str>(&[]), "");
+        assert_eq!(detokenize(&["</s>"]), "");
+    }
+
+    #[test]
+    fn rows_fit_the_source() {
+        assert_eq!(fit_row(vec![0.5, 0.5], 3), vec![0.5, 0.5, 0.0]);
+        assert_eq!(fit_row(vec![0.2, 0.3, 0.5], 2), vec![0.2, 0.3]);
+    }
+
+    #[test]
+    fn argmax_picks_first_maximum() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), Some(1));
+        assert_eq!(argmax(&[]), None);
+    }
+
+    #[test]
+    fn readout_format() {
+        assert_eq!(
+            readout("\u{2581}froid", "\u{2581}cold", 0.834),
+            "froid \u{2192} cold: 0.83"
+        );
+        assert_eq!(readout("</s>", "s", 0.5), "</s> \u{2192} \u{b7}s: 0.50");
+    }
+}
