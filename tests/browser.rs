@@ -1,0 +1,128 @@
+//! The real page in headless Chromium through WebDriver, against a real server with the
+//! shipped default model. Needs `dist/` (Trunk's output) and Debian's chromium-driver;
+//! `scripts/test.sh` provides both.
+
+use std::time::{Duration, Instant};
+
+use attnscope_protocol::TranslateResponse;
+use attnscope_tests::{browser, dist_dir, root, start_chromedriver, start_server};
+use fantoccini::{Client, Locator};
+
+async fn expected(addr: std::net::SocketAddr, text: &str) -> TranslateResponse {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/api/translate"))
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the heatmap has `n` cells and the translation is `translation`.
+async fn wait_for_heatmap(
+    c: &Client,
+    n: usize,
+    translation: &str,
+) -> Vec<fantoccini::elements::Element> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let cells = c
+            .find_all(Locator::Css("[data-testid=heatmap] .cell"))
+            .await
+            .unwrap();
+        let shown = match c.find(Locator::Css("[data-testid=translation]")).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if cells.len() == n && shown.trim() == translation {
+            return cells;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 60 s: {} cells (want {n}), translation {shown:?} (want {translation:?})",
+            cells.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn save_screenshot(c: &Client, name: &str) {
+    let dir = root().join("target").join("screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(dir.join(name), png);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_a_sentence_streams_a_translation_and_a_full_heatmap() {
+    assert!(
+        dist_dir().join("index.html").is_file(),
+        "{} has no index.html: build the frontend with `trunk build --release` (scripts/test.sh does)",
+        dist_dir().display()
+    );
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+
+    let text = "I am cold.";
+    let want = expected(addr, text).await;
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    let input = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=source-input]"))
+        .await
+        .unwrap();
+    input.send_keys(text).await.unwrap();
+    c.find(Locator::Css("[data-testid=translate-button]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let (rows, cols) = (want.target_tokens.len(), want.source_tokens.len());
+    let cells = wait_for_heatmap(&c, rows * cols, &want.translation).await;
+    let mut seen = std::collections::HashSet::new();
+    for cell in &cells {
+        let src: usize = cell
+            .attr("data-src")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let tgt: usize = cell
+            .attr("data-tgt")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(src < cols && tgt < rows);
+        assert!(seen.insert((src, tgt)), "cell ({src}, {tgt}) twice");
+    }
+    save_screenshot(&c, "translate.png").await;
+
+    // The URL now carries the sentence; opening such a link translates at once.
+    let url = c.current_url().await.unwrap();
+    assert!(url.query().unwrap_or("").contains("text="), "{url}");
+    let other = "Where is the train station?";
+    let want = expected(addr, other).await;
+    c.goto(&format!(
+        "http://{addr}/?text=Where%20is%20the%20train%20station%3F"
+    ))
+    .await
+    .unwrap();
+    wait_for_heatmap(
+        &c,
+        want.target_tokens.len() * want.source_tokens.len(),
+        &want.translation,
+    )
+    .await;
+    save_screenshot(&c, "permalink.png").await;
+    c.close().await.unwrap();
+}
