@@ -1,0 +1,176 @@
+//! The `attnscope` binary as a user runs it: train on a small TSV, resume, translate stdin,
+//! and fail clearly on a missing model.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn attnscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_attnscope"))
+}
+
+const PAIRS: &[(&str, &str)] = &[
+    ("I am cold.", "J'ai froid."),
+    ("I am hot.", "J'ai chaud."),
+    ("You are cold.", "Tu as froid."),
+    ("We are here.", "Nous sommes ici."),
+    ("He is here.", "Il est ici."),
+    ("She is cold.", "Elle a froid."),
+    ("I am here.", "Je suis ici."),
+    ("It is hot.", "Il fait chaud."),
+];
+
+#[test]
+fn train_resume_translate_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("pairs.tsv");
+    let lines: Vec<String> = (0..6)
+        .flat_map(|_| PAIRS.iter().map(|(e, f)| format!("{e}\t{f}")))
+        .collect();
+    std::fs::write(&tsv, lines.join("\n")).unwrap();
+    let models = dir.path().join("models");
+    let runs = dir.path().join("runs");
+    let train = |extra: &[&str]| {
+        let out = attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "train",
+                "--name",
+                "toy",
+                "--data",
+                tsv.to_str().unwrap(),
+            ])
+            .args([
+                "--runs",
+                runs.to_str().unwrap(),
+                "--src-vocab",
+                "60",
+                "--tgt-vocab",
+                "60",
+                "--embed-dim",
+                "16",
+            ])
+            .args([
+                "--hidden-dim",
+                "16",
+                "--batch-size",
+                "4",
+                "--test-sentences",
+                "2",
+                "--dev-sentences",
+                "1",
+            ])
+            .args(["--checkpoint-every", "3"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = train(&["--epochs", "1"]);
+    assert!(first.contains("BLEU"), "{first}");
+    let toy = models.join("toy");
+    for f in [
+        "config.json",
+        "tokenizer.en.json",
+        "tokenizer.fr.json",
+        "model.safetensors",
+        "README.md",
+    ] {
+        assert!(toy.join(f).is_file(), "{f} missing");
+    }
+    let card = std::fs::read_to_string(toy.join("README.md")).unwrap();
+    assert!(
+        card.contains("Tatoeba")
+            && card.contains("manythings.org")
+            && card.contains("CC BY 2.0 FR")
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(toy.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["source_lang"], "en");
+    assert_eq!(config["target_lang"], "fr");
+    let steps_1 = config["training"]["steps"].as_u64().unwrap();
+
+    // Starting again over an existing run is refused; --resume continues it.
+    let again = attnscope()
+        .args([
+            "--models",
+            models.to_str().unwrap(),
+            "train",
+            "--name",
+            "toy",
+            "--data",
+            tsv.to_str().unwrap(),
+        ])
+        .args(["--runs", runs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    train(&["--resume", "--epochs", "2"]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(toy.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["training"]["steps"].as_u64().unwrap(), 2 * steps_1);
+
+    let mut child = attnscope()
+        .args([
+            "--models",
+            models.to_str().unwrap(),
+            "translate",
+            "--model",
+            "toy",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"I am cold.\n\nWe are here.\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn a_missing_model_fails_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = attnscope()
+        .args([
+            "--models",
+            dir.path().to_str().unwrap(),
+            "translate",
+            "--model",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("config.json"), "{err}");
+
+    let out = attnscope()
+        .args([
+            "--models",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("attnscope train --name bahdanau"));
+}
