@@ -13,6 +13,7 @@ mod routes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use anyhow::Context;
 use axum::Router;
@@ -36,6 +37,17 @@ pub struct ServeConfig {
     pub default_model: String,
 }
 
+/// Counters of the decoding work, for tests and monitoring.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Decodings running right now.
+    pub decoding: AtomicUsize,
+    /// Decoding steps made since start.
+    pub steps: AtomicU64,
+    /// Decodings stopped early because the client went away.
+    pub abandoned: AtomicU64,
+}
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -44,6 +56,7 @@ pub struct AppState {
     pub workers: Arc<Semaphore>,
     /// Folder of the built frontend.
     pub dist: PathBuf,
+    pub stats: Arc<Stats>,
 }
 
 impl AppState {
@@ -55,6 +68,7 @@ impl AppState {
             models: Arc::new(models),
             workers: Arc::new(Semaphore::new(n)),
             dist,
+            stats: Arc::default(),
         }
     }
 }

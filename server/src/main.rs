@@ -108,6 +108,19 @@ struct TrainArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    match run(cli) {
+        // `attnscope translate | head` closes the pipe early: that is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => run_train(&cli.models, args),
         Command::Translate { model, batch } => run_translate(&cli.models, &model, batch),

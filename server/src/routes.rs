@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use attnscope_model::Translator;
@@ -102,9 +103,14 @@ async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
         ids,
         source_tokens,
     } = job;
+    let stats = st.stats.clone();
     let t = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        model.translate_source(&ids, source_tokens, None, |_| ControlFlow::Continue(()))
+        let _busy = Busy::new(&stats);
+        model.translate_source(&ids, source_tokens, None, |_| {
+            stats.steps.fetch_add(1, Ordering::Relaxed);
+            ControlFlow::Continue(())
+        })
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;
@@ -155,9 +161,12 @@ async fn stream(
         }
         let began = Instant::now();
         let worker_tx = tx.clone();
+        let stats = st.stats.clone();
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _busy = Busy::new(&stats);
             model.translate_source(&ids, source_tokens, None, |s| {
+                stats.steps.fetch_add(1, Ordering::Relaxed);
                 let step = StepEvent {
                     index: s.index,
                     token: s.token.clone(),
@@ -172,7 +181,11 @@ async fn stream(
         })
         .await;
         let last = match result {
-            Ok(Ok(t)) if t.stopped => return,
+            Ok(Ok(t)) if t.stopped => {
+                st.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("client disconnected; decoding stopped");
+                return;
+            }
             Ok(Ok(t)) => sse_event(
                 event::DONE,
                 &DoneEvent {
@@ -187,4 +200,20 @@ async fn stream(
         let _ = tx.send(last).await;
     });
     Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}
+
+/// Counts a running decoding in [`crate::Stats::decoding`] for as long as it lives.
+struct Busy<'a>(&'a crate::Stats);
+
+impl<'a> Busy<'a> {
+    fn new(stats: &'a crate::Stats) -> Self {
+        stats.decoding.fetch_add(1, Ordering::Relaxed);
+        Busy(stats)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.decoding.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -8,6 +8,9 @@ use attnscope_model::{Translator, fixtures};
 use attnscope_protocol::{ErrorBody, ModelInfo, TranslateResponse};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use futures::StreamExt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 fn state() -> (AppState, tempfile::TempDir) {
@@ -158,5 +161,50 @@ async fn a_missing_default_model_is_a_clear_startup_error() {
     assert!(
         err.to_string().contains("attnscope train --name bahdanau"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_stops_decoding() {
+    let (st, _d) = state();
+    // The untrained model never emits </s>, so a full decoding runs to the length limit.
+    let body = serde_json::json!({ "text": "a ".repeat(500) }).to_string();
+    let (_, _, whole) = post(&st, &body, "application/json").await;
+    let full = serde_json::from_slice::<TranslateResponse>(&whole)
+        .unwrap()
+        .target_tokens
+        .len() as u64;
+    assert!(full >= 200, "full decoding has {full} steps");
+    let before = st.stats.steps.load(Ordering::Relaxed);
+
+    let req = Request::post("/api/translate")
+        .header(header::ACCEPT, "text/event-stream")
+        .body(Body::from(body))
+        .unwrap();
+    let res = app(st.clone()).oneshot(req).await.unwrap();
+    let mut stream = res.into_body().into_data_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: step") {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(stream); // what the server does when the client hangs up
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while st.stats.decoding.load(Ordering::Relaxed) > 0
+        || st.stats.abandoned.load(Ordering::Relaxed) == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "decoding still running 10 s after the stream was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let made = st.stats.steps.load(Ordering::Relaxed) - before;
+    // At most the channel's 16 buffered steps, the one being sent, and the first one.
+    assert!(
+        made <= 20,
+        "{made} of {full} steps decoded after the stream was dropped"
     );
 }
