@@ -166,7 +166,8 @@ fn run_train(models: &std::path::Path, a: TrainArgs) -> Result<()> {
     opts.dev_sentences = a.dev_sentences;
     opts.limit = a.limit;
     opts.checkpoint_every = a.checkpoint_every.max(1);
-    if opts.batch_size == 0 || !(opts.lr > 0.0) || !(opts.epochs > 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if opts.batch_size == 0 || !positive(opts.lr) || !positive(opts.epochs) {
         bail!("--batch-size, --lr and --epochs must be positive");
     }
     let bar = ProgressBar::new(0);
