@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use attnscope_model::Translator;
+use attnscope_model::{DecodeStep, Translation, Translator};
 use attnscope_protocol::{
     DoneEvent, StartEvent, StepEvent, TranslateRequest, TranslateResponse, event,
 };
@@ -90,32 +90,46 @@ async fn translate(
     }
 }
 
-async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
-    let permit = st
-        .workers
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
-    let Job {
-        model_name,
-        model,
-        ids,
-        source_tokens,
-    } = job;
-    let stats = st.stats.clone();
-    let t = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let _busy = Busy::new(&stats);
-        model.translate_source(&ids, source_tokens, None, |_| {
-            stats.steps.fetch_add(1, Ordering::Relaxed);
-            ControlFlow::Continue(())
+impl Job {
+    /// Waits for a decoding permit, then decodes greedily on the blocking pool, counting
+    /// steps in [`crate::Stats`]; `on_step` sees each step and may stop the decoding.
+    async fn decode(
+        self,
+        st: &AppState,
+        mut on_step: impl FnMut(&DecodeStep) -> ControlFlow<()> + Send + 'static,
+    ) -> Result<Translation, AppError> {
+        let permit = st
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AppError::Unavailable)?;
+        let stats = st.stats.clone();
+        let Job {
+            model,
+            ids,
+            source_tokens,
+            ..
+        } = self;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _busy = Busy::new(&stats);
+            model.translate_source(&ids, source_tokens, None, |s| {
+                stats.steps.fetch_add(1, Ordering::Relaxed);
+                on_step(s)
+            })
         })
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))??;
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(AppError::from)
+    }
+}
+
+async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
+    let model = job.model_name.clone();
+    let t = job.decode(&st, |_| ControlFlow::Continue(())).await?;
     Ok(TranslateResponse {
-        model: model_name,
+        model,
         source_tokens: t.source_tokens,
         target_tokens: t.target_tokens,
         translation: t.translation,
@@ -126,9 +140,11 @@ async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
 fn sse_event<T: serde::Serialize>(name: &str, data: &T) -> Event {
     match Event::default().event(name).json_data(data) {
         Ok(e) => e,
-        Err(e) => Event::default()
-            .event(event::ERROR)
-            .data(format!(r#"{{"error":"internal","message":"{e}"}}"#)),
+        Err(e) => {
+            let body = AppError::Internal(format!("cannot encode an event: {e}")).body();
+            let json = serde_json::to_string(&body).unwrap_or_default();
+            Event::default().event(event::ERROR).data(json)
+        }
     }
 }
 
@@ -137,36 +153,17 @@ async fn stream(
     job: Job,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::channel::<Event>(16);
-    let Job {
-        model_name,
-        model,
-        ids,
-        source_tokens,
-    } = job;
     let start = StartEvent {
-        model: model_name,
-        source_tokens: source_tokens.clone(),
+        model: job.model_name.clone(),
+        source_tokens: job.source_tokens.clone(),
     };
     // The channel has room, so the start event goes out before any decoding.
     let _ = tx.try_send(sse_event(event::START, &start));
     tokio::spawn(async move {
-        let Ok(permit) = st.workers.clone().acquire_owned().await else {
-            let _ = tx
-                .send(sse_event(event::ERROR, &AppError::Unavailable.body()))
-                .await;
-            return;
-        };
-        if tx.is_closed() {
-            return; // the client left while queued
-        }
         let began = Instant::now();
         let worker_tx = tx.clone();
-        let stats = st.stats.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _busy = Busy::new(&stats);
-            model.translate_source(&ids, source_tokens, None, |s| {
-                stats.steps.fetch_add(1, Ordering::Relaxed);
+        let result = job
+            .decode(&st, move |s| {
                 let step = StepEvent {
                     index: s.index,
                     token: s.token.clone(),
@@ -178,15 +175,14 @@ async fn stream(
                     Err(_) => ControlFlow::Break(()),
                 }
             })
-        })
-        .await;
+            .await;
         let last = match result {
-            Ok(Ok(t)) if t.stopped => {
+            Ok(t) if t.stopped => {
                 st.stats.abandoned.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("client disconnected; decoding stopped");
                 return;
             }
-            Ok(Ok(t)) => sse_event(
+            Ok(t) => sse_event(
                 event::DONE,
                 &DoneEvent {
                     translation: t.translation,
@@ -194,8 +190,7 @@ async fn stream(
                     elapsed_ms: began.elapsed().as_secs_f64() * 1e3,
                 },
             ),
-            Ok(Err(e)) => sse_event(event::ERROR, &AppError::from(e).body()),
-            Err(e) => sse_event(event::ERROR, &AppError::Internal(e.to_string()).body()),
+            Err(e) => sse_event(event::ERROR, &e.body()),
         };
         let _ = tx.send(last).await;
     });
