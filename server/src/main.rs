@@ -43,6 +43,14 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch: usize,
     },
+    /// Score translations: corpus BLEU and chrF (sacrebleu's defaults) of a hypothesis file
+    /// against a reference file, one sentence per line.
+    Score {
+        #[arg(long)]
+        hyp: PathBuf,
+        #[arg(long = "ref")]
+        reference: PathBuf,
+    },
     /// Serve the web app and its API.
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -124,6 +132,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => run_train(&cli.models, args),
         Command::Translate { model, batch } => run_translate(&cli.models, &model, batch),
+        Command::Score { hyp, reference } => run_score(&hyp, &reference),
         Command::Serve {
             addr,
             dist,
@@ -267,5 +276,28 @@ fn run_translate(models: &std::path::Path, model: &str, batch: usize) -> Result<
         }
     }
     flush(&mut lines, &mut out)?;
+    Ok(())
+}
+
+fn read_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+fn run_score(hyp: &std::path::Path, reference: &std::path::Path) -> Result<()> {
+    let (h, r) = (read_lines(hyp)?, read_lines(reference)?);
+    if h.len() != r.len() {
+        bail!(
+            "{} has {} lines but {} has {}: they must pair up line by line",
+            hyp.display(),
+            h.len(),
+            reference.display(),
+            r.len()
+        );
+    }
+    let bleu = attnscope_model::metrics::corpus_bleu(&h, &r);
+    let chrf = attnscope_model::metrics::corpus_chrf(&h, &r);
+    println!("BLEU {bleu:.2}\tchrF {chrf:.2}\t{} sentences", h.len());
     Ok(())
 }

@@ -174,3 +174,54 @@ fn a_missing_model_fails_with_a_message_naming_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("attnscope train --name bahdanau"));
 }
+
+#[test]
+fn score_prints_bleu_and_chrf_and_rejects_unpaired_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, r, short) = (
+        dir.path().join("h"),
+        dir.path().join("r"),
+        dir.path().join("s"),
+    );
+    std::fs::write(&h, "J'ai froid.\nIl est ici.\n").unwrap();
+    std::fs::write(&r, "J'ai froid.\nIl est là.\n").unwrap();
+    std::fs::write(&short, "J'ai froid.\n").unwrap();
+    let out = attnscope()
+        .args([
+            "score",
+            "--hyp",
+            h.to_str().unwrap(),
+            "--ref",
+            h.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("BLEU 100.00\tchrF 100.00\t2 sentences")
+    );
+    let out = attnscope()
+        .args([
+            "score",
+            "--hyp",
+            h.to_str().unwrap(),
+            "--ref",
+            r.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let bleu: f64 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(bleu > 0.0 && bleu < 100.0, "{text}");
+    let out = attnscope()
+        .args([
+            "score",
+            "--hyp",
+            h.to_str().unwrap(),
+            "--ref",
+            short.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pair up"));
+}
