@@ -12,6 +12,19 @@ fn fmt_duration(secs: f64) -> String {
     }
 }
 
+/// `8320320` as `8,320,320`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub fn model_card(
     opts: &TrainOptions,
     cfg: &ModelConfig,
@@ -34,7 +47,7 @@ streams to the browser.\n\n\
 | decoder | GRU {h}, additive attention {a}, readout {r} |\n\
 | vocabularies | BPE, {sv} ({src}) and {tv} ({tgt}) pieces, Hugging Face `tokenizers` |\n\n\
 ## Data\n\n\
-`{data}`: English–{tgt} sentence pairs from the **Tatoeba Project** (tatoeba.org) and its \
+`{data}`: {src}–{tgt} sentence pairs from the **Tatoeba Project** (tatoeba.org) and its \
 contributors, as compiled by **www.manythings.org/anki**, licensed **CC BY 2.0 FR** \
 (creativecommons.org/licenses/by/2.0). Split by English sentence with seed {seed}, so no test \
 sentence was seen in training: {train} training pairs (at most {maxlen} pieces a side), \
@@ -55,7 +68,7 @@ An interrupted run continues with the same command plus `--resume`.\n",
         name = opts.name,
         src = cfg.source_lang,
         tgt = cfg.target_lang,
-        params = parameters,
+        params = thousands(parameters),
         e = cfg.embed_dim,
         h = cfg.hidden_dim,
         a = cfg.attention_dim,
@@ -82,4 +95,14 @@ An interrupted run continues with the same command plus `--resume`.\n",
         data_path = opts.data.display(),
         epochs_opt = opts.epochs,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(super::thousands(8_320_320), "8,320,320");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+    }
 }
