@@ -186,42 +186,26 @@ fn score_prints_bleu_and_chrf_and_rejects_unpaired_files() {
     std::fs::write(&h, "J'ai froid.\nIl est ici.\n").unwrap();
     std::fs::write(&r, "J'ai froid.\nIl est là.\n").unwrap();
     std::fs::write(&short, "J'ai froid.\n").unwrap();
-    let out = attnscope()
-        .args([
-            "score",
-            "--hyp",
-            h.to_str().unwrap(),
-            "--ref",
-            h.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let score = |hyp: &std::path::Path, reference: &std::path::Path| {
+        attnscope()
+            .args([
+                "score",
+                "--hyp",
+                hyp.to_str().unwrap(),
+                "--ref",
+                reference.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = score(&h, &h);
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("BLEU 100.00\tchrF 100.00\t2 sentences")
     );
-    let out = attnscope()
-        .args([
-            "score",
-            "--hyp",
-            h.to_str().unwrap(),
-            "--ref",
-            r.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = String::from_utf8_lossy(&score(&h, &r).stdout).to_string();
     let bleu: f64 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(bleu > 0.0 && bleu < 100.0, "{text}");
-    let out = attnscope()
-        .args([
-            "score",
-            "--hyp",
-            h.to_str().unwrap(),
-            "--ref",
-            short.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = score(&h, &short);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pair up"));
 }
