@@ -29,38 +29,43 @@ fn train_resume_translate_round_trip() {
     std::fs::write(&tsv, lines.join("\n")).unwrap();
     let models = dir.path().join("models");
     let runs = dir.path().join("runs");
+    // `attnscope train` on the toy data, with the options both runs share.
+    let train_cmd = || {
+        let mut cmd = attnscope();
+        cmd.args([
+            "--models",
+            models.to_str().unwrap(),
+            "train",
+            "--name",
+            "toy",
+            "--data",
+            tsv.to_str().unwrap(),
+        ])
+        .args(["--runs", runs.to_str().unwrap()]);
+        cmd
+    };
     let train = |extra: &[&str]| {
-        let out = attnscope()
+        let out = train_cmd()
             .args([
-                "--models",
-                models.to_str().unwrap(),
-                "train",
-                "--name",
-                "toy",
-                "--data",
-                tsv.to_str().unwrap(),
-            ])
-            .args([
-                "--runs",
-                runs.to_str().unwrap(),
                 "--src-vocab",
                 "60",
                 "--tgt-vocab",
                 "60",
                 "--embed-dim",
                 "16",
-            ])
-            .args([
                 "--hidden-dim",
                 "16",
+            ])
+            .args([
                 "--batch-size",
                 "4",
                 "--test-sentences",
                 "2",
                 "--dev-sentences",
                 "1",
+                "--checkpoint-every",
+                "3",
             ])
-            .args(["--checkpoint-every", "3"])
             .args(extra)
             .output()
             .unwrap();
@@ -70,6 +75,9 @@ fn train_resume_translate_round_trip() {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    };
+    let read_config = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
     };
     let first = train(&["--epochs", "1"]);
     assert!(first.contains("BLEU"), "{first}");
@@ -89,31 +97,17 @@ fn train_resume_translate_round_trip() {
             && card.contains("manythings.org")
             && card.contains("CC BY 2.0 FR")
     );
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(toy.join("config.json")).unwrap()).unwrap();
+    let config = read_config(&toy);
     assert_eq!(config["source_lang"], "en");
     assert_eq!(config["target_lang"], "fr");
     let steps_1 = config["training"]["steps"].as_u64().unwrap();
 
     // Starting again over an existing run is refused; --resume continues it.
-    let again = attnscope()
-        .args([
-            "--models",
-            models.to_str().unwrap(),
-            "train",
-            "--name",
-            "toy",
-            "--data",
-            tsv.to_str().unwrap(),
-        ])
-        .args(["--runs", runs.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let again = train_cmd().output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
     train(&["--resume", "--epochs", "2"]);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(toy.join("config.json")).unwrap()).unwrap();
+    let config = read_config(&toy);
     assert_eq!(config["training"]["steps"].as_u64().unwrap(), 2 * steps_1);
 
     let mut child = attnscope()
