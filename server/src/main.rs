@@ -256,6 +256,27 @@ fn run_train(models: &std::path::Path, a: TrainArgs) -> Result<()> {
 
 fn run_translate(models: &std::path::Path, model: &str, batch: usize) -> Result<()> {
     let dir = models.join(model);
+    if !dir.join("config.json").is_file() {
+        let mut available: Vec<String> = std::fs::read_dir(models)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("config.json").is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        available.sort();
+        bail!(
+            "no model named {model:?} in {} (no config.json there); available: {}. Train one with `attnscope train --name {model}`",
+            models.display(),
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
+        );
+    }
     let translator = Translator::load(&dir)
         .with_context(|| format!("cannot load model {model:?} from {}", dir.display()))?;
     let stdin = std::io::stdin();

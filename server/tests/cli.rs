@@ -153,7 +153,12 @@ fn a_missing_model_fails_with_a_message_naming_it() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope") && err.contains("config.json"), "{err}");
+    assert!(
+        err.contains("\"nope\"")
+            && err.contains("available: none")
+            && err.contains("attnscope train --name nope"),
+        "{err}"
+    );
 
     let out = attnscope()
         .args([
