@@ -6,15 +6,18 @@ use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::normalizers::unicode::NFKC;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
-use tokenizers::pre_tokenizers::punctuation::Punctuation;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::config::{BOS_ID, EOS_ID, PAD_ID, UNK_ID};
 use crate::{Error, Result};
 
 /// The special tokens, in id order: `<pad>`=0, `<s>`=1, `</s>`=2, `<unk>`=3.
 pub const SPECIALS: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
+
+/// One punctuation mark or symbol, with the word-start marker before it if any.
+const PUNCTUATION: &str = "\u{2581}?[^\\w\\s\u{2581}]";
 
 /// A subword vocabulary for one language.
 #[derive(Clone)]
@@ -30,7 +33,9 @@ impl Vocab {
     /// Trains a BPE vocabulary of `size` pieces (special tokens included) on `sentences`.
     ///
     /// Text is NFKC-normalised (so no-break spaces become spaces), split on whitespace and
-    /// punctuation, and a word-initial piece starts with `▁`.
+    /// punctuation, and a word-initial piece starts with `▁`. A punctuation mark or symbol is
+    /// its own pre-token together with the `▁` before it (French `froid ?` gives `▁froid`,
+    /// `▁?`), so no piece is a lone `▁`.
     pub fn train<'a>(sentences: impl Iterator<Item = &'a str> + Send, size: usize) -> Result<Self> {
         let model = BPE::builder()
             .unk_token("<unk>".into())
@@ -40,7 +45,13 @@ impl Vocab {
         tokenizer.with_normalizer(Some(NFKC)).map_err(tok_err)?;
         let pre = Sequence::new(vec![
             Metaspace::new('\u{2581}', PrependScheme::Always, true).into(),
-            Punctuation::default().into(),
+            Split::new(
+                SplitPattern::Regex(PUNCTUATION.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(tok_err)?
+            .into(),
         ]);
         tokenizer.with_pre_tokenizer(Some(pre));
         tokenizer.with_decoder(Some(MetaspaceDecoder::new(
@@ -135,6 +146,9 @@ mod tests {
             "You are cold!",
             "We are here.",
             "Is it cold?",
+            "Is it cold ?",
+            "\"Cold\" !",
+            "cold - hot ?!",
         ];
         let v = Vocab::train(corpus.iter().copied().cycle().take(50), 60).unwrap();
         let ids = v.encode("I am cold.").unwrap();
@@ -145,6 +159,23 @@ mod tests {
         // No-break spaces (as in French "froid !") are normalised to plain spaces.
         let nb = v.encode("cold\u{202f}!").unwrap();
         assert_eq!(v.decode(&nb).unwrap(), "cold !");
+        // Punctuation after a space keeps its `▁`: no piece is a bare `▁`.
+        for text in ["Is it cold ?", "\"Cold\" !", "cold - hot ?!"] {
+            let ids = v.encode(text).unwrap();
+            let pieces: Vec<String> = ids.iter().map(|&i| v.piece(i)).collect();
+            assert!(
+                !pieces.iter().any(|p| p == "\u{2581}"),
+                "{text}: {pieces:?}"
+            );
+            assert_eq!(v.decode(&ids).unwrap(), text);
+        }
+        let q: Vec<String> = v
+            .encode("cold ?")
+            .unwrap()
+            .iter()
+            .map(|&i| v.piece(i))
+            .collect();
+        assert_eq!(q.last().map(String::as_str), Some("\u{2581}?"));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.json");
         v.save(&p).unwrap();
