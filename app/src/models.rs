@@ -52,12 +52,18 @@ mod tests {
             name: name.into(),
             architecture: "gru-bahdanau".into(),
             attention: "additive".into(),
+            attention_training: "soft".into(),
+            default_mode: "soft".into(),
+            modes: vec!["soft".into()],
+            layers: 0,
+            heads: 0,
             source_lang: "en".into(),
             target_lang: "fr".into(),
             default,
             parameters: 3_210_000,
             bleu: Some(31.24),
             chrf: None,
+            aer: None,
         }
     }
 

@@ -18,6 +18,10 @@ pub enum AppError {
         name: String,
         available: Vec<String>,
     },
+    #[error("{0}")]
+    UnknownMode(String),
+    #[error("{0}")]
+    InvalidOption(String),
     #[error("the server is shutting down")]
     Unavailable,
     #[error("translation failed: {0}")]
@@ -27,7 +31,10 @@ pub enum AppError {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::InvalidJson(_) | AppError::EmptyText => StatusCode::BAD_REQUEST,
+            AppError::InvalidJson(_)
+            | AppError::EmptyText
+            | AppError::UnknownMode(_)
+            | AppError::InvalidOption(_) => StatusCode::BAD_REQUEST,
             AppError::TextTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -41,6 +48,8 @@ impl AppError {
             AppError::EmptyText => "empty_text",
             AppError::TextTooLong(_) => "text_too_long",
             AppError::UnknownModel { .. } => "unknown_model",
+            AppError::UnknownMode(_) => "unknown_mode",
+            AppError::InvalidOption(_) => "invalid_option",
             AppError::Unavailable => "unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -58,6 +67,7 @@ impl From<attnscope_model::Error> for AppError {
     fn from(e: attnscope_model::Error) -> Self {
         match e {
             attnscope_model::Error::EmptyInput => AppError::EmptyText,
+            attnscope_model::Error::Invalid(m) => AppError::InvalidOption(m),
             other => AppError::Internal(other.to_string()),
         }
     }

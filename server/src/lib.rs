@@ -9,6 +9,7 @@
 mod error;
 mod models;
 mod routes;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

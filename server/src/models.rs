@@ -1,5 +1,8 @@
 //! The loaded models, by name.
 
+/// The alignment method whose AER `GET /api/models` reports.
+pub const HEADLINE_ALIGNMENT: &str = "argmax, grow-diag-final";
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -77,12 +80,30 @@ impl Models {
                     name: name.clone(),
                     architecture: c.architecture.clone(),
                     attention: c.attention.clone(),
+                    attention_training: c.attention_training.clone(),
+                    default_mode: t.default_mode().to_string(),
+                    modes: attnscope_model::Mode::ALL
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect(),
+                    layers: c.layers,
+                    heads: c.heads,
                     source_lang: c.source_lang.clone(),
                     target_lang: c.target_lang.clone(),
                     default: *name == self.default,
                     parameters: t.parameters(),
                     bleu: training.and_then(|s| s.bleu),
                     chrf: training.and_then(|s| s.chrf),
+                    aer: c
+                        .evaluation
+                        .as_ref()
+                        .and_then(|e| {
+                            e.alignment
+                                .iter()
+                                .find(|a| a.method == HEADLINE_ALIGNMENT)
+                                .or(e.alignment.first())
+                        })
+                        .map(|a| a.aer),
                 }
             })
             .collect()

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use attnscope_model::{DecodeStep, Translation, Translator};
-use attnscope_protocol::{
-    DoneEvent, StartEvent, StepEvent, TranslateRequest, TranslateResponse, event,
-};
+use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Translation, Translator};
+use attnscope_protocol::{DoneEvent, StartEvent, TranslateRequest, TranslateResponse, event};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, header};
@@ -23,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+use crate::wire::{self, step_event};
 use crate::{AppError, AppState, MAX_BODY_BYTES, MAX_TEXT_CHARS};
 
 pub fn router(state: AppState) -> Router {
@@ -43,12 +42,41 @@ async fn list_models(State(st): State<AppState>) -> Json<Vec<attnscope_protocol:
     Json(st.models.infos())
 }
 
-/// A validated request: the model and the tokenised source.
+/// A validated request: the model, the tokenised source and the decoding options.
 struct Job {
     model_name: String,
     model: Arc<Translator>,
     ids: Vec<u32>,
     source_tokens: Vec<String>,
+    opts: DecodeOptions,
+}
+
+/// Decoding options from a request; the model checks ranges against the source.
+fn options(req: &TranslateRequest) -> Result<DecodeOptions, AppError> {
+    let attention = match &req.attention {
+        Some(m) => Some(
+            m.parse::<Mode>()
+                .map_err(|e| AppError::UnknownMode(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(DecodeOptions {
+        attention,
+        temperature: req.temperature.unwrap_or(1.0),
+        seed: req.seed.unwrap_or(0),
+        beam: req.beam.unwrap_or(1),
+        max_len: req.max_len,
+        force_target: req.force_target.clone(),
+        target_prefix: req.target_prefix.clone(),
+        interventions: req
+            .interventions
+            .iter()
+            .map(|i| Intervention {
+                step: i.step,
+                source: i.source,
+            })
+            .collect(),
+    })
 }
 
 fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
@@ -59,12 +87,15 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
         return Err(AppError::TextTooLong(chars));
     }
     let (model_name, model) = st.models.get(req.model.as_deref())?;
+    let opts = options(&req)?;
     let (ids, source_tokens) = model.source(&req.text)?;
+    model.check_options(ids.len(), &opts)?;
     Ok(Job {
         model_name,
         model,
         ids,
         source_tokens,
+        opts,
     })
 }
 
@@ -109,12 +140,13 @@ impl Job {
             model,
             ids,
             source_tokens,
+            opts,
             ..
         } = self;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _busy = Busy::new(&stats);
-            model.translate_source(&ids, source_tokens, None, |s| {
+            model.translate_source(&ids, source_tokens, &opts, |s| {
                 stats.steps.fetch_add(1, Ordering::Relaxed);
                 on_step(s)
             })
@@ -128,13 +160,7 @@ impl Job {
 async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
     let model = job.model_name.clone();
     let t = job.decode(&st, |_| ControlFlow::Continue(())).await?;
-    Ok(TranslateResponse {
-        model,
-        source_tokens: t.source_tokens,
-        target_tokens: t.target_tokens,
-        translation: t.translation,
-        attention: t.attention,
-    })
+    Ok(wire::response(model, t))
 }
 
 fn sse_event<T: serde::Serialize>(name: &str, data: &T) -> Event {
@@ -164,11 +190,7 @@ async fn stream(
         let worker_tx = tx.clone();
         let result = job
             .decode(&st, move |s| {
-                let step = StepEvent {
-                    index: s.index,
-                    token: s.token.clone(),
-                    attention: s.attention.clone(),
-                };
+                let step = step_event(s);
                 // Fails only when the client is gone: stop decoding.
                 match worker_tx.blocking_send(sse_event(event::STEP, &step)) {
                     Ok(()) => ControlFlow::Continue(()),
@@ -185,9 +207,13 @@ async fn stream(
             Ok(t) => sse_event(
                 event::DONE,
                 &DoneEvent {
+                    hypotheses: wire::hypotheses(&t),
+                    log_prob: t.log_prob,
+                    mode: t.mode.to_string(),
                     translation: t.translation,
                     target_tokens: t.target_tokens,
                     elapsed_ms: began.elapsed().as_secs_f64() * 1e3,
+                    encoder_attention: t.encoder_attention,
                 },
             ),
             Err(e) => sse_event(event::ERROR, &e.body()),

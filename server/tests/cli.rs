@@ -136,6 +136,138 @@ fn train_resume_translate_round_trip() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 3);
+
+    // Every decoding option from the command line, with the attention as JSON.
+    let json = run_ok(
+        attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "translate",
+                "--model",
+                "toy",
+            ])
+            .args(["--attention", "hard", "--beam", "2", "--format", "json"]),
+        b"I am cold.\n",
+    );
+    let doc: attnscope_protocol::TranslateResponse = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(doc.mode, "hard");
+    assert!(doc.attention.iter().all(|r| r.contains(&1.0)));
+    assert!(!doc.hypotheses.is_empty());
+    let forced = run_ok(
+        attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "translate",
+                "--model",
+                "toy",
+            ])
+            .args(["--force-target", "Il est ici.", "--intervene", "0:1"]),
+        b"I am cold.\n",
+    );
+    assert_eq!(forced.trim(), "Il est ici.");
+    let bad = attnscope()
+        .args([
+            "--models",
+            models.to_str().unwrap(),
+            "translate",
+            "--model",
+            "toy",
+        ])
+        .args(["--intervene", "first"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("STEP:SOURCE"));
+
+    // `eval` rebuilds the test split, scores it, measures attention and alignments against a
+    // gold set, and rewrites the card with a loss curve.
+    let gold = dir.path().join("gold");
+    std::fs::create_dir_all(&gold).unwrap();
+    std::fs::write(
+        gold.join("test.e"),
+        "<s snum=0001> i am cold .  </s>\n<s snum=0002> we are here .  </s>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        gold.join("test.f"),
+        "<s snum=0001> j' ai froid .  </s>\n<s snum=0002> nous sommes ici .  </s>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        gold.join("test.wa.nonullalign"),
+        "0001 1 1 S\n0001 2 2 P\n0001 3 3 S\n0001 4 4 S\n0002 1 1 S\n0002 2 2 S\n0002 3 3 S\n0002 4 4 S\n",
+    )
+    .unwrap();
+    let report = run_ok(
+        attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "eval",
+                "--model",
+                "toy",
+            ])
+            .args([
+                "--runs",
+                runs.to_str().unwrap(),
+                "--gold",
+                gold.to_str().unwrap(),
+            ]),
+        b"",
+    );
+    assert!(
+        report.contains("BLEU") && report.contains("entropy"),
+        "{report}"
+    );
+    assert!(report.contains("grow-diag-final"), "{report}");
+    let config = read_config(&toy);
+    let ev = &config["evaluation"];
+    assert_eq!(ev["alignment"].as_array().unwrap().len(), 10);
+    let aer = ev["alignment"][0]["aer"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&aer));
+    assert!(ev["mean_entropy"].as_f64().unwrap() >= 0.0);
+    let card = std::fs::read_to_string(toy.join("README.md")).unwrap();
+    assert!(
+        card.contains("AER") && card.contains("loss.png") && card.contains("attnscope -- eval")
+    );
+    let png = std::fs::read(toy.join("loss.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let align = run_ok(
+        attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "align-eval",
+                "--model",
+                "toy",
+            ])
+            .args(["--gold", gold.to_str().unwrap()]),
+        b"",
+    );
+    assert!(
+        align.contains("AER") && align.contains("argmax, t2s"),
+        "{align}"
+    );
+}
+
+/// Runs `cmd` with `stdin`, asserts success and returns stdout.
+fn run_ok(cmd: &mut Command, stdin: &[u8]) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

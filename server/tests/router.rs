@@ -142,6 +142,89 @@ async fn bad_input_gets_a_4xx_json_error() {
 }
 
 #[tokio::test]
+async fn bad_decoding_options_get_a_4xx_json_error() {
+    let bad = StatusCode::BAD_REQUEST;
+    expect_error(
+        r#"{"text":"Hi.","attention":"argmax"}"#,
+        bad,
+        "unknown_mode",
+    )
+    .await;
+    expect_error(r#"{"text":"Hi.","beam":0}"#, bad, "invalid_option").await;
+    expect_error(r#"{"text":"Hi.","beam":99}"#, bad, "invalid_option").await;
+    expect_error(r#"{"text":"Hi.","beam":"wide"}"#, bad, "invalid_json").await;
+    expect_error(r#"{"text":"Hi.","temperature":0}"#, bad, "invalid_option").await;
+    expect_error(r#"{"text":"Hi.","max_len":100000}"#, bad, "invalid_option").await;
+    expect_error(
+        r#"{"text":"Hi.","interventions":[{"step":0,"source":50}]}"#,
+        bad,
+        "invalid_option",
+    )
+    .await;
+    expect_error(
+        r#"{"text":"Hi.","interventions":[{"step":0}]}"#,
+        bad,
+        "invalid_json",
+    )
+    .await;
+    expect_error(
+        r#"{"text":"Hi.","force_target":"Salut.","beam":2}"#,
+        bad,
+        "invalid_option",
+    )
+    .await;
+}
+
+async fn translate_json(st: &AppState, body: &str) -> TranslateResponse {
+    let (status, _, bytes) = post(st, body, "application/json").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn every_option_reaches_the_decoder() {
+    let (st, _d) = state();
+    for mode in ["soft", "hard", "sampled", "sparsemax"] {
+        let body = format!(r#"{{"text":"I am cold.","attention":"{mode}","temperature":0.5}}"#);
+        let r = translate_json(&st, &body).await;
+        assert_eq!(r.mode, mode);
+        for row in &r.attention {
+            let sum: f32 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4);
+            if mode == "hard" || mode == "sampled" {
+                assert_eq!(
+                    row.iter().filter(|&&w| w == 1.0).count(),
+                    1,
+                    "{mode}: {row:?}"
+                );
+            }
+        }
+    }
+    let r = translate_json(&st, r#"{"text":"I am cold.","beam":3,"max_len":6}"#).await;
+    assert!(!r.hypotheses.is_empty() && r.hypotheses.len() <= 3);
+    assert_eq!(r.hypotheses[0].translation, r.translation);
+    assert!(r.target_tokens.len() <= 6);
+    let r = translate_json(&st, r#"{"text":"I am cold.","force_target":"Tu es ici."}"#).await;
+    assert_eq!(r.translation, "Tu es ici.");
+    assert!(r.steps.iter().all(|s| s.forced && s.log_prob <= 0.0));
+    let r = translate_json(
+        &st,
+        r#"{"text":"I am cold.","target_prefix":"Nous","max_len":5,"interventions":[{"step":1,"source":0}]}"#,
+    )
+    .await;
+    assert!(r.steps[0].forced && !r.steps[0].intervened);
+    if r.steps.len() > 1 {
+        assert!(r.steps[1].intervened);
+        assert_eq!(r.attention[1][0], 1.0);
+    }
+}
+
+#[tokio::test]
 async fn the_frontend_is_served_at_the_root_with_or_without_a_query() {
     let (st, _d) = state();
     for uri in ["/", "/?text=I%20am%20cold."] {

@@ -110,8 +110,8 @@ impl State {
         self.hover.set(Hover::default());
 
         let request = TranslateRequest {
-            text: text.clone(),
             model: self.selected.get_untracked(),
+            ..TranslateRequest::new(text.clone())
         };
         spawn_local(async move {
             let current = move || self.run.get_value() == run;

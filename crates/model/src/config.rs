@@ -6,13 +6,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Architecture and vocabulary sizes of a GRU encoder-decoder with attention.
+/// Architecture and vocabulary sizes of an encoder-decoder with attention.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    /// Always `gru-bahdanau` for now.
+    /// [`GRU`] (a GRU encoder-decoder, [`crate::rnn`]) or [`TRANSFORMER`]
+    /// ([`crate::transformer`]). Files written before the zoo say `gru-bahdanau`, read as `gru`.
     pub architecture: String,
-    /// Attention scorer: `additive` (Bahdanau).
+    /// The GRU's attention scorer: `additive` (Bahdanau), `general` or `dot` (Luong);
+    /// `scaled-dot` for the Transformer.
     pub attention: String,
+    /// How the attention was trained: `soft` (softmax) or `hard` (one source position per
+    /// step, straight-through Gumbel-softmax).
+    #[serde(default = "soft")]
+    pub attention_training: String,
     /// ISO 639-1 code of the source language.
     pub source_lang: String,
     /// ISO 639-1 code of the target language.
@@ -27,6 +33,18 @@ pub struct ModelConfig {
     pub attention_dim: usize,
     /// Size of the readout layer before the output projection.
     pub readout_dim: usize,
+    /// Transformer: layers in the encoder and in the decoder (0 for a GRU).
+    #[serde(default)]
+    pub layers: usize,
+    /// Transformer: attention heads per layer (0 for a GRU).
+    #[serde(default)]
+    pub heads: usize,
+    /// Transformer: inner size of the feed-forward blocks (0 for a GRU).
+    #[serde(default)]
+    pub ff_dim: usize,
+    /// Dropout rate during training (0 disables it).
+    #[serde(default)]
+    pub dropout: f64,
     /// Longest token sequence (either side, end of sentence included) seen in training.
     pub max_len: usize,
     /// File name of the source tokenizer, relative to the model directory.
@@ -36,6 +54,36 @@ pub struct ModelConfig {
     /// Training facts and scores, filled in by `attnscope train`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingSummary>,
+    /// Attention analysis, filled in by `attnscope eval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+}
+
+/// How the model's attention behaves, measured by `attnscope eval`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Test sentences decoded for the entropy figures.
+    pub sentences: usize,
+    /// Mean entropy (nats) of the attention row per decoding step on the test split.
+    pub mean_entropy: f64,
+    /// Mean largest weight per step on the test split.
+    pub mean_max_weight: f64,
+    /// Word alignments from attention against a gold set, when one fits the languages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alignment: Vec<AlignmentResult>,
+}
+
+/// AER, precision and recall (percent) of one alignment-extraction method.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlignmentResult {
+    /// Gold set, e.g. `hansards-naacl2003`.
+    pub gold: String,
+    /// Extraction method, e.g. `argmax, grow-diag-final`.
+    pub method: String,
+    pub aer: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub sentences: usize,
 }
 
 /// What training did and how well the result scores; recorded in `config.json` and the card.
@@ -59,6 +107,17 @@ pub struct TrainingSummary {
     pub chrf: Option<f64>,
 }
 
+fn soft() -> String {
+    "soft".into()
+}
+
+/// `architecture` of a GRU encoder-decoder with attention.
+pub const GRU: &str = "gru";
+/// `architecture` of an encoder-decoder Transformer.
+pub const TRANSFORMER: &str = "transformer";
+/// GRU attention scorers.
+pub const SCORERS: [&str; 3] = ["additive", "general", "dot"];
+
 pub const PAD_ID: u32 = 0;
 pub const BOS_ID: u32 = 1;
 pub const EOS_ID: u32 = 2;
@@ -73,8 +132,13 @@ impl ModelConfig {
         tgt_vocab: usize,
     ) -> Self {
         ModelConfig {
-            architecture: "gru-bahdanau".into(),
+            architecture: GRU.into(),
             attention: "additive".into(),
+            attention_training: soft(),
+            layers: 0,
+            heads: 0,
+            ff_dim: 0,
+            dropout: 0.0,
             source_lang: source_lang.into(),
             target_lang: target_lang.into(),
             src_vocab_size: src_vocab,
@@ -87,22 +151,75 @@ impl ModelConfig {
             source_tokenizer: format!("tokenizer.{source_lang}.json"),
             target_tokenizer: format!("tokenizer.{target_lang}.json"),
             training: None,
+            evaluation: None,
         }
     }
 
+    /// A small encoder-decoder Transformer: 3+3 pre-norm layers, 4 heads, d = 256.
+    pub fn transformer(
+        source_lang: &str,
+        target_lang: &str,
+        src_vocab: usize,
+        tgt_vocab: usize,
+    ) -> Self {
+        ModelConfig {
+            architecture: TRANSFORMER.into(),
+            attention: "scaled-dot".into(),
+            layers: 3,
+            heads: 4,
+            ff_dim: 1024,
+            dropout: 0.1,
+            ..Self::bahdanau(source_lang, target_lang, src_vocab, tgt_vocab)
+        }
+    }
+
+    /// Reads and checks `config.json`.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))?;
-        if cfg.architecture != "gru-bahdanau" {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "unknown architecture {:?}; this build knows \"gru-bahdanau\"",
-                    cfg.architecture
-                ),
+        let mut cfg: ModelConfig =
+            serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))?;
+        if cfg.architecture == "gru-bahdanau" {
+            cfg.architecture = GRU.into();
+        }
+        cfg.check().map_err(|e| Error::bad_file(path, e))?;
+        Ok(cfg)
+    }
+
+    /// Checks that the architecture, scorer and sizes fit together.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        match self.architecture.as_str() {
+            GRU => {
+                if !SCORERS.contains(&self.attention.as_str()) {
+                    return bad(format!(
+                        "unknown GRU attention scorer {:?}; expected one of {}",
+                        self.attention,
+                        SCORERS.join(", ")
+                    ));
+                }
+            }
+            TRANSFORMER => {
+                if self.layers == 0 || self.heads == 0 || !self.embed_dim.is_multiple_of(self.heads)
+                {
+                    return bad(format!(
+                        "a transformer needs layers > 0 and heads > 0 dividing embed_dim; got {} layers, {} heads, embed_dim {}",
+                        self.layers, self.heads, self.embed_dim
+                    ));
+                }
+            }
+            other => {
+                return bad(format!(
+                    "unknown architecture {other:?}; this build knows \"{GRU}\" and \"{TRANSFORMER}\""
+                ));
+            }
+        }
+        if !["soft", "hard"].contains(&self.attention_training.as_str()) {
+            return bad(format!(
+                "unknown attention_training {:?}; expected soft or hard",
+                self.attention_training
             ));
         }
-        Ok(cfg)
+        Ok(())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

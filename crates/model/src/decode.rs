@@ -1,4 +1,10 @@
 //! Loading a trained model and decoding with it, one callback per emitted token.
+//!
+//! [`DecodeOptions`] choose the attention distribution ([`Mode`] and temperature), greedy
+//! or beam search, forced decoding of a given target, a forced target prefix, and
+//! interventions that force the attention of one step onto one source position. Every
+//! [`DecodeStep`] carries the attention the decoder actually used, and for a Transformer
+//! every layer's and head's cross- and self-attention.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -6,15 +12,73 @@ use std::path::Path;
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::bahdanau::Seq2Seq;
+use crate::attention::{Distribution, Mode};
 use crate::config::{EOS_ID, ModelConfig, PAD_ID};
+use crate::network::{DecoderState, Memory, NetStep, Network};
 use crate::vocab::Vocab;
-use crate::{Error, Result};
+use crate::{Error, Result, beam};
 
 /// File name of the weights inside a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// File name of the configuration inside a model directory.
 pub const CONFIG_FILE: &str = "config.json";
+/// The widest beam accepted.
+pub const MAX_BEAM: usize = 16;
+/// The longest output accepted, in pieces.
+pub const MAX_OUTPUT: usize = 256;
+
+/// Force the attention of decoding step `step` onto source position `source` (a one-hot),
+/// then let decoding continue freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intervention {
+    pub step: usize,
+    pub source: usize,
+}
+
+/// How to decode. `Default` is the model's own attention, greedy, no forcing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeOptions {
+    /// The attention distribution; `None` uses the model's own (`hard` for a model trained
+    /// with hard attention, `soft` otherwise).
+    pub attention: Option<Mode>,
+    /// Divides the scores before the distribution (`soft`, `sampled`, `sparsemax`).
+    pub temperature: f32,
+    /// Seed of the generator used by `sampled` attention.
+    pub seed: u64,
+    /// Beam width; 1 is greedy decoding.
+    pub beam: usize,
+    /// Longest output in pieces; by default `min(2 S + 10, 256)` for `S` source pieces.
+    pub max_len: Option<usize>,
+    /// Forced decoding: score this target sentence instead of choosing tokens.
+    pub force_target: Option<String>,
+    /// Force these first target tokens, then decode freely.
+    pub target_prefix: Option<String>,
+    pub interventions: Vec<Intervention>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            attention: None,
+            temperature: 1.0,
+            seed: 0,
+            beam: 1,
+            max_len: None,
+            force_target: None,
+            target_prefix: None,
+            interventions: Vec::new(),
+        }
+    }
+}
+
+/// Every layer's and head's attention at one step (Transformer only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepHeads {
+    /// `[layer][head][source]` cross-attention actually used.
+    pub cross: Vec<Vec<Vec<f32>>>,
+    /// `[layer][head][0..=t]` masked decoder self-attention of this position.
+    pub self_attention: Vec<Vec<Vec<f32>>>,
+}
 
 /// One decoding step, as emitted.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,11 +88,31 @@ pub struct DecodeStep {
     pub token_id: u32,
     /// The emitted piece (`</s>` at the end).
     pub token: String,
-    /// Attention over the source pieces used at this step; sums to 1.
+    /// Attention over the source pieces used at this step; sums to 1. For a Transformer,
+    /// the mean over the heads of the last layer's cross-attention.
     pub attention: Vec<f32>,
+    /// Natural log of the probability the model gave this token.
+    pub log_prob: f32,
+    /// True when the token was given (forced target or prefix), not chosen by the model.
+    pub forced: bool,
+    /// True when an intervention set this step's attention.
+    pub intervened: bool,
+    /// Per layer and head (Transformer only).
+    pub heads: Option<StepHeads>,
 }
 
-/// A whole greedy translation.
+/// One finished beam-search hypothesis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hypothesis {
+    pub translation: String,
+    pub steps: Vec<DecodeStep>,
+    /// Sum of the tokens' log probabilities.
+    pub log_prob: f32,
+    /// The ranking score: `log_prob` divided by the number of tokens.
+    pub score: f32,
+}
+
+/// A whole translation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Translation {
     /// Source pieces, ending with `</s>`.
@@ -38,6 +122,16 @@ pub struct Translation {
     pub translation: String,
     /// One row per target piece.
     pub attention: Vec<Vec<f32>>,
+    /// Every step in full (log probabilities, heads).
+    pub steps: Vec<DecodeStep>,
+    /// Sum of the emitted tokens' log probabilities.
+    pub log_prob: f32,
+    /// The attention distribution used.
+    pub mode: Mode,
+    /// `[layer][head][query][key]` encoder self-attention (Transformer only).
+    pub encoder_attention: Option<Vec<Vec<Vec<Vec<f32>>>>>,
+    /// With beam search, every final hypothesis, best first (the first is this translation).
+    pub hypotheses: Vec<Hypothesis>,
     /// True when the callback asked to stop before the end of the sentence.
     pub stopped: bool,
 }
@@ -45,7 +139,7 @@ pub struct Translation {
 /// A loaded model with its vocabularies, ready to translate.
 pub struct Translator {
     config: ModelConfig,
-    model: Seq2Seq,
+    network: Network,
     src: Vocab,
     tgt: Vocab,
     device: Device,
@@ -67,14 +161,14 @@ impl Translator {
             .map_err(|e| Error::bad_file(&weights, e))?;
         let parameters = tensors.values().map(|t| t.elem_count()).sum();
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = Seq2Seq::new(&config, vb).map_err(|e| Error::bad_file(&weights, e))?;
-        Self::from_parts(config, model, src, tgt, parameters)
+        let network = Network::new(&config, vb).map_err(|e| Error::bad_file(&weights, e))?;
+        Self::from_parts(config, network, src, tgt, parameters)
     }
 
     /// A translator from parts already in memory (training, tests).
     pub fn from_parts(
         config: ModelConfig,
-        model: Seq2Seq,
+        network: Network,
         src: Vocab,
         tgt: Vocab,
         parameters: usize,
@@ -90,7 +184,7 @@ impl Translator {
         }
         Ok(Translator {
             config,
-            model,
+            network,
             src,
             tgt,
             device: Device::Cpu,
@@ -102,8 +196,29 @@ impl Translator {
         &self.config
     }
 
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     pub fn parameters(&self) -> usize {
         self.parameters
+    }
+
+    pub fn target_vocab(&self) -> &Vocab {
+        &self.tgt
+    }
+
+    pub fn source_vocab(&self) -> &Vocab {
+        &self.src
+    }
+
+    /// The attention the model was trained with: `hard` or `soft`.
+    pub fn default_mode(&self) -> Mode {
+        if self.config.attention_training == "hard" {
+            Mode::Hard
+        } else {
+            Mode::Soft
+        }
     }
 
     /// Source ids and pieces of `text`, `</s>` appended.
@@ -122,19 +237,115 @@ impl Translator {
 
     /// The default length limit for a source of `src_len` pieces.
     pub fn default_max_len(src_len: usize) -> usize {
-        (2 * src_len + 10).min(256)
+        (2 * src_len + 10).min(MAX_OUTPUT)
     }
 
-    /// Greedy decoding of one sentence; `on_step` sees every step as it is made and may stop
-    /// decoding by returning `ControlFlow::Break`.
+    /// Decodes one sentence; `on_step` sees every step as it is made (with beam search, the
+    /// best hypothesis's steps once the search ends) and may stop decoding by returning
+    /// `ControlFlow::Break`.
     pub fn translate(
         &self,
         text: &str,
-        max_len: Option<usize>,
+        opts: &DecodeOptions,
         on_step: impl FnMut(&DecodeStep) -> ControlFlow<()>,
     ) -> Result<Translation> {
         let (ids, source_tokens) = self.source(text)?;
-        self.translate_source(&ids, source_tokens, max_len, on_step)
+        self.translate_source(&ids, source_tokens, opts, on_step)
+    }
+
+    /// Checks options against a source of `src_len` pieces (so a server can reject a bad
+    /// request before it streams anything).
+    pub fn check_options(&self, src_len: usize, opts: &DecodeOptions) -> Result<()> {
+        self.plan(src_len, opts)?;
+        Distribution::new(Mode::Soft, opts.temperature, 0)?;
+        Ok(())
+    }
+
+    /// Checks options against a source of `src_len` pieces; returns the forced target ids
+    /// (with `</s>`), the prefix ids and the length limit.
+    fn plan(
+        &self,
+        src_len: usize,
+        opts: &DecodeOptions,
+    ) -> Result<(Option<Vec<u32>>, Vec<u32>, usize)> {
+        if opts.beam == 0 || opts.beam > MAX_BEAM {
+            return Err(Error::Invalid(format!(
+                "beam width {} is out of range; use 1 (greedy) to {MAX_BEAM}",
+                opts.beam
+            )));
+        }
+        if let Some(m) = opts.max_len
+            && (m == 0 || m > MAX_OUTPUT)
+        {
+            return Err(Error::Invalid(format!(
+                "max_len {m} is out of range; use 1 to {MAX_OUTPUT}"
+            )));
+        }
+        let forced = match &opts.force_target {
+            Some(t) => {
+                if opts.beam > 1 || opts.target_prefix.is_some() {
+                    return Err(Error::Invalid(
+                        "force_target scores one given translation: leave beam at 1 and target_prefix empty".into(),
+                    ));
+                }
+                let mut ids = self.tgt.encode(t)?;
+                if ids.is_empty() {
+                    return Err(Error::Invalid("force_target is empty".into()));
+                }
+                ids.push(EOS_ID);
+                if ids.len() > MAX_OUTPUT {
+                    return Err(Error::Invalid(format!(
+                        "force_target has {} pieces; the limit is {MAX_OUTPUT}",
+                        ids.len()
+                    )));
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        let prefix = match &opts.target_prefix {
+            Some(p) => self.tgt.encode(p)?,
+            None => Vec::new(),
+        };
+        let max_len = match &forced {
+            Some(f) => f.len(),
+            None => opts
+                .max_len
+                .unwrap_or_else(|| Self::default_max_len(src_len))
+                .max(prefix.len() + 1),
+        };
+        if max_len > MAX_OUTPUT {
+            return Err(Error::Invalid(format!(
+                "target_prefix has {} pieces; the limit is {}",
+                prefix.len(),
+                MAX_OUTPUT - 1
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for iv in &opts.interventions {
+            if iv.source >= src_len {
+                return Err(Error::Invalid(format!(
+                    "intervention at step {} names source position {}, but the source has {src_len} pieces (0 to {})",
+                    iv.step,
+                    iv.source,
+                    src_len - 1
+                )));
+            }
+            if iv.step >= max_len {
+                return Err(Error::Invalid(format!(
+                    "intervention at step {} is past the last step ({})",
+                    iv.step,
+                    max_len - 1
+                )));
+            }
+            if !seen.insert(iv.step) {
+                return Err(Error::Invalid(format!(
+                    "two interventions at step {}; give one per step",
+                    iv.step
+                )));
+            }
+        }
+        Ok((forced, prefix, max_len))
     }
 
     /// [`Self::translate`] from a source already split by [`Self::source`].
@@ -142,55 +353,176 @@ impl Translator {
         &self,
         ids: &[u32],
         source_tokens: Vec<String>,
-        max_len: Option<usize>,
+        opts: &DecodeOptions,
         mut on_step: impl FnMut(&DecodeStep) -> ControlFlow<()>,
     ) -> Result<Translation> {
         if ids.is_empty() {
             return Err(Error::EmptyInput);
         }
-        let max_len = max_len.unwrap_or_else(|| Self::default_max_len(ids.len()));
+        let (forced, prefix, max_len) = self.plan(ids.len(), opts)?;
+        let mode = opts.attention.unwrap_or_else(|| self.default_mode());
+        let mut dist = Distribution::new(mode, opts.temperature, opts.seed)?;
         let src = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &self.device)?;
         let mask = Tensor::ones((1, ids.len()), DType::F32, &self.device)?;
-        let enc = self.model.encode(&src, &mask)?;
-        let mut prev = self.model.bos(1, &enc)?;
-        let mut state = enc.init.clone();
-        let (mut out_ids, mut target_tokens, mut attention) = (Vec::new(), Vec::new(), Vec::new());
-        let mut stopped = false;
-        for index in 0..max_len {
-            let step = self.model.step(&enc, &prev, &state)?;
-            let token_id = step.logits.argmax(D::Minus1)?.i(0)?.to_scalar::<u32>()?;
-            let row = step.attention.i(0)?.to_vec1::<f32>()?;
-            let ds = DecodeStep {
-                index,
-                token_id,
-                token: self.tgt.piece(token_id),
-                attention: row,
-            };
-            let flow = on_step(&ds);
-            target_tokens.push(ds.token);
-            attention.push(ds.attention);
-            if token_id == EOS_ID {
-                break;
+        let memory = self.network.encode(&src, &mask)?;
+        let encoder_attention = match Network::encoder_attention(&memory) {
+            Some(t) => Some(nested4(&t.i(0)?)?),
+            None => None,
+        };
+        let ctx = StepContext {
+            network: &self.network,
+            memory: &memory,
+            interventions: &opts.interventions,
+        };
+        let (steps, stopped, hypotheses) = if opts.beam > 1 {
+            let hyps = beam::search(self, &ctx, &mut dist, &prefix, max_len, opts.beam)?;
+            let mut stopped = false;
+            let best = hyps.first().map(|h| h.steps.clone()).unwrap_or_default();
+            for s in &best {
+                if on_step(s).is_break() {
+                    stopped = true;
+                    break;
+                }
             }
-            out_ids.push(token_id);
-            if flow.is_break() {
-                stopped = true;
-                break;
-            }
-            prev = Tensor::new(&[token_id], &self.device)?;
-            state = step.state;
-        }
+            (best, stopped, hyps)
+        } else {
+            let (steps, stopped) = self.single_path(
+                &ctx,
+                &mut dist,
+                forced.as_deref(),
+                &prefix,
+                max_len,
+                &mut on_step,
+            )?;
+            (steps, stopped, Vec::new())
+        };
+        let out_ids: Vec<u32> = steps
+            .iter()
+            .map(|s| s.token_id)
+            .filter(|&t| t != EOS_ID)
+            .collect();
         Ok(Translation {
             source_tokens,
-            target_tokens,
+            target_tokens: steps.iter().map(|s| s.token.clone()).collect(),
             translation: self.tgt.decode(&out_ids)?,
-            attention,
+            attention: steps.iter().map(|s| s.attention.clone()).collect(),
+            log_prob: steps.iter().map(|s| s.log_prob).sum(),
+            steps,
+            mode,
+            encoder_attention,
+            hypotheses,
             stopped,
         })
     }
 
-    /// Greedy translations of many sentences, decoded together in batches of `batch` (for
-    /// evaluation and scripting). Empty lines translate to empty strings.
+    /// Beam search with any width, 1 included (which [`Self::translate`] decodes greedily
+    /// instead): every final hypothesis, best first.
+    pub fn beam_search(&self, text: &str, opts: &DecodeOptions) -> Result<Vec<Hypothesis>> {
+        let (ids, _) = self.source(text)?;
+        let (forced, prefix, max_len) = self.plan(ids.len(), opts)?;
+        if forced.is_some() {
+            return Err(Error::Invalid(
+                "beam search does not take force_target".into(),
+            ));
+        }
+        let mode = opts.attention.unwrap_or_else(|| self.default_mode());
+        let mut dist = Distribution::new(mode, opts.temperature, opts.seed)?;
+        let src = Tensor::from_vec(ids.clone(), (1, ids.len()), &self.device)?;
+        let mask = Tensor::ones((1, ids.len()), DType::F32, &self.device)?;
+        let memory = self.network.encode(&src, &mask)?;
+        let ctx = StepContext {
+            network: &self.network,
+            memory: &memory,
+            interventions: &opts.interventions,
+        };
+        beam::search(self, &ctx, &mut dist, &prefix, max_len, opts.beam)
+    }
+
+    /// Greedy, forced or prefixed decoding of one hypothesis.
+    fn single_path(
+        &self,
+        ctx: &StepContext,
+        dist: &mut Distribution,
+        forced: Option<&[u32]>,
+        prefix: &[u32],
+        max_len: usize,
+        on_step: &mut dyn FnMut(&DecodeStep) -> ControlFlow<()>,
+    ) -> Result<(Vec<DecodeStep>, bool)> {
+        let mut prev = Tensor::new(&[crate::config::BOS_ID], &self.device)?;
+        let mut state = self.network.initial_state(ctx.memory)?;
+        let mut steps = Vec::new();
+        for index in 0..max_len {
+            let (net, intervened) = ctx.step(&state, &prev, index, dist)?;
+            let log_probs = candle_nn::ops::log_softmax(&net.logits, D::Minus1)?.i(0)?;
+            let given = match forced {
+                Some(f) => Some(f[index]),
+                None => prefix.get(index).copied(),
+            };
+            let token_id = match given {
+                Some(t) => t,
+                None => log_probs.argmax(D::Minus1)?.to_scalar::<u32>()?,
+            };
+            let log_prob = log_probs.i(token_id as usize)?.to_scalar::<f32>()?;
+            let step = self.make_step(
+                &net,
+                0,
+                index,
+                token_id,
+                log_prob,
+                given.is_some(),
+                intervened,
+            )?;
+            let flow = on_step(&step);
+            steps.push(step);
+            if token_id == EOS_ID {
+                return Ok((steps, false));
+            }
+            if flow.is_break() {
+                return Ok((steps, true));
+            }
+            prev = Tensor::new(&[token_id], &self.device)?;
+            state = net.state;
+        }
+        Ok((steps, false))
+    }
+
+    /// The [`DecodeStep`] of batch row `row` of a network step.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn make_step(
+        &self,
+        net: &NetStep,
+        row: usize,
+        index: usize,
+        token_id: u32,
+        log_prob: f32,
+        forced: bool,
+        intervened: bool,
+    ) -> Result<DecodeStep> {
+        let cross = net.cross.i(row)?; // (L, heads, S)
+        let layers = cross.dim(0)?;
+        let attention = cross.i(layers - 1)?.mean(0)?.to_vec1::<f32>()?;
+        let heads = match &net.self_attention {
+            Some(sa) => Some(StepHeads {
+                cross: cross.to_vec3::<f32>()?,
+                self_attention: sa.i(row)?.to_vec3::<f32>()?,
+            }),
+            None => None,
+        };
+        Ok(DecodeStep {
+            index,
+            token_id,
+            token: self.tgt.piece(token_id),
+            attention,
+            log_prob,
+            forced,
+            intervened,
+            heads,
+        })
+    }
+
+    /// Greedy translations of many sentences with the model's own attention, decoded
+    /// together in batches of `batch` (for evaluation and scripting). Empty lines translate
+    /// to empty strings.
     pub fn translate_batch(&self, texts: &[String], batch: usize) -> Result<Vec<String>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(batch.max(1)) {
@@ -218,12 +550,13 @@ impl Translator {
                 .iter_mut()
                 .for_each(|m| *m = 1.0);
         }
-        let enc = self.model.encode(
+        let memory = self.network.encode(
             &Tensor::from_vec(ids, (b, s), &self.device)?,
             &Tensor::from_vec(mask, (b, s), &self.device)?,
         )?;
-        let mut prev = self.model.bos(b, &enc)?;
-        let mut state = enc.init.clone();
+        let mut dist = Distribution::new(self.default_mode(), 1.0, 0)?;
+        let mut prev = Tensor::full(crate::config::BOS_ID, b, &self.device)?;
+        let mut state = self.network.initial_state(&memory)?;
         let mut outs: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
         // The same per-sentence length limit as `translate`.
@@ -232,7 +565,9 @@ impl Translator {
             .map(|s| Self::default_max_len(s.len()))
             .collect();
         for _ in 0..Self::default_max_len(s) {
-            let step = self.model.step(&enc, &prev, &state)?;
+            let step = self
+                .network
+                .step(&memory, &state, &prev, &mut |sc| dist.weights(sc))?;
             let next = step.logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             for (i, &tok) in next.iter().enumerate() {
                 if !done[i] {
@@ -254,123 +589,49 @@ impl Translator {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use candle_nn::VarMap;
+/// What every step of one decoding shares: the network, the encoded source and the
+/// interventions.
+pub(crate) struct StepContext<'a> {
+    pub network: &'a Network,
+    pub memory: &'a Memory,
+    pub interventions: &'a [Intervention],
+}
 
-    pub(crate) fn tiny(seed: u64) -> (Translator, VarMap) {
-        crate::fixtures::tiny_translator(seed).unwrap()
-    }
-
-    #[test]
-    fn steps_have_one_weight_per_source_token_summing_to_one() {
-        let (t, _) = tiny(1);
-        let mut seen = Vec::new();
-        let out = t
-            .translate("I am cold.", Some(7), |s| {
-                seen.push(s.clone());
-                ControlFlow::Continue(())
-            })
-            .unwrap();
-        assert_eq!(out.source_tokens.last().map(String::as_str), Some("</s>"));
-        assert!(!out.target_tokens.is_empty() && out.target_tokens.len() <= 7);
-        assert_eq!(seen.len(), out.target_tokens.len());
-        assert_eq!(out.attention.len(), out.target_tokens.len());
-        for (i, (step, row)) in seen.iter().zip(&out.attention).enumerate() {
-            assert_eq!(step.index, i);
-            assert_eq!(&step.attention, row);
-            assert_eq!(row.len(), out.source_tokens.len());
-            let sum: f32 = row.iter().sum();
-            assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
-            assert!(row.iter().all(|w| *w >= 0.0));
-        }
-    }
-
-    #[test]
-    fn greedy_decoding_is_deterministic_and_seeded() {
-        let a = tiny(3)
-            .0
-            .translate("You are here.", Some(10), |_| ControlFlow::Continue(()))
-            .unwrap();
-        let b = tiny(3)
-            .0
-            .translate("You are here.", Some(10), |_| ControlFlow::Continue(()))
-            .unwrap();
-        assert_eq!(a, b);
-        let c = tiny(4)
-            .0
-            .translate("You are here.", Some(10), |_| ControlFlow::Continue(()))
-            .unwrap();
-        assert_ne!(a.attention, c.attention);
-    }
-
-    #[test]
-    fn batch_decoding_matches_single_sentence_decoding() {
-        let (t, _) = tiny(5);
-        let texts: Vec<String> = ["I am cold.", "Is it here?", "We are cold!"]
+impl StepContext<'_> {
+    /// One network step at target position `index`, with the intervention for that step if
+    /// any (a one-hot for every row, layer and head), else `dist`. Returns whether an
+    /// intervention applied.
+    pub fn step(
+        &self,
+        state: &DecoderState,
+        prev: &Tensor,
+        index: usize,
+        dist: &mut Distribution,
+    ) -> Result<(NetStep, bool)> {
+        let forced = self
+            .interventions
             .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let batch = t.translate_batch(&texts, 8).unwrap();
-        for (text, b) in texts.iter().zip(&batch) {
-            let single = t
-                .translate(text, None, |_| ControlFlow::Continue(()))
-                .unwrap();
-            assert_eq!(&single.translation, b);
-        }
+            .find(|iv| iv.step == index)
+            .map(|iv| iv.source);
+        let net = match forced {
+            Some(j) => self.network.step(self.memory, state, prev, &mut |sc| {
+                let s = sc.dim(D::Minus1)?;
+                let row = Tensor::from_vec(crate::attention::one_hot(s, j), s, sc.device())?;
+                Ok(row.broadcast_as(sc.shape())?.contiguous()?)
+            })?,
+            None => self
+                .network
+                .step(self.memory, state, prev, &mut |sc| dist.weights(sc))?,
+        };
+        Ok((net, forced.is_some()))
     }
+}
 
-    #[test]
-    fn callback_can_stop_decoding_and_empty_input_is_an_error() {
-        let (t, _) = tiny(2);
-        let out = t
-            .translate("I am here.", Some(20), |s| {
-                if s.index == 1 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
-            .unwrap();
-        assert!(out.target_tokens.len() <= 2);
-        assert!(matches!(
-            t.translate("   ", None, |_| ControlFlow::Continue(())),
-            Err(Error::EmptyInput)
-        ));
+/// `(L, heads, S, S)` to nested vectors.
+fn nested4(t: &Tensor) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+    let mut out = Vec::new();
+    for l in 0..t.dim(0)? {
+        out.push(t.i(l)?.to_vec3::<f32>()?);
     }
-
-    #[test]
-    fn training_steps_lower_the_loss() {
-        use crate::data::{Example, collate};
-        let (t, varmap) = tiny(9);
-        let ex: Vec<Example> = [
-            ("I am cold.", "J'ai froid."),
-            ("You are here.", "Tu es ici."),
-        ]
-        .iter()
-        .map(|(s, g)| {
-            let (src, _) = t.source(s).unwrap();
-            Example {
-                src,
-                tgt: t.tgt.encode(g).unwrap(),
-            }
-        })
-        .collect();
-        let batch = collate(&ex, &[0, 1], &Device::Cpu).unwrap();
-        let mut opt = crate::adam::AdamW::new(&varmap, 0.01, 0.0).unwrap();
-        let first = crate::train::batch_loss(&t.model, &batch)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        for _ in 0..30 {
-            let loss = crate::train::batch_loss(&t.model, &batch).unwrap();
-            opt.step(&loss.backward().unwrap(), 1.0).unwrap();
-        }
-        let last = crate::train::batch_loss(&t.model, &batch)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(last < first * 0.75, "loss {first} -> {last}");
-    }
+    Ok(out)
 }

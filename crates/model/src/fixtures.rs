@@ -6,9 +6,8 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::bahdanau::Seq2Seq;
 use crate::decode::{CONFIG_FILE, WEIGHTS_FILE};
-use crate::init::init_seeded;
+use crate::network::Network;
 use crate::{ModelConfig, Result, Translator, Vocab};
 
 const EN: [&str; 5] = [
@@ -26,28 +25,51 @@ const FR: [&str; 5] = [
     "Je suis ici.",
 ];
 
-fn parts(seed: u64) -> Result<(ModelConfig, Vocab, Vocab, VarMap, Seq2Seq)> {
+/// The kinds of tiny model: the GRU scorers, a GRU trained with hard attention, and a
+/// Transformer.
+pub const KINDS: [&str; 5] = ["additive", "general", "dot", "hard", "transformer"];
+
+/// The configuration of a tiny model of `kind` (one of [`KINDS`]).
+pub fn tiny_config(kind: &str, src_vocab: usize, tgt_vocab: usize) -> Result<ModelConfig> {
+    let mut cfg = if kind == "transformer" {
+        let mut c = ModelConfig::transformer("en", "fr", src_vocab, tgt_vocab);
+        (c.embed_dim, c.layers, c.heads, c.ff_dim) = (16, 2, 2, 24);
+        c
+    } else {
+        let mut c = ModelConfig::bahdanau("en", "fr", src_vocab, tgt_vocab);
+        (c.embed_dim, c.hidden_dim, c.attention_dim, c.readout_dim) = (8, 12, 10, 9);
+        match kind {
+            "hard" => c.attention_training = "hard".into(),
+            scorer => c.attention = scorer.into(),
+        }
+        c
+    };
+    cfg.max_len = 24;
+    cfg.check()?;
+    Ok(cfg)
+}
+
+fn parts(kind: &str, seed: u64) -> Result<(ModelConfig, Vocab, Vocab, VarMap, Network)> {
     let src = Vocab::train(EN.iter().copied().cycle().take(40), 40)?;
     let tgt = Vocab::train(FR.iter().copied().cycle().take(40), 45)?;
-    let mut cfg = ModelConfig::bahdanau("en", "fr", src.len(), tgt.len());
-    (
-        cfg.embed_dim,
-        cfg.hidden_dim,
-        cfg.attention_dim,
-        cfg.readout_dim,
-    ) = (8, 12, 10, 9);
+    let cfg = tiny_config(kind, src.len(), tgt.len())?;
     let varmap = VarMap::new();
-    let model = Seq2Seq::new(
+    let model = Network::new(
         &cfg,
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )?;
-    init_seeded(&varmap, seed)?;
+    crate::init::init_network(&varmap, &cfg, seed)?;
     Ok((cfg, src, tgt, varmap, model))
 }
 
-/// A tiny seeded model in memory, with its variables (for training tests).
+/// A tiny seeded GRU model with additive attention in memory, with its variables.
 pub fn tiny_translator(seed: u64) -> Result<(Translator, VarMap)> {
-    let (cfg, src, tgt, varmap, model) = parts(seed)?;
+    tiny_translator_of("additive", seed)
+}
+
+/// A tiny seeded model of `kind` (one of [`KINDS`]) in memory, with its variables.
+pub fn tiny_translator_of(kind: &str, seed: u64) -> Result<(Translator, VarMap)> {
+    let (cfg, src, tgt, varmap, model) = parts(kind, seed)?;
     let params = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     Ok((
         Translator::from_parts(cfg, model, src, tgt, params)?,
@@ -57,7 +79,7 @@ pub fn tiny_translator(seed: u64) -> Result<(Translator, VarMap)> {
 
 /// Writes a tiny seeded model directory (config, tokenizers, weights) to `dir`.
 pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
-    let (cfg, src, tgt, varmap, _) = parts(seed)?;
+    let (cfg, src, tgt, varmap, _) = parts("additive", seed)?;
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
     src.save(&dir.join(&cfg.source_tokenizer))?;
     tgt.save(&dir.join(&cfg.target_tokenizer))?;
@@ -74,10 +96,12 @@ mod tests {
         let loaded = crate::Translator::load(dir.path()).unwrap();
         let (mem, _) = super::tiny_translator(11).unwrap();
         let go = |t: &crate::Translator| {
-            t.translate("I am cold.", Some(5), |_| {
-                std::ops::ControlFlow::Continue(())
-            })
-            .unwrap()
+            let opts = crate::DecodeOptions {
+                max_len: Some(5),
+                ..Default::default()
+            };
+            t.translate("I am cold.", &opts, |_| std::ops::ControlFlow::Continue(()))
+                .unwrap()
         };
         assert_eq!(go(&loaded), go(&mem));
         assert_eq!(loaded.parameters(), mem.parameters());

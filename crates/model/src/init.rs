@@ -44,3 +44,13 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// [`init_seeded`], then what the architecture needs on top (layer norms at 1 and 0 for a
+/// Transformer).
+pub fn init_network(varmap: &VarMap, cfg: &crate::ModelConfig, seed: u64) -> Result<()> {
+    init_seeded(varmap, seed)?;
+    if cfg.architecture == crate::config::TRANSFORMER {
+        crate::transformer::init_layer_norms(varmap)?;
+    }
+    Ok(())
+}

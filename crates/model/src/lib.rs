@@ -1,28 +1,38 @@
 //! Attention translation models for attnscope, with no web dependencies.
 //!
 //! [`Vocab`] wraps a Hugging Face `tokenizers` BPE model (SentencePiece-style `▁` pieces).
-//! [`bahdanau::Seq2Seq`] is a candle GRU encoder-decoder with additive attention whose
-//! decoder step *returns* the attention it used. [`Translator`] loads a model directory
-//! (`config.json`, `tokenizer.*.json`, `model.safetensors`) and decodes greedily, calling
-//! back once per step with the emitted token and its attention row. [`train`] trains such
+//! [`rnn::Seq2Seq`] is a candle GRU encoder-decoder with additive (Bahdanau) or
+//! multiplicative (Luong) attention, [`transformer::Transformer`] a small encoder-decoder
+//! Transformer; [`network::Network`] puts both behind one interface, and their decoder steps
+//! *return* the attention they used. [`Translator`] loads a model directory (`config.json`,
+//! `tokenizer.*.json`, `model.safetensors`) and decodes (greedy, beam search, forced,
+//! with interventions; soft, hard, sampled or sparsemax attention, see [`attention`]),
+//! calling back once per step with the emitted token and its attention. [`train`] trains such
 //! a model from a TSV of sentence pairs with resumable checkpoints, and [`metrics`] scores
 //! translations with BLEU and chrF as sacrebleu computes them.
 
 pub mod adam;
-pub mod bahdanau;
+pub mod align;
+pub mod attention;
+mod beam;
 pub mod card;
 pub mod config;
 pub mod data;
 pub mod decode;
+pub mod dropout;
 mod error;
 pub mod fixtures;
 pub mod gru;
 pub mod init;
 pub mod metrics;
+pub mod network;
+pub mod rnn;
 pub mod train;
+pub mod transformer;
 pub mod vocab;
 
+pub use attention::Mode;
 pub use config::ModelConfig;
-pub use decode::{DecodeStep, Translation, Translator};
+pub use decode::{DecodeOptions, DecodeStep, Intervention, Translation, Translator};
 pub use error::{Error, Result};
 pub use vocab::Vocab;

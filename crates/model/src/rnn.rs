@@ -1,54 +1,136 @@
-//! GRU encoder-decoder with additive (Bahdanau) attention that returns the attention it uses.
+//! GRU encoder-decoder with attention that returns the attention it uses.
 //!
 //! Encoder: source embeddings into a bidirectional GRU (two [`GruCell`]s, the backward one
-//! run right to left); its states, `2H` wide, are the attention's keys and values. The
-//! decoder state starts as `tanh(W [h_fwd_last; h_bwd_first])`. At step `t` the previous
-//! state `s_{t-1}` scores every source position with `v · tanh(W_k h_j + W_q s_{t-1})`
-//! (`W_k h_j` computed once per sentence), the softmax of the scores weights the context
-//! `c_t`, the GRU reads `[emb(y_{t-1}); c_t]`, and `tanh(W_r [s_t; c_t; emb(y_{t-1})])`
-//! feeds the output projection.
+//! run right to left); its states, `2H` wide, are the attention's values. The decoder state
+//! starts as `tanh(W [h_fwd_last; h_bwd_first])`. At step `t` the previous state `s_{t-1}`
+//! scores every source position with one of three [`Scorer`]s: additive (Bahdanau)
+//! `v · tanh(W_k h_j + W_q s)`, Luong's multiplicative "general" `s · W_a h_j`, or "dot"
+//! `s · (h_fwd_j + h_bwd_j)`; encoder-side projections are computed once per sentence. A
+//! distribution over the scores (softmax, or whatever the caller chooses at inference)
+//! weights the context `c_t`, the GRU reads `[emb(y_{t-1}); c_t]`, and
+//! `tanh(W_r [s_t; c_t; emb(y_{t-1})])` feeds the output projection. All three scorers share
+//! this decoder, so they differ in the score alone.
 
 use candle_core::{D, DType, Tensor};
 use candle_nn::{Embedding, Linear, Module, VarBuilder, embedding, linear, linear_no_bias};
+use rand::Rng;
+use rand::rngs::StdRng;
 
-use crate::Result;
 use crate::config::{BOS_ID, ModelConfig};
 use crate::gru::GruCell;
+use crate::{Error, Result};
 
-/// Additive attention `score(h_j, s) = v · tanh(W_k h_j + W_q s)`.
+/// How a source position is scored against the decoder state.
 #[derive(Clone, Debug)]
-pub struct AdditiveAttention {
-    key: Linear,
-    query: Linear,
-    v: Linear,
+pub enum Scorer {
+    /// `v · tanh(W_k h_j + W_q s)` (Bahdanau et al. 2015).
+    Additive {
+        key: Linear,
+        query: Linear,
+        v: Linear,
+    },
+    /// `s · W_a h_j` (Luong et al. 2015, "general").
+    General { key: Linear },
+    /// `s · (h_fwd_j + h_bwd_j)` (Luong et al. 2015, "dot"; the two encoder directions are
+    /// summed so that keys have the decoder's width). No parameters.
+    Dot { hidden: usize },
 }
 
-impl AdditiveAttention {
-    pub fn new(key_dim: usize, query_dim: usize, attn_dim: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(AdditiveAttention {
-            key: linear_no_bias(key_dim, attn_dim, vb.pp("key"))?,
-            query: linear(query_dim, attn_dim, vb.pp("query"))?,
-            v: linear_no_bias(attn_dim, 1, vb.pp("v"))?,
+impl Scorer {
+    /// The scorer named `kind` for encoder states `2H` wide and decoder states `H` wide.
+    pub fn new(kind: &str, hidden: usize, attn_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(match kind {
+            "additive" => Scorer::Additive {
+                key: linear_no_bias(2 * hidden, attn_dim, vb.pp("key"))?,
+                query: linear(hidden, attn_dim, vb.pp("query"))?,
+                v: linear_no_bias(attn_dim, 1, vb.pp("v"))?,
+            },
+            "general" => Scorer::General {
+                key: linear_no_bias(2 * hidden, hidden, vb.pp("key"))?,
+            },
+            "dot" => Scorer::Dot { hidden },
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown attention scorer {other:?}; use additive, general or dot"
+                )));
+            }
         })
     }
 
-    /// Projects encoder states once per sentence: `(B, S, 2H) -> (B, S, A)`.
+    /// Encoder-side part of the score, once per sentence: `(B, S, 2H) -> (B, S, K)`.
     pub fn keys(&self, states: &Tensor) -> Result<Tensor> {
-        Ok(self.key.forward(states)?)
+        Ok(match self {
+            Scorer::Additive { key, .. } | Scorer::General { key } => key.forward(states)?,
+            Scorer::Dot { hidden } => {
+                (states.narrow(D::Minus1, 0, *hidden)?
+                    + states.narrow(D::Minus1, *hidden, *hidden)?)?
+            }
+        })
     }
 
-    /// Attention weights of query `s` over the source.
+    /// Masked scores of query `s` over the source.
     ///
     /// # Shapes
-    /// - `keys`: `(B, S, A)`, `mask_bias`: `(B, S)` (0 for tokens, -1e9 for padding)
-    /// - `s`: `(B, H)`; returns `(B, S)`, each row summing to 1
-    pub fn weights(&self, keys: &Tensor, mask_bias: &Tensor, s: &Tensor) -> Result<Tensor> {
-        let q = self.query.forward(s)?.unsqueeze(1)?;
-        let e = keys.broadcast_add(&q)?.tanh()?;
-        let scores = (self.v.forward(&e)?.squeeze(2)? + mask_bias)?;
-        // `ops::softmax` is built from differentiable primitives (unlike `softmax_last_dim`).
-        Ok(candle_nn::ops::softmax(&scores, D::Minus1)?)
+    /// - `keys`: `(B, S, K)`, `mask_bias`: `(B, S)` (0 for tokens, -1e9 for padding)
+    /// - `s`: `(B, H)`; returns `(B, S)`
+    pub fn scores(&self, keys: &Tensor, mask_bias: &Tensor, s: &Tensor) -> Result<Tensor> {
+        let raw = match self {
+            Scorer::Additive { query, v, .. } => {
+                let q = query.forward(s)?.unsqueeze(1)?;
+                v.forward(&keys.broadcast_add(&q)?.tanh()?)?.squeeze(2)?
+            }
+            Scorer::General { .. } | Scorer::Dot { .. } => {
+                keys.matmul(&s.unsqueeze(2)?.contiguous()?)?.squeeze(2)?
+            }
+        };
+        Ok((raw + mask_bias)?)
     }
+}
+
+/// The attention used while training or scoring with teacher forcing.
+pub enum TrainAttention<'a> {
+    /// Softmax (soft attention models; the gradient flows through every weight).
+    Soft,
+    /// One-hot at the argmax, no noise (scoring a hard-attention model).
+    Argmax,
+    /// Straight-through Gumbel-softmax (Jang et al. 2017): the forward pass uses the one-hot
+    /// of `argmax(scores + g)` with Gumbel noise `g`, the backward pass the gradient of
+    /// `softmax((scores + g) / tau)`.
+    Gumbel { rng: &'a mut StdRng, tau: f64 },
+}
+
+impl TrainAttention<'_> {
+    /// Weights from masked scores `(B, S)`.
+    pub fn weights(&mut self, scores: &Tensor) -> Result<Tensor> {
+        match self {
+            TrainAttention::Soft => Ok(candle_nn::ops::softmax(scores, D::Minus1)?),
+            TrainAttention::Argmax => one_hot_argmax(scores),
+            TrainAttention::Gumbel { rng, tau } => {
+                let n = scores.elem_count();
+                let g: Vec<f32> = (0..n)
+                    .map(|_| {
+                        let u: f32 = rng.random_range(1e-9..1.0);
+                        -(-u.ln()).ln()
+                    })
+                    .collect();
+                let noisy = (scores + Tensor::from_vec(g, scores.shape(), scores.device())?)?;
+                let soft = candle_nn::ops::softmax(&(noisy.clone() / *tau)?, D::Minus1)?;
+                let hard = one_hot_argmax(&noisy)?;
+                Ok(((hard - soft.detach())? + soft)?)
+            }
+        }
+    }
+}
+
+/// One-hot rows at the argmax of the last dimension of a `(B, S)` tensor.
+fn one_hot_argmax(scores: &Tensor) -> Result<Tensor> {
+    let (b, s) = scores.dims2()?;
+    let idx = scores.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let mut v = vec![0f32; b * s];
+    for (i, &j) in idx.iter().enumerate() {
+        v[i * s + j as usize] = 1.0;
+    }
+    Ok(Tensor::from_vec(v, (b, s), scores.device())?)
 }
 
 /// The encoder's output for a batch of source sentences.
@@ -56,12 +138,24 @@ impl AdditiveAttention {
 pub struct Encoded {
     /// `(B, S, 2H)` bidirectional states (values of the attention).
     pub states: Tensor,
-    /// `(B, S, A)` projected states (keys of the attention).
+    /// `(B, S, K)` encoder side of the scores, see [`Scorer::keys`].
     pub keys: Tensor,
     /// `(B, S)`: 0 at tokens, -1e9 at padding.
     pub mask_bias: Tensor,
     /// `(B, H)` initial decoder state.
     pub init: Tensor,
+}
+
+impl Encoded {
+    /// Rows `idx` of every part (duplicating or reordering sentences, as beam search does).
+    pub fn select(&self, idx: &Tensor) -> Result<Encoded> {
+        Ok(Encoded {
+            states: self.states.index_select(idx, 0)?,
+            keys: self.keys.index_select(idx, 0)?,
+            mask_bias: self.mask_bias.index_select(idx, 0)?,
+            init: self.init.index_select(idx, 0)?,
+        })
+    }
 }
 
 /// What one decoding step produced.
@@ -82,7 +176,7 @@ pub struct Seq2Seq {
     enc_fwd: GruCell,
     enc_bwd: GruCell,
     init: Linear,
-    attention: AdditiveAttention,
+    attention: Scorer,
     decoder: GruCell,
     readout: Linear,
     output: Linear,
@@ -105,7 +199,7 @@ impl Seq2Seq {
             enc_bwd: GruCell::new(&[e], h, enc.pp("gru_bwd"))?,
             init: linear(2 * h, h, dec.pp("init"))?,
             tgt_embedding: embedding(cfg.tgt_vocab_size, e, dec.pp("embedding"))?,
-            attention: AdditiveAttention::new(2 * h, h, a, dec.pp("attention"))?,
+            attention: Scorer::new(&cfg.attention, h, a, dec.pp("attention"))?,
             decoder: GruCell::new(&[e, 2 * h], h, dec.pp("gru"))?,
             readout: linear(h + 2 * h + e, r, dec.pp("readout"))?,
             output: linear(r, cfg.tgt_vocab_size, dec.pp("output"))?,
@@ -164,14 +258,12 @@ impl Seq2Seq {
         })
     }
 
-    /// Attention weights and context for decoder state `s`.
+    /// Masked attention scores of decoder state `s` over the source.
     ///
     /// # Shapes
-    /// - `s`: `(B, H)`; returns weights `(B, S)` and context `(B, 2H)`
-    pub fn attend(&self, enc: &Encoded, s: &Tensor) -> Result<(Tensor, Tensor)> {
-        let weights = self.attention.weights(&enc.keys, &enc.mask_bias, s)?;
-        let context = self.context(enc, &weights)?;
-        Ok((weights, context))
+    /// - `s`: `(B, H)`; returns `(B, S)` with -1e9 at padding
+    pub fn scores(&self, enc: &Encoded, s: &Tensor) -> Result<Tensor> {
+        self.attention.scores(&enc.keys, &enc.mask_bias, s)
     }
 
     /// The context vector for given attention weights (any distribution over the source).
@@ -195,12 +287,19 @@ impl Seq2Seq {
         Ok(Tensor::full(BOS_ID, batch, enc.states.device())?)
     }
 
-    /// One inference step with the model's own (soft) attention.
+    /// One inference step; `distribution` turns the masked scores `(B, S)` into the weights
+    /// used (softmax for the model's own soft attention).
     ///
     /// # Shapes
     /// - `prev`: `(B,)` u32 previous tokens, `state`: `(B, H)`
-    pub fn step(&self, enc: &Encoded, prev: &Tensor, state: &Tensor) -> Result<Step> {
-        let (attention, _) = self.attend(enc, state)?;
+    pub fn step(
+        &self,
+        enc: &Encoded,
+        prev: &Tensor,
+        state: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<Step> {
+        let attention = distribution(&self.scores(enc, state)?)?;
         self.step_with(enc, prev, state, attention)
     }
 
@@ -232,7 +331,12 @@ impl Seq2Seq {
     /// # Shapes
     /// - `tgt_in`: `(B, T)` u32, `<s>` then the target without its last token
     /// - returns `(B, T, R)`; feed rows to [`Self::logits`]
-    pub fn teacher_forced(&self, enc: &Encoded, tgt_in: &Tensor) -> Result<Tensor> {
+    pub fn teacher_forced(
+        &self,
+        enc: &Encoded,
+        tgt_in: &Tensor,
+        attention: &mut TrainAttention,
+    ) -> Result<Tensor> {
         let (_, t_len) = tgt_in.dims2()?;
         let emb = self.tgt_embedding.forward(tgt_in)?;
         let gi_e = self
@@ -244,7 +348,7 @@ impl Seq2Seq {
         let mut states = Vec::with_capacity(t_len);
         let mut contexts = Vec::with_capacity(t_len);
         for t in 0..t_len {
-            let (_, c) = self.attend(enc, &s)?;
+            let c = self.context(enc, &attention.weights(&self.scores(enc, &s)?)?)?;
             let gi = (gi_e.get(t)? + self.decoder.project_input(1, &c)?)?;
             s = self.decoder.step(&gi, &s)?;
             states.push(s.clone());

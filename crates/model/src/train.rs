@@ -1,4 +1,4 @@
-//! Training a [`Seq2Seq`] from a TSV of sentence pairs, with resumable checkpoints.
+//! Training a [`Network`] from a TSV of sentence pairs, with resumable checkpoints.
 //!
 //! The run directory (`runs/<name>/`) holds the options, both tokenizers, `checkpoint.safetensors`
 //! (weights and Adam moments), `checkpoint.json` (steps done) and `log.jsonl` (one line per
@@ -16,12 +16,17 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::AdamW;
-use crate::bahdanau::Seq2Seq;
-use crate::config::{ModelConfig, TrainingSummary};
+use crate::config::{GRU, ModelConfig, TRANSFORMER, TrainingSummary};
 use crate::data::{self, Batch, Example, Pair, TestItem};
 use crate::decode::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::network::{Network, TrainMode};
 use crate::vocab::Vocab;
 use crate::{Error, Result, Translator, card, init, metrics};
+
+/// The training options, copied into the model directory.
+pub const OPTIONS_FILE: &str = "training-options.json";
+/// The checkpoint log (`log.jsonl` of the run), copied into the model directory.
+pub const LOG_FILE: &str = "training-log.jsonl";
 
 /// Everything that determines a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +52,34 @@ pub struct TrainOptions {
     pub limit: Option<usize>,
     /// Steps between checkpoints.
     pub checkpoint_every: usize,
+    /// `gru` or `transformer`.
+    #[serde(default = "default_architecture")]
+    pub architecture: String,
+    /// GRU scorer: `additive`, `general` or `dot`.
+    #[serde(default = "default_scorer")]
+    pub attention: String,
+    /// `soft`, or `hard` (straight-through Gumbel-softmax, GRU only).
+    #[serde(default = "default_attention_training")]
+    pub attention_training: String,
+    /// Transformer layers per side, heads, feed-forward size.
+    #[serde(default)]
+    pub layers: usize,
+    #[serde(default)]
+    pub heads: usize,
+    #[serde(default)]
+    pub ff_dim: usize,
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+fn default_architecture() -> String {
+    GRU.into()
+}
+fn default_scorer() -> String {
+    "additive".into()
+}
+fn default_attention_training() -> String {
+    "soft".into()
 }
 
 impl TrainOptions {
@@ -70,7 +103,52 @@ impl TrainOptions {
             test_sentences: 2000,
             limit: None,
             checkpoint_every: 200,
+            architecture: default_architecture(),
+            attention: default_scorer(),
+            attention_training: default_attention_training(),
+            layers: 0,
+            heads: 0,
+            ff_dim: 0,
+            dropout: 0.0,
         }
+    }
+
+    /// The model configuration these options describe, for the given vocabulary sizes.
+    pub fn model_config(&self, src_vocab: usize, tgt_vocab: usize) -> Result<ModelConfig> {
+        let (s, t) = (self.source_lang.as_str(), self.target_lang.as_str());
+        let mut c = match self.architecture.as_str() {
+            GRU => {
+                let mut c = ModelConfig::bahdanau(s, t, src_vocab, tgt_vocab);
+                c.attention = self.attention.clone();
+                c.attention_training = self.attention_training.clone();
+                c.hidden_dim = self.hidden_dim;
+                c.attention_dim = self.hidden_dim;
+                c.readout_dim = self.hidden_dim;
+                c
+            }
+            TRANSFORMER => {
+                if self.attention_training != "soft" {
+                    return Err(Error::Invalid(
+                        "hard-attention training is for GRU models; train the transformer with soft attention".into(),
+                    ));
+                }
+                let mut c = ModelConfig::transformer(s, t, src_vocab, tgt_vocab);
+                c.layers = self.layers;
+                c.heads = self.heads;
+                c.ff_dim = self.ff_dim;
+                c
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown architecture {other:?}; use gru or transformer"
+                )));
+            }
+        };
+        c.embed_dim = self.embed_dim;
+        c.dropout = self.dropout;
+        c.max_len = self.max_len;
+        c.check()?;
+        Ok(c)
     }
 }
 
@@ -94,6 +172,20 @@ pub enum Event {
     },
     /// Test-set decoding: `done` of `total` sentences.
     Eval { done: usize, total: usize },
+}
+
+/// How this invocation runs the training: fresh or resumed, and for how long.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// Continue the run from its last checkpoint, with its saved options.
+    pub resume: bool,
+    /// Change the planned number of epochs (and so the learning-rate schedule).
+    pub epochs: Option<f64>,
+    /// Stop after this many steps in all (a checkpoint is written there) without exporting;
+    /// a later `resume` continues exactly as if the run had not stopped.
+    pub stop_after: Option<usize>,
+    /// Description of the machine, for the model card.
+    pub hardware: String,
 }
 
 /// Where a finished run put its model and how it scored.
@@ -133,6 +225,12 @@ fn json_read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))
 }
 
+/// Reads training options saved by [`train`] (`options.json` in a run, or
+/// [`OPTIONS_FILE`] in a model directory).
+pub fn load_options(path: &Path) -> Result<TrainOptions> {
+    json_read(path)
+}
+
 /// The learning rate at `step`: linear warm-up, then linear decay to a tenth at the end.
 pub fn learning_rate(opts: &TrainOptions, step: usize, total: usize) -> f64 {
     if step < opts.warmup_steps {
@@ -156,24 +254,18 @@ fn encode_pairs(pairs: &[Pair], src: &Vocab, tgt: &Vocab, max_len: usize) -> Res
     Ok(out)
 }
 
-/// Mean cross-entropy per target token of a batch.
-pub fn batch_loss(model: &Seq2Seq, batch: &Batch) -> Result<Tensor> {
-    let enc = model.encode(&batch.src, &batch.src_mask)?;
-    let r = model.teacher_forced(&enc, &batch.tgt_in)?;
-    let (b, t, d) = r.dims3()?;
-    let rows = r.reshape((b * t, d))?.index_select(&batch.positions, 0)?;
-    Ok(candle_nn::loss::cross_entropy(
-        &model.logits(&rows)?,
-        &batch.labels,
-    )?)
+/// Mean cross-entropy per target token of a batch, with the model's own attention and no
+/// dropout (as the dev loss is measured).
+pub fn batch_loss(model: &Network, cfg: &ModelConfig, batch: &Batch) -> Result<Tensor> {
+    model.loss(cfg, batch, &mut TrainMode::eval())
 }
 
-fn dev_loss(model: &Seq2Seq, dev: &[Example], device: &Device) -> Result<f64> {
+fn dev_loss(model: &Network, cfg: &ModelConfig, dev: &[Example], device: &Device) -> Result<f64> {
     let (mut sum, mut n) = (0.0, 0usize);
     let idx: Vec<usize> = (0..dev.len()).collect();
     for chunk in idx.chunks(128) {
         let batch = data::collate(dev, chunk, device)?;
-        sum += batch_loss(model, &batch)?.to_scalar::<f32>()? as f64 * batch.tokens as f64;
+        sum += batch_loss(model, cfg, &batch)?.to_scalar::<f32>()? as f64 * batch.tokens as f64;
         n += batch.tokens;
     }
     Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
@@ -187,11 +279,11 @@ pub fn train(
     mut opts: TrainOptions,
     runs_dir: &Path,
     models_dir: &Path,
-    resume: bool,
-    epochs_override: Option<f64>,
-    hardware: &str,
+    control: &RunControl,
     progress: &mut dyn FnMut(Event),
-) -> Result<TrainReport> {
+) -> Result<Option<TrainReport>> {
+    let (resume, epochs_override, hardware) =
+        (control.resume, control.epochs, control.hardware.as_str());
     let run_dir = runs_dir.join(&opts.name);
     let opts_path = run_dir.join("options.json");
     let ckpt_path = run_dir.join("checkpoint.safetensors");
@@ -253,23 +345,13 @@ pub fn train(
         ));
     }
 
-    let mut config = ModelConfig::bahdanau(
-        &opts.source_lang,
-        &opts.target_lang,
-        src_vocab.len(),
-        tgt_vocab.len(),
-    );
-    config.embed_dim = opts.embed_dim;
-    config.hidden_dim = opts.hidden_dim;
-    config.attention_dim = opts.hidden_dim;
-    config.readout_dim = opts.hidden_dim;
-    config.max_len = opts.max_len;
+    let mut config = opts.model_config(src_vocab.len(), tgt_vocab.len())?;
     let varmap = VarMap::new();
-    let model = Seq2Seq::new(
+    let model = Network::new(
         &config,
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
     )?;
-    init::init_seeded(&varmap, opts.seed)?;
+    init::init_network(&varmap, &config, opts.seed)?;
     let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     let mut opt = AdamW::new(&varmap, opts.lr, 0.0)?;
 
@@ -311,6 +393,9 @@ pub fn train(
     let (mut loss_sum, mut loss_n) = (0.0, 0usize);
     let (mut window_tokens, mut window_start) = (0usize, Instant::now());
     while step < total {
+        if control.stop_after.is_some_and(|n| step >= n) {
+            return Ok(None);
+        }
         let epoch = step / per_epoch;
         if epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
             epoch_batches = Some((
@@ -323,7 +408,11 @@ pub fn train(
         };
         let batch = data::collate(&train_ex, &batches[step % per_epoch], &device)?;
         opt.lr = learning_rate(&opts, step, total);
-        let loss = batch_loss(&model, &batch)?;
+        let loss = model.loss(
+            &config,
+            &batch,
+            &mut TrainMode::for_step(&config, opts.seed, step),
+        )?;
         let grads = loss.backward()?;
         opt.step(&grads, 1.0)?;
         let loss = loss.to_scalar::<f32>()? as f64;
@@ -346,10 +435,10 @@ pub fn train(
         if secs > 30.0 {
             (window_tokens, window_start) = (0, Instant::now());
         }
-        if step % opts.checkpoint_every == 0 || step == total {
+        if step % opts.checkpoint_every == 0 || step == total || control.stop_after == Some(step) {
             last_train = loss_sum / loss_n.max(1) as f64;
             (loss_sum, loss_n) = (0.0, 0);
-            last_dev = dev_loss(&model, &dev_ex, &device)?;
+            last_dev = dev_loss(&model, &config, &dev_ex, &device)?;
             let elapsed = elapsed_before + start.elapsed().as_secs_f64();
             let mut tensors: HashMap<String, Tensor> = opt.state();
             for v in varmap
@@ -431,14 +520,19 @@ pub fn train(
     };
     config.training = Some(summary.clone());
     config.save(&model_dir.join(CONFIG_FILE))?;
-    let card_text = card::model_card(&opts, &config, &summary, parameters);
+    json_write(&model_dir.join(OPTIONS_FILE), &opts)?;
+    let log = run_dir.join("log.jsonl");
+    if log.is_file() {
+        std::fs::copy(&log, model_dir.join(LOG_FILE)).map_err(|e| Error::io(&log, e))?;
+    }
+    let card_text = card::model_card(&opts, &config, parameters, None);
     let card_path = model_dir.join("README.md");
     std::fs::write(&card_path, card_text).map_err(|e| Error::io(&card_path, e))?;
-    Ok(TrainReport {
+    Ok(Some(TrainReport {
         model_dir,
         summary,
         parameters,
-    })
+    }))
 }
 
 /// Translates the test split, writes `test.src`, `test.ref` and `test.hyp` into `out_dir`

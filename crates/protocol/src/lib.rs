@@ -40,6 +40,82 @@ pub struct TranslateRequest {
     /// Name of the model to use; the server's default model when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Attention distribution: `soft`, `hard`, `sampled` or `sparsemax`; the model's own
+    /// (`hard` for a model trained with hard attention, else `soft`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+    /// Divides attention scores before the distribution (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Seed of `sampled` attention (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Beam width (default 1: greedy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beam: Option<usize>,
+    /// Longest output in pieces (default `min(2 S + 10, 256)` for `S` source pieces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<usize>,
+    /// Forced decoding: score this translation and return its attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_target: Option<String>,
+    /// Force this start of the translation, then decode freely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_prefix: Option<String>,
+    /// Force the attention of some steps onto one source position each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interventions: Vec<InterventionSpec>,
+}
+
+impl TranslateRequest {
+    /// A request for `text` with every option at its default.
+    pub fn new(text: impl Into<String>) -> Self {
+        TranslateRequest {
+            text: text.into(),
+            model: None,
+            attention: None,
+            temperature: None,
+            seed: None,
+            beam: None,
+            max_len: None,
+            force_target: None,
+            target_prefix: None,
+            interventions: Vec::new(),
+        }
+    }
+}
+
+/// At decoding step `step` (0-based target position), attend only to source token `source`
+/// (0-based), then continue freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterventionSpec {
+    pub step: usize,
+    pub source: usize,
+}
+
+/// Every layer's and head's attention at one decoding step of a Transformer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeadsAttention {
+    /// `[layer][head][source token]`: cross-attention actually used.
+    pub cross: Vec<Vec<Vec<f32>>>,
+    /// `[layer][head][target position 0..=t]`: masked decoder self-attention (the causal mask
+    /// hides later positions, so row `t` has `t + 1` entries).
+    #[serde(rename = "self")]
+    pub self_attention: Vec<Vec<Vec<f32>>>,
+}
+
+/// One finished beam-search hypothesis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HypothesisInfo {
+    pub translation: String,
+    pub target_tokens: Vec<String>,
+    /// One row per target token.
+    pub attention: Vec<Vec<f32>>,
+    /// Sum of the tokens' natural-log probabilities.
+    pub log_prob: f32,
+    /// Ranking score: `log_prob` per token.
+    pub score: f32,
 }
 
 /// One entry of `GET /api/models`.
@@ -49,8 +125,23 @@ pub struct ModelInfo {
     pub name: String,
     /// Architecture, e.g. `gru-bahdanau`.
     pub architecture: String,
-    /// How attention scores are computed, e.g. `additive`.
+    /// How attention scores are computed: `additive`, `general`, `dot` or `scaled-dot`.
     pub attention: String,
+    /// How attention was trained: `soft` or `hard`.
+    #[serde(default)]
+    pub attention_training: String,
+    /// The attention distribution used when a request names none.
+    #[serde(default)]
+    pub default_mode: String,
+    /// Attention distributions this model can decode with.
+    #[serde(default)]
+    pub modes: Vec<String>,
+    /// Transformer layers per side (0 for a GRU).
+    #[serde(default)]
+    pub layers: usize,
+    /// Transformer heads per layer (0 for a GRU).
+    #[serde(default)]
+    pub heads: usize,
     /// ISO 639-1 code of the source language.
     pub source_lang: String,
     /// ISO 639-1 code of the target language.
@@ -65,6 +156,9 @@ pub struct ModelInfo {
     /// chrF on the model's held-out test split, when measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chrf: Option<f64>,
+    /// Alignment error rate (%) of attention on the Hansards gold set, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aer: Option<f64>,
 }
 
 /// Event `start`: the source as the model sees it.
@@ -83,8 +177,25 @@ pub struct StepEvent {
     pub index: usize,
     /// The emitted piece ([`EOS`] on the last step).
     pub token: String,
-    /// The attention weights the decoder used at this step, one per source token; they sum to 1.
+    /// The attention weights the decoder used at this step, one per source token; they sum
+    /// to 1. For a Transformer: the mean over heads of the last layer's cross-attention.
     pub attention: Vec<f32>,
+    /// Natural log of the probability the model gave this token.
+    #[serde(default)]
+    pub log_prob: f32,
+    /// The token was given (forced target or prefix), not chosen by the model.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forced: bool,
+    /// An intervention set this step's attention.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub intervened: bool,
+    /// Every layer's and head's attention (Transformer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<HeadsAttention>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Event `done`: the whole translation.
@@ -96,6 +207,18 @@ pub struct DoneEvent {
     pub target_tokens: Vec<String>,
     /// Wall time spent decoding on the server, in milliseconds.
     pub elapsed_ms: f64,
+    /// Sum of the emitted tokens' natural-log probabilities.
+    #[serde(default)]
+    pub log_prob: f32,
+    /// The attention distribution used.
+    #[serde(default)]
+    pub mode: String,
+    /// With beam search, every final hypothesis, best first (the first is this translation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypotheses: Vec<HypothesisInfo>,
+    /// `[layer][head][query][key]` encoder self-attention (Transformer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_attention: Option<Vec<Vec<Vec<Vec<f32>>>>>,
 }
 
 /// The JSON answer of `POST /api/translate` (`Accept: application/json`).
@@ -111,6 +234,18 @@ pub struct TranslateResponse {
     pub translation: String,
     /// One row per target token, one column per source token; each row sums to 1.
     pub attention: Vec<Vec<f32>>,
+    /// Every step in full, as streamed (log probabilities, heads).
+    pub steps: Vec<StepEvent>,
+    /// Sum of the emitted tokens' natural-log probabilities.
+    pub log_prob: f32,
+    /// The attention distribution used.
+    pub mode: String,
+    /// With beam search, every final hypothesis, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypotheses: Vec<HypothesisInfo>,
+    /// `[layer][head][query][key]` encoder self-attention (Transformer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_attention: Option<Vec<Vec<Vec<Vec<f32>>>>>,
 }
 
 /// A client or server error: `{"error": code, "message": human text}`.
@@ -145,6 +280,19 @@ mod tests {
         let r: TranslateRequest = serde_json::from_str(r#"{"text":"Hi."}"#).unwrap();
         assert_eq!(r.model, None);
         assert!(serde_json::from_str::<TranslateRequest>(r#"{"text":"a","modle":"x"}"#).is_err());
+        let full: TranslateRequest = serde_json::from_str(
+            r#"{"text":"a","attention":"hard","beam":3,"interventions":[{"step":1,"source":0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(full.beam, Some(3));
+        assert_eq!(
+            full.interventions,
+            vec![InterventionSpec { step: 1, source: 0 }]
+        );
+        assert_eq!(
+            serde_json::to_string(&TranslateRequest::new("a")).unwrap(),
+            r#"{"text":"a"}"#
+        );
     }
 
     #[test]
@@ -153,6 +301,13 @@ mod tests {
             index: 2,
             token: "\u{2581}froid".into(),
             attention: vec![0.25, 0.75],
+            log_prob: -0.5,
+            forced: false,
+            intervened: true,
+            heads: Some(HeadsAttention {
+                cross: vec![vec![vec![0.25, 0.75]]],
+                self_attention: vec![vec![vec![0.4, 0.6]]],
+            }),
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<StepEvent>(&json).unwrap(), s);

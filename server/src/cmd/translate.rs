@@ -1,0 +1,145 @@
+//! `attnscope translate` and `attnscope score`.
+
+use std::io::{BufRead, Write};
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use attnscope_model::{DecodeOptions, Intervention, Mode};
+
+#[derive(clap::Args)]
+pub struct TranslateArgs {
+    /// Model name (a folder under --models).
+    #[arg(long, default_value = attnscope::DEFAULT_MODEL)]
+    model: String,
+    /// Sentences decoded together (greedy decoding with the model's own attention only).
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Attention distribution: soft, hard, sampled or sparsemax [default: the model's own].
+    #[arg(long)]
+    attention: Option<Mode>,
+    /// Divides attention scores before the distribution.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Seed of sampled attention.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Beam width (1: greedy).
+    #[arg(long, default_value_t = 1)]
+    beam: usize,
+    /// Longest output, in pieces.
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Forced decoding: score this translation of every input line instead of decoding.
+    #[arg(long)]
+    force_target: Option<String>,
+    /// Force this start of the translation, then decode freely.
+    #[arg(long)]
+    target_prefix: Option<String>,
+    /// At decoding step STEP attend only to source token SOURCE (0-based), e.g. `2:0`;
+    /// repeat for more steps.
+    #[arg(long = "intervene", value_name = "STEP:SOURCE", value_parser = parse_intervention)]
+    interventions: Vec<Intervention>,
+    /// `text`: one translation per line; `json`: one JSON document per line with the source
+    /// and target tokens, the attention and every step (as the API answers).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+}
+
+fn parse_intervention(s: &str) -> Result<Intervention, String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not STEP:SOURCE, e.g. 2:0"))?;
+    let num = |x: &str| {
+        x.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{x:?} in {s:?} is not a position (0, 1, 2, ...)"))
+    };
+    Ok(Intervention {
+        step: num(a)?,
+        source: num(b)?,
+    })
+}
+
+impl TranslateArgs {
+    fn options(&self) -> DecodeOptions {
+        DecodeOptions {
+            attention: self.attention,
+            temperature: self.temperature,
+            seed: self.seed,
+            beam: self.beam,
+            max_len: self.max_len,
+            force_target: self.force_target.clone(),
+            target_prefix: self.target_prefix.clone(),
+            interventions: self.interventions.clone(),
+        }
+    }
+}
+
+pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
+    let translator = super::load_model(models, &a.model)?;
+    let opts = a.options();
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    // Default options and plain text: decode in batches, the fast path.
+    if opts == DecodeOptions::default() && a.format == "text" {
+        let mut lines = Vec::new();
+        let flush = |lines: &mut Vec<String>, out: &mut std::io::StdoutLock| -> Result<()> {
+            for t in translator.translate_batch(lines, a.batch)? {
+                writeln!(out, "{t}")?;
+            }
+            out.flush()?;
+            lines.clear();
+            Ok(())
+        };
+        for line in stdin.lock().lines() {
+            lines.push(line.context("stdin is not valid UTF-8 text")?);
+            if lines.len() >= a.batch.max(1) {
+                flush(&mut lines, &mut out)?;
+            }
+        }
+        return flush(&mut lines, &mut out);
+    }
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line = line.context("stdin is not valid UTF-8 text")?;
+        if line.trim().is_empty() {
+            writeln!(out)?;
+            continue;
+        }
+        let t = translator
+            .translate(&line, &opts, |_| ControlFlow::Continue(()))
+            .with_context(|| format!("line {}", n + 1))?;
+        if a.format == "json" {
+            let doc = attnscope::wire::response(a.model.clone(), t);
+            writeln!(out, "{}", serde_json::to_string(&doc)?)?;
+        } else {
+            writeln!(out, "{}", t.translation)?;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// BLEU and chrF of `hyp` against `reference`, printed as one line.
+pub fn score(hyp: &Path, reference: &Path) -> Result<()> {
+    let (h, r) = (read_lines(hyp)?, read_lines(reference)?);
+    if h.len() != r.len() {
+        bail!(
+            "{} has {} lines but {} has {}: they must pair up line by line",
+            hyp.display(),
+            h.len(),
+            reference.display(),
+            r.len()
+        );
+    }
+    let bleu = attnscope_model::metrics::corpus_bleu(&h, &r);
+    let chrf = attnscope_model::metrics::corpus_chrf(&h, &r);
+    println!("BLEU {bleu:.2}\tchrF {chrf:.2}\t{} sentences", h.len());
+    Ok(())
+}
