@@ -22,6 +22,18 @@ pub enum AppError {
     UnknownMode(String),
     #[error("{0}")]
     InvalidOption(String),
+    #[error("{0}")]
+    InvalidRender(String),
+    #[error("there is no export format {0:?}: use png, svg, json or csv")]
+    UnknownFormat(String),
+    #[error("there is no colour scale {0:?}: use linear or log")]
+    UnknownScale(String),
+    #[error("there is no palette {0:?}: use viridis, cividis or greys")]
+    UnknownPalette(String),
+    #[error("the request body is larger than {limit} bytes, the limit of this endpoint")]
+    BodyTooLarge { limit: usize },
+    #[error("rendering failed: {0}")]
+    RenderFailed(String),
     #[error("the server is shutting down")]
     Unavailable,
     #[error("translation failed: {0}")]
@@ -34,11 +46,17 @@ impl AppError {
             AppError::InvalidJson(_)
             | AppError::EmptyText
             | AppError::UnknownMode(_)
-            | AppError::InvalidOption(_) => StatusCode::BAD_REQUEST,
-            AppError::TextTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            | AppError::InvalidOption(_)
+            | AppError::InvalidRender(_)
+            | AppError::UnknownFormat(_)
+            | AppError::UnknownScale(_)
+            | AppError::UnknownPalette(_) => StatusCode::BAD_REQUEST,
+            AppError::TextTooLong(_) | AppError::BodyTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             AppError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Internal(_) | AppError::RenderFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -50,6 +68,12 @@ impl AppError {
             AppError::UnknownModel { .. } => "unknown_model",
             AppError::UnknownMode(_) => "unknown_mode",
             AppError::InvalidOption(_) => "invalid_option",
+            AppError::InvalidRender(_) => "invalid_render",
+            AppError::UnknownFormat(_) => "unknown_format",
+            AppError::UnknownScale(_) => "unknown_scale",
+            AppError::UnknownPalette(_) => "unknown_palette",
+            AppError::BodyTooLarge { .. } => "body_too_large",
+            AppError::RenderFailed(_) => "render_failed",
             AppError::Unavailable => "unavailable",
             AppError::Internal(_) => "internal",
         }

@@ -8,7 +8,9 @@
 
 mod error;
 mod models;
+pub mod render;
 mod routes;
+mod security;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -58,6 +60,8 @@ pub struct AppState {
     /// Folder of the built frontend.
     pub dist: PathBuf,
     pub stats: Arc<Stats>,
+    /// The Content-Security-Policy sent with every response (see `security.rs`).
+    pub csp: Arc<str>,
 }
 
 impl AppState {
@@ -65,9 +69,11 @@ impl AppState {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let index = std::fs::read_to_string(dist.join("index.html")).unwrap_or_default();
         AppState {
             models: Arc::new(models),
             workers: Arc::new(Semaphore::new(n)),
+            csp: security::content_security_policy(&index).into(),
             dist,
             stats: Arc::default(),
         }

@@ -44,6 +44,9 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Word alignments from attention scored against a gold set: AER, precision, recall.
     AlignEval(cmd::eval::AlignArgs),
+    /// Export an attention matrix (`translate --format json` output, or a render request) as
+    /// a heatmap image (PNG, SVG) or as raw weights (JSON, CSV).
+    Render(cmd::render::RenderArgs),
     /// Score translations: corpus BLEU and chrF (sacrebleu's defaults) of a hypothesis file
     /// against a reference file, one sentence per line.
     Score {
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Translate(args) => cmd::translate::run(&cli.models, args),
         Command::Eval(args) => cmd::eval::run(&cli.models, args),
         Command::AlignEval(args) => cmd::eval::run_align(&cli.models, args),
+        Command::Render(args) => cmd::render::run(args),
         Command::Score { hyp, reference } => cmd::translate::score(&hyp, &reference),
         Command::Serve {
             addr,

@@ -10,7 +10,7 @@ use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Translation
 use attnscope_protocol::{DoneEvent, StartEvent, TranslateRequest, TranslateResponse, event};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::wire::{self, step_event};
@@ -28,12 +29,30 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/models", get(list_models))
         .route("/api/translate", post(translate))
+        .route(
+            "/api/render",
+            post(crate::render::render).layer(crate::render::body_limit()),
+        )
         .fallback(|| async { AppError::InvalidJson("no such API endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let static_files = ServeDir::new(&state.dist).append_index_html_on_directories(true);
+    let csp = HeaderValue::from_str(&state.csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
     Router::new()
         .merge(api)
         .fallback_service(static_files)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            csp,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -233,9 +233,52 @@ async fn the_frontend_is_served_at_the_root_with_or_without_a_query() {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
         assert!(String::from_utf8_lossy(&body).contains("attnscope"));
     }
+}
+
+#[tokio::test]
+async fn no_path_escapes_the_frontend_folder_and_cors_is_same_origin() {
+    let (st, d) = state();
+    std::fs::write(d.path().join("secret.txt"), "do not serve").unwrap();
+    for uri in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/%2e%2e%2fsecret.txt",
+    ] {
+        let res = app(st.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("do not serve"),
+            "{uri}"
+        );
+    }
+    // No CORS headers: browsers keep other origins out of the API.
+    let req = Request::post("/api/translate")
+        .header(header::ORIGIN, "http://elsewhere.example")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"text":"Hi."}"#))
+        .unwrap();
+    let res = app(st).oneshot(req).await.unwrap();
+    assert!(
+        res.headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none()
+    );
 }
 
 #[tokio::test]

@@ -10,8 +10,9 @@ use crate::Result;
 /// Re-initialises every variable of `varmap` from `seed`, in name order, so that the same
 /// seed always gives the same model.
 ///
-/// Embeddings (`*.embedding`) draw from U(-0.1, 0.1); other matrices and biases from
-/// U(-k, k) with k = 1/sqrt(fan-in), as PyTorch does for `Linear` and `GRU`.
+/// Every matrix (embeddings included, whose "fan-in" is their width) and every bias draws
+/// from U(-k, k) with k = 1/sqrt(fan-in), as PyTorch does for `Linear` and `GRU`; a bias
+/// uses the fan-in of the matrix beside it.
 pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
     let data = varmap
@@ -24,9 +25,7 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
     for name in names {
         let var = &data[name];
         let dims = var.dims().to_vec();
-        let k = if name.ends_with("embedding") {
-            0.1
-        } else if dims.len() >= 2 {
+        let k = if dims.len() >= 2 {
             1.0 / (dims[dims.len() - 1] as f64).sqrt()
         } else {
             let stem = name.rsplit_once('.').map(|(s, _)| s).unwrap_or("");

@@ -6,6 +6,8 @@
 //! ([`event::STEP`]), then a [`DoneEvent`] ([`event::DONE`]), or an [`ErrorBody`]
 //! ([`event::ERROR`]) if decoding fails. Asked for JSON, it answers one
 //! [`TranslateResponse`]. Client errors are [`ErrorBody`] documents with a 4xx status.
+//! An attention matrix is exported as an image or as raw weights with [`RenderRequest`]
+//! (`POST /api/render`).
 //!
 //! Tokens are subword pieces exactly as the model's tokenizer produced them: a piece that
 //! starts a word begins with [`WORD_START`] (`▁`, SentencePiece style); [`piece_label`] turns
@@ -248,6 +250,28 @@ pub struct TranslateResponse {
     pub encoder_attention: Option<Vec<Vec<Vec<Vec<f32>>>>>,
 }
 
+/// Body of `POST /api/render`: an attention matrix to export as an image (PNG, SVG) or as raw
+/// weights (JSON, CSV). The JSON export is this document, validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderRequest {
+    /// Source pieces: the columns.
+    pub source_tokens: Vec<String>,
+    /// Target pieces: the rows.
+    pub target_tokens: Vec<String>,
+    /// One row per target token, one weight in `[0, 1]` per source token.
+    pub attention: Vec<Vec<f32>>,
+    /// Title above the figure; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// How weights map to colours: `linear` (default) or `log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<String>,
+    /// The colours: `viridis` (default), `cividis` or `greys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub palette: Option<String>,
+}
+
 /// A client or server error: `{"error": code, "message": human text}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -311,5 +335,35 @@ mod tests {
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<StepEvent>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn render_request_round_trips_and_rejects_unknown_fields() {
+        let r: RenderRequest = serde_json::from_str(
+            r#"{"source_tokens":["\u2581a","</s>"],"target_tokens":["</s>"],"attention":[[0.25,0.75]]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.title.as_deref(), r.scale.as_deref(), r.palette.as_deref()),
+            (None, None, None)
+        );
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"source_tokens":["▁a","</s>"],"target_tokens":["</s>"],"attention":[[0.25,0.75]]}"#
+        );
+        let full = RenderRequest {
+            title: Some("a, \"b\"".into()),
+            scale: Some("log".into()),
+            palette: Some("greys".into()),
+            ..r
+        };
+        let json = serde_json::to_string(&full).unwrap();
+        assert_eq!(serde_json::from_str::<RenderRequest>(&json).unwrap(), full);
+        assert!(
+            serde_json::from_str::<RenderRequest>(
+                r#"{"source_tokens":["a"],"target_tokens":["b"],"attention":[[1]],"colour":"x"}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The subcommands of the `attnscope` binary, one module each.
 
 pub mod eval;
+pub mod render;
 pub mod train;
 pub mod translate;
 
