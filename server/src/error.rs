@@ -36,6 +36,8 @@ pub enum AppError {
     RenderFailed(String),
     #[error("the server is shutting down")]
     Unavailable,
+    #[error("the server is busy ({waiting} translations are waiting); retry in a second")]
+    Busy { waiting: usize },
     #[error("translation failed: {0}")]
     Internal(String),
 }
@@ -55,7 +57,7 @@ impl AppError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             AppError::UnknownModel { .. } => StatusCode::NOT_FOUND,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) | AppError::RenderFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -75,6 +77,7 @@ impl AppError {
             AppError::BodyTooLarge { .. } => "body_too_large",
             AppError::RenderFailed(_) => "render_failed",
             AppError::Unavailable => "unavailable",
+            AppError::Busy { .. } => "busy",
             AppError::Internal(_) => "internal",
         }
     }
@@ -99,9 +102,18 @@ impl From<attnscope_model::Error> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if self.status().is_server_error() {
+        if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
+        } else if self.status().is_server_error() {
+            tracing::warn!(error = %self, "request refused");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut res = (self.status(), Json(self.body())).into_response();
+        if matches!(self, AppError::Busy { .. }) {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        res
     }
 }

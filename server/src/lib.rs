@@ -7,6 +7,7 @@
 //! closes and decoding stops at the next step.
 
 mod error;
+pub mod metrics;
 mod models;
 pub mod render;
 mod routes;
@@ -31,6 +32,10 @@ pub const DEFAULT_MODEL: &str = "bahdanau";
 pub const MAX_TEXT_CHARS: usize = 2000;
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Translations that may wait for a decoding slot before the server answers 503.
+pub const DEFAULT_QUEUE: usize = 1024;
+/// Longest time a request may take until its response head (a stream may then run on).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What `attnscope serve` needs.
 #[derive(Clone, Debug)]
@@ -38,6 +43,8 @@ pub struct ServeConfig {
     pub models_dir: PathBuf,
     pub dist: PathBuf,
     pub default_model: String,
+    /// Translations that may wait beyond the decoding slots; more get 503.
+    pub queue: usize,
 }
 
 /// Counters of the decoding work, for tests and monitoring.
@@ -49,6 +56,22 @@ pub struct Stats {
     pub steps: AtomicU64,
     /// Decodings stopped early because the client went away.
     pub abandoned: AtomicU64,
+    /// Translation requests admitted and not yet finished (waiting or decoding).
+    pub inflight: AtomicUsize,
+    /// Requests turned away with 503 because the queue was full.
+    pub rejected: AtomicU64,
+}
+
+/// A translation's place in the system, from admission until its decoding ends.
+#[derive(Debug)]
+pub struct Admission(Arc<Stats>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0
+            .inflight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Shared state of every handler.
@@ -62,6 +85,11 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     /// The Content-Security-Policy sent with every response (see `security.rs`).
     pub csp: Arc<str>,
+    /// Number of decoding slots (the permits of `workers`).
+    pub worker_count: usize,
+    /// Translations that may wait beyond the slots.
+    pub queue_limit: usize,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -76,6 +104,39 @@ impl AppState {
             csp: security::content_security_policy(&index).into(),
             dist,
             stats: Arc::default(),
+            worker_count: n,
+            queue_limit: DEFAULT_QUEUE,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The same state with `queue` translations allowed to wait beyond the decoding slots.
+    pub fn with_queue(mut self, queue: usize) -> Self {
+        self.queue_limit = queue;
+        self
+    }
+
+    /// Admits one more translation, or refuses with 503 when the slots and the queue are full.
+    pub fn admit(&self) -> Result<Admission, AppError> {
+        use std::sync::atomic::Ordering;
+        let limit = self.worker_count + self.queue_limit;
+        let mut cur = self.stats.inflight.load(Ordering::Relaxed);
+        loop {
+            if cur >= limit {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(AppError::Busy {
+                    waiting: cur.saturating_sub(self.worker_count),
+                });
+            }
+            match self.stats.inflight.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Admission(self.stats.clone())),
+                Err(now) => cur = now,
+            }
         }
     }
 }
@@ -109,7 +170,8 @@ pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> 
         .with_context(|| format!("cannot listen on {addr}; is it already in use?"))?;
     let local = listener.local_addr()?;
     tracing::info!(models = ?models.names(), "attnscope listening on http://{local}");
-    axum::serve(listener, app(AppState::new(models, config.dist)))
+    let state = AppState::new(models, config.dist).with_queue(config.queue);
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")

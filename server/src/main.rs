@@ -65,6 +65,10 @@ enum Command {
         /// The model used when a request names none.
         #[arg(long, default_value = attnscope::DEFAULT_MODEL)]
         default_model: String,
+        /// Translations that may wait for a decoding slot; beyond that the server answers
+        /// 503 with Retry-After.
+        #[arg(long, default_value_t = attnscope::DEFAULT_QUEUE)]
+        queue: usize,
     },
 }
 
@@ -94,12 +98,14 @@ fn run(cli: Cli) -> Result<()> {
             addr,
             dist,
             default_model,
+            queue,
         } => {
             attnscope::init_tracing();
             let config = attnscope::ServeConfig {
                 models_dir: cli.models,
                 dist,
                 default_model,
+                queue,
             };
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             rt.block_on(attnscope::serve(config, addr))

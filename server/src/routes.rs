@@ -3,14 +3,16 @@
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Translation, Translator};
 use attnscope_protocol::{DoneEvent, StartEvent, TranslateRequest, TranslateResponse, event};
 use axum::body::Bytes;
+use axum::extract::MatchedPath;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,15 +20,21 @@ use axum::{Json, Router};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::wire::{self, step_event};
-use crate::{AppError, AppState, MAX_BODY_BYTES, MAX_TEXT_CHARS};
+use crate::{AppError, AppState, MAX_BODY_BYTES, MAX_TEXT_CHARS, REQUEST_TIMEOUT};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/models", get(list_models))
         .route("/api/translate", post(translate))
         .route(
@@ -34,7 +42,11 @@ pub fn router(state: AppState) -> Router {
             post(crate::render::render).layer(crate::render::body_limit()),
         )
         .fallback(|| async { AppError::InvalidJson("no such API endpoint".into()) })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
     let static_files = ServeDir::new(&state.dist).append_index_html_on_directories(true);
     let csp = HeaderValue::from_str(&state.csp)
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
@@ -53,8 +65,81 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", id, method = %req.method(), uri = %req.uri())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, Counter::default()))
         .with_state(state)
+}
+
+/// The `x-request-id` header: set on every request that lacks one, echoed in the answer and
+/// logged with every line of its span.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids `1`, `2`, ... in arrival order (unique per server run).
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        HeaderValue::from_str(&n.to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Counts every answer by route and status, with its latency, for `/metrics`.
+async fn track(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| {
+            if req.uri().path().starts_with("/api/") {
+                "/api/unknown".into()
+            } else {
+                "static".into()
+            }
+        });
+    let began = Instant::now();
+    let res = next.run(req).await;
+    st.metrics
+        .record(&route, res.status().as_u16(), began.elapsed().as_secs_f64());
+    res
+}
+
+/// `GET /healthz`: 200 while the server runs, with the number of models.
+async fn healthz(State(st): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "models": st.models.names().len()}))
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(State(st): State<AppState>) -> Response {
+    let body = st
+        .metrics
+        .render(&st.stats, st.worker_count, st.queue_limit);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn list_models(State(st): State<AppState>) -> Json<Vec<attnscope_protocol::ModelInfo>> {
@@ -68,6 +153,10 @@ struct Job {
     ids: Vec<u32>,
     source_tokens: Vec<String>,
     opts: DecodeOptions,
+    /// Holds the job's place until its decoding ends.
+    admission: crate::Admission,
+    /// When the request arrived, for the latency metrics.
+    began: Instant,
 }
 
 /// Decoding options from a request; the model checks ranges against the source.
@@ -115,6 +204,8 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
         ids,
         source_tokens,
         opts,
+        admission: st.admit()?,
+        began: Instant::now(),
     })
 }
 
@@ -154,21 +245,28 @@ impl Job {
             .acquire_owned()
             .await
             .map_err(|_| AppError::Unavailable)?;
-        let stats = st.stats.clone();
+        let (stats, metrics) = (st.stats.clone(), st.metrics.clone());
         let Job {
             model,
             ids,
             source_tokens,
             opts,
+            admission,
+            began,
             ..
         } = self;
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let (_admission, _permit) = (admission, permit);
             let _busy = Busy::new(&stats);
-            model.translate_source(&ids, source_tokens, &opts, |s| {
+            let out = model.translate_source(&ids, source_tokens, &opts, |s| {
+                if s.index == 0 {
+                    metrics.first_step.observe(began.elapsed().as_secs_f64());
+                }
                 stats.steps.fetch_add(1, Ordering::Relaxed);
                 on_step(s)
-            })
+            });
+            metrics.translation.observe(began.elapsed().as_secs_f64());
+            out
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?

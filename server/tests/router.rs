@@ -334,3 +334,59 @@ async fn dropping_the_stream_stops_decoding() {
         "{made} of {full} steps decoded after the stream was dropped"
     );
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_metrics_count_it() {
+    let (st, _d) = state();
+    let st = st.with_queue(0);
+    // Every slot taken: the next translation is refused at once, with a JSON body.
+    let held: Vec<_> = (0..st.worker_count).map(|_| st.admit().unwrap()).collect();
+    let req = Request::post("/api/translate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"text":"I am cold."}"#))
+        .unwrap();
+    let res = app(st.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    let e: ErrorBody =
+        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(e.error, "busy");
+    // Bad requests are still told what is wrong, not that the server is busy.
+    let (status, _, _) = post(&st, r#"{"text":""}"#, "application/json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    drop(held);
+    let (status, _, _) = post(&st, r#"{"text":"I am cold."}"#, "application/json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(st.stats.inflight.load(Ordering::Relaxed), 0);
+
+    let res = app(st.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
+    let text =
+        String::from_utf8(to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    for needle in [
+        "attnscope_requests_total{route=\"/api/translate\",status=\"503\"} 1",
+        "attnscope_requests_total{route=\"/api/translate\",status=\"200\"} 1",
+        "attnscope_requests_total{route=\"/api/translate\",status=\"400\"} 1",
+        "attnscope_rejected_total 1",
+        "attnscope_first_step_seconds_count 1",
+        "attnscope_queue_depth 0",
+        "attnscope_queue_limit 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let res = app(st)
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
