@@ -117,3 +117,65 @@ async fn bad_input_over_http_is_a_json_4xx_and_the_server_keeps_serving() {
         assert_eq!(res.status(), 200, "{text:?}");
     }
 }
+
+/// A stream that is waiting or decoding when the server is asked to stop still runs to its
+/// end; the server stops once it has, and takes no new connection meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_a_running_stream_finish() {
+    use attnscope::{AppState, Models};
+    let models =
+        Models::load_dir(&attnscope_tests::models_dir(), attnscope::DEFAULT_MODEL).unwrap();
+    let state = AppState::new(models, attnscope_tests::dist_dir());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(attnscope::serve_until(listener, state.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    // Hold every decoding slot, so the request is admitted but cannot start decoding.
+    let slots = state
+        .workers
+        .clone()
+        .acquire_many_owned(state.worker_count as u32)
+        .await
+        .unwrap();
+    let target = "le chat dort sur le canapé . ".repeat(12);
+    let res = post(
+        addr,
+        serde_json::json!({ "text": "The cat is sleeping on the sofa.", "force_target": target }),
+        "text/event-stream",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    stop_tx.send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !server.is_finished(),
+        "the server stopped with a stream open"
+    );
+    // New connections are refused once shutdown has begun.
+    let late = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(late.is_err(), "a new connection was served during shutdown");
+    drop(slots);
+    let body = res.text().await.unwrap();
+    let events = parse_sse(&body);
+    let done = events
+        .iter()
+        .find(|(n, _)| n == "done")
+        .expect("done event");
+    let done: DoneEvent = serde_json::from_str(&done.1).unwrap();
+    assert!(
+        done.target_tokens.len() > 80,
+        "{}",
+        done.target_tokens.len()
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server did not stop after its last stream")
+        .unwrap()
+        .unwrap();
+}

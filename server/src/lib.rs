@@ -171,8 +171,18 @@ pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> 
     let local = listener.local_addr()?;
     tracing::info!(models = ?models.names(), "attnscope listening on http://{local}");
     let state = AppState::new(models, config.dist).with_queue(config.queue);
+    serve_until(listener, state, shutdown_signal()).await
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting connections
+/// and returns once every open connection (streams in progress included) has finished.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("server error")
 }
