@@ -9,6 +9,7 @@
 mod error;
 pub mod metrics;
 mod models;
+mod openapi;
 pub mod render;
 mod routes;
 mod security;

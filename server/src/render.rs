@@ -12,6 +12,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use attnscope_plot::{HeatmapSpec, Palette, PlotError, Scale};
+use attnscope_protocol::ErrorBody;
 use attnscope_protocol::RenderRequest;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -314,6 +315,18 @@ pub struct RenderQuery {
 }
 
 /// `POST /api/render?format=png|svg|json|csv`: a [`RenderRequest`] exported as a download.
+#[utoipa::path(
+    post,
+    path = "/api/render",
+    tag = "export",
+    params(("format" = Option<String>, Query, description = "png (default), svg, json or csv")),
+    request_body = RenderRequest,
+    responses(
+        (status = 200, description = "The heatmap image (PNG or SVG), or the raw weights (JSON or CSV), as an attachment"),
+        (status = 400, description = "Invalid matrix, format, scale or palette", body = ErrorBody),
+        (status = 413, description = "Body over the render limit", body = ErrorBody),
+    )
+)]
 pub async fn render(
     State(st): State<AppState>,
     query: Result<Query<RenderQuery>, QueryRejection>,

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Translation, Translator};
-use attnscope_protocol::{DoneEvent, StartEvent, TranslateRequest, TranslateResponse, event};
+use attnscope_protocol::{
+    DoneEvent, ErrorBody, StartEvent, TranslateRequest, TranslateResponse, event,
+};
 use axum::body::Bytes;
 use axum::extract::MatchedPath;
 use axum::extract::{DefaultBodyLimit, State};
@@ -35,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(crate::openapi::document))
         .route("/api/models", get(list_models))
         .route("/api/translate", post(translate))
         .route(
@@ -123,12 +126,16 @@ async fn track(
 }
 
 /// `GET /healthz`: 200 while the server runs, with the number of models.
-async fn healthz(State(st): State<AppState>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"ok\", \"models\": N}`")))]
+pub(crate) async fn healthz(State(st): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "models": st.models.names().len()}))
 }
 
 /// `GET /metrics`: Prometheus text.
-async fn metrics(State(st): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
     let body = st
         .metrics
         .render(&st.stats, st.worker_count, st.queue_limit);
@@ -142,7 +149,12 @@ async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn list_models(State(st): State<AppState>) -> Json<Vec<attnscope_protocol::ModelInfo>> {
+/// `GET /api/models`: every loaded model.
+#[utoipa::path(get, path = "/api/models", tag = "translation",
+    responses((status = 200, description = "Every loaded model with its metadata", body = Vec<attnscope_protocol::ModelInfo>)))]
+pub(crate) async fn list_models(
+    State(st): State<AppState>,
+) -> Json<Vec<attnscope_protocol::ModelInfo>> {
     Json(st.models.infos())
 }
 
@@ -218,7 +230,24 @@ fn wants_sse(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /api/translate`: SSE when the client accepts `text/event-stream`, JSON otherwise.
-async fn translate(
+#[utoipa::path(
+    post,
+    path = "/api/translate",
+    tag = "translation",
+    request_body = TranslateRequest,
+    responses(
+        (status = 200, description = "With `Accept: text/event-stream`: Server-Sent Events `start` (StartEvent), one `step` per target token (StepEvent), then `done` (DoneEvent) or `error` (ErrorBody). Otherwise one JSON document.",
+            content(
+                (TranslateResponse = "application/json"),
+                (String = "text/event-stream"),
+            )),
+        (status = 400, description = "Empty text, invalid JSON, unknown mode or an option out of range", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 413, description = "Text over the limit", body = ErrorBody),
+        (status = 503, description = "Decoding slots and queue full; retry after the `Retry-After` seconds", body = ErrorBody),
+    )
+)]
+pub(crate) async fn translate(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Bytes,

@@ -390,3 +390,45 @@ async fn a_full_queue_answers_503_with_retry_after_and_metrics_count_it() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_endpoint_and_option() {
+    let (st, _d) = state();
+    let res = app(st)
+        .oneshot(
+            Request::get("/api/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 22).await.unwrap()).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/api/translate", "post"),
+        ("/api/models", "get"),
+        ("/api/render", "post"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{path} {method}");
+    }
+    let req = &doc["components"]["schemas"]["TranslateRequest"]["properties"];
+    for field in [
+        "text",
+        "model",
+        "attention",
+        "temperature",
+        "beam",
+        "max_len",
+        "force_target",
+        "target_prefix",
+        "interventions",
+    ] {
+        assert!(req[field].is_object(), "TranslateRequest.{field} missing");
+    }
+    assert!(doc["components"]["schemas"]["HeadsAttention"]["properties"]["self"].is_object());
+    assert!(doc["paths"]["/api/translate"]["post"]["responses"]["503"].is_object());
+}

@@ -35,6 +35,7 @@ pub mod event {
 
 /// Body of `POST /api/translate`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TranslateRequest {
     /// The sentence to translate (source language, usually English).
@@ -90,6 +91,7 @@ impl TranslateRequest {
 /// At decoding step `step` (0-based target position), attend only to source token `source`
 /// (0-based), then continue freely.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InterventionSpec {
     pub step: usize,
@@ -98,6 +100,7 @@ pub struct InterventionSpec {
 
 /// Every layer's and head's attention at one decoding step of a Transformer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeadsAttention {
     /// `[layer][head][source token]`: cross-attention actually used.
     pub cross: Vec<Vec<Vec<f32>>>,
@@ -109,6 +112,7 @@ pub struct HeadsAttention {
 
 /// One finished beam-search hypothesis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HypothesisInfo {
     pub translation: String,
     pub target_tokens: Vec<String>,
@@ -122,6 +126,7 @@ pub struct HypothesisInfo {
 
 /// One entry of `GET /api/models`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     /// Name used in requests, e.g. `bahdanau`.
     pub name: String,
@@ -165,6 +170,7 @@ pub struct ModelInfo {
 
 /// Event `start`: the source as the model sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartEvent {
     /// The model that translates.
     pub model: String,
@@ -174,6 +180,7 @@ pub struct StartEvent {
 
 /// Event `step`: one decoding step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepEvent {
     /// 0-based position of the emitted token in the target.
     pub index: usize,
@@ -202,6 +209,7 @@ fn is_false(b: &bool) -> bool {
 
 /// Event `done`: the whole translation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DoneEvent {
     /// The detokenized translation.
     pub translation: String,
@@ -225,6 +233,7 @@ pub struct DoneEvent {
 
 /// The JSON answer of `POST /api/translate` (`Accept: application/json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TranslateResponse {
     /// The model that translated.
     pub model: String,
@@ -253,6 +262,7 @@ pub struct TranslateResponse {
 /// Body of `POST /api/render`: an attention matrix to export as an image (PNG, SVG) or as raw
 /// weights (JSON, CSV). The JSON export is this document, validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RenderRequest {
     /// Source pieces: the columns.
@@ -274,6 +284,7 @@ pub struct RenderRequest {
 
 /// A client or server error: `{"error": code, "message": human text}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `empty_text`, `unknown_model`.
     pub error: String,
