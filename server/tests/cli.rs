@@ -1,12 +1,12 @@
 //! The `attnscope` binary as a user runs it: train on a small TSV, resume, translate stdin,
 //! and fail clearly on a missing model.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
-fn attnscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attnscope"))
-}
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{attnscope, run_ok};
 
 const PAIRS: &[(&str, &str)] = &[
     ("I am cold.", "J'ai froid."),
@@ -250,24 +250,6 @@ fn train_resume_translate_round_trip() {
         align.contains("AER") && align.contains("argmax, t2s"),
         "{align}"
     );
-}
-
-/// Runs `cmd` with `stdin`, asserts success and returns stdout.
-fn run_ok(cmd: &mut Command, stdin: &[u8]) -> String {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

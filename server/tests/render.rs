@@ -1,41 +1,16 @@
 //! `POST /api/render` through the real router (`oneshot`, with the tiny random model of
 //! router.rs), and `attnscope render` fed by `attnscope translate --format json`.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+mod common;
 
-use attnscope::{AppState, Models, app};
-use attnscope_model::{Translator, fixtures};
+use attnscope::{AppState, app};
 use attnscope_protocol::{ErrorBody, RenderRequest};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use common::{attnscope, run, state};
 use tower::ServiceExt;
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-
-fn state() -> (AppState, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mdir = dir.path().join("tiny");
-    fixtures::write_tiny_model(&mdir, 1).unwrap();
-    let mut by_name = BTreeMap::new();
-    by_name.insert(
-        "tiny".to_string(),
-        Arc::new(Translator::load(&mdir).unwrap()),
-    );
-    let dist = dir.path().join("dist");
-    std::fs::create_dir_all(&dist).unwrap();
-    std::fs::write(
-        dist.join("index.html"),
-        "<!doctype html><title>attnscope</title>",
-    )
-    .unwrap();
-    (
-        AppState::new(Models::new(by_name, "tiny").unwrap(), dist),
-        dir,
-    )
-}
 
 struct Answer {
     status: StatusCode,
@@ -370,31 +345,10 @@ async fn the_render_body_limit_takes_a_200x200_matrix_and_no_more_than_its_limit
     );
 }
 
-fn attnscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attnscope"))
-}
-
-/// Runs `cmd` with `stdin`; returns whether it succeeded, its stdout and its stderr.
-fn run(cmd: &mut Command, stdin: &[u8]) -> (bool, Vec<u8>, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn translate_json_piped_into_render_writes_a_png() {
     let dir = tempfile::tempdir().unwrap();
-    fixtures::write_tiny_model(&dir.path().join("tiny"), 1).unwrap();
+    attnscope_model::fixtures::write_tiny_model(&dir.path().join("tiny"), 1).unwrap();
     let models = dir.path().to_str().unwrap();
     let translate = |extra: &[&str]| {
         let (ok, json, err) = run(

@@ -1,39 +1,18 @@
 //! The router through `oneshot`, with a tiny random model: both answer forms and the errors.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+
+mod common;
 
 use attnscope::{AppState, Models, app};
-use attnscope_model::{Translator, fixtures};
 use attnscope_protocol::{ErrorBody, ModelInfo, TranslateResponse};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use common::state;
 use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-
-fn state() -> (AppState, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mdir = dir.path().join("tiny");
-    fixtures::write_tiny_model(&mdir, 1).unwrap();
-    let mut by_name = BTreeMap::new();
-    by_name.insert(
-        "tiny".to_string(),
-        Arc::new(Translator::load(&mdir).unwrap()),
-    );
-    let dist = dir.path().join("dist");
-    std::fs::create_dir_all(&dist).unwrap();
-    std::fs::write(
-        dist.join("index.html"),
-        "<!doctype html><title>attnscope</title>",
-    )
-    .unwrap();
-    (
-        AppState::new(Models::new(by_name, "tiny").unwrap(), dist),
-        dir,
-    )
-}
 
 async fn post(st: &AppState, body: &str, accept: &str) -> (StatusCode, String, Vec<u8>) {
     let req = Request::post("/api/translate")
