@@ -100,6 +100,12 @@ impl From<attnscope_model::Error> for AppError {
     }
 }
 
+impl From<attnscope_protocol::PackError> for AppError {
+    fn from(e: attnscope_protocol::PackError) -> Self {
+        AppError::Internal(format!("cannot pack attention weights: {e}"))
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if self.status() == StatusCode::INTERNAL_SERVER_ERROR {

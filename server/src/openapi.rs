@@ -26,6 +26,7 @@ use utoipa::OpenApi;
         wire::StepEvent,
         wire::DoneEvent,
         wire::HeadsAttention,
+        wire::PackedWeights,
         wire::HypothesisInfo,
         wire::ModelInfo,
         wire::RenderRequest,

@@ -306,7 +306,7 @@ impl Job {
 async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
     let model = job.model_name.clone();
     let t = job.decode(&st, |_| ControlFlow::Continue(())).await?;
-    Ok(wire::response(model, t))
+    Ok(wire::response(model, t)?)
 }
 
 fn sse_event<T: serde::Serialize>(name: &str, data: &T) -> Event {
@@ -336,9 +336,12 @@ async fn stream(
         let worker_tx = tx.clone();
         let result = job
             .decode(&st, move |s| {
-                let step = step_event(s);
+                let event = match step_event(s) {
+                    Ok(step) => sse_event(event::STEP, &step),
+                    Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),
+                };
                 // Fails only when the client is gone: stop decoding.
-                match worker_tx.blocking_send(sse_event(event::STEP, &step)) {
+                match worker_tx.blocking_send(event) {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(_) => ControlFlow::Break(()),
                 }
@@ -350,18 +353,21 @@ async fn stream(
                 tracing::info!("client disconnected; decoding stopped");
                 return;
             }
-            Ok(t) => sse_event(
-                event::DONE,
-                &DoneEvent {
-                    hypotheses: wire::hypotheses(&t),
-                    log_prob: t.log_prob,
-                    mode: t.mode.to_string(),
-                    translation: t.translation,
-                    target_tokens: t.target_tokens,
-                    elapsed_ms: began.elapsed().as_secs_f64() * 1e3,
-                    encoder_attention: t.encoder_attention,
-                },
-            ),
+            Ok(t) => match wire::encoder_attention(&t) {
+                Ok(encoder_attention) => sse_event(
+                    event::DONE,
+                    &DoneEvent {
+                        hypotheses: wire::hypotheses(&t),
+                        log_prob: t.log_prob,
+                        mode: t.mode.to_string(),
+                        translation: t.translation,
+                        target_tokens: t.target_tokens,
+                        elapsed_ms: began.elapsed().as_secs_f64() * 1e3,
+                        encoder_attention,
+                    },
+                ),
+                Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),
+            },
             Err(e) => sse_event(event::ERROR, &e.body()),
         };
         let _ = tx.send(last).await;

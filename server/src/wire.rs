@@ -1,22 +1,39 @@
 //! Model results as wire types ([`attnscope_protocol`]), for the API and the CLI's JSON.
+//!
+//! Transformer heads travel packed ([`PackedWeights`]); packing fails only on a ragged block,
+//! which would be a bug in the model crate.
 
 use attnscope_model::{DecodeStep, Translation};
-use attnscope_protocol::{HeadsAttention, HypothesisInfo, StepEvent, TranslateResponse};
+use attnscope_protocol::{
+    HeadsAttention, HypothesisInfo, PackError, PackedWeights, StepEvent, TranslateResponse,
+};
 
 /// The wire form of one decoding step.
-pub fn step_event(s: &DecodeStep) -> StepEvent {
-    StepEvent {
+pub fn step_event(s: &DecodeStep) -> Result<StepEvent, PackError> {
+    let heads = match &s.heads {
+        Some(h) => Some(HeadsAttention {
+            cross: PackedWeights::from_nested3(&h.cross)?,
+            self_attention: PackedWeights::from_nested3(&h.self_attention)?,
+        }),
+        None => None,
+    };
+    Ok(StepEvent {
         index: s.index,
         token: s.token.clone(),
         attention: s.attention.clone(),
         log_prob: s.log_prob,
         forced: s.forced,
         intervened: s.intervened,
-        heads: s.heads.as_ref().map(|h| HeadsAttention {
-            cross: h.cross.clone(),
-            self_attention: h.self_attention.clone(),
-        }),
-    }
+        heads,
+    })
+}
+
+/// The encoder self-attention of a Transformer translation, packed.
+pub fn encoder_attention(t: &Translation) -> Result<Option<PackedWeights>, PackError> {
+    t.encoder_attention
+        .as_deref()
+        .map(PackedWeights::from_nested4)
+        .transpose()
 }
 
 /// Beam hypotheses in wire form (empty without beam search).
@@ -34,17 +51,17 @@ pub fn hypotheses(t: &Translation) -> Vec<HypothesisInfo> {
 }
 
 /// The JSON answer for a whole translation by `model`.
-pub fn response(model: String, t: Translation) -> TranslateResponse {
-    TranslateResponse {
+pub fn response(model: String, t: Translation) -> Result<TranslateResponse, PackError> {
+    Ok(TranslateResponse {
         model,
-        steps: t.steps.iter().map(step_event).collect(),
+        steps: t.steps.iter().map(step_event).collect::<Result<_, _>>()?,
         hypotheses: hypotheses(&t),
+        encoder_attention: encoder_attention(&t)?,
         log_prob: t.log_prob,
         mode: t.mode.to_string(),
         source_tokens: t.source_tokens,
         target_tokens: t.target_tokens,
         translation: t.translation,
         attention: t.attention,
-        encoder_attention: t.encoder_attention,
-    }
+    })
 }

@@ -89,6 +89,48 @@ async fn sse_answer_streams_start_steps_and_done() {
     assert!(events.len() > 2);
 }
 
+#[tokio::test]
+async fn transformer_steps_carry_every_head_packed() {
+    let (st, _d) = common::state_of(&[("tiny-transformer", "transformer")]);
+    let body = r#"{"text":"You are here.","max_len":6}"#;
+    let r = translate_json(&st, body).await;
+    let src = r.source_tokens.len();
+    let enc = r
+        .encoder_attention
+        .as_ref()
+        .expect("encoder self-attention");
+    let (layers, heads) = (enc.shape[0], enc.shape[1]);
+    assert_eq!(enc.shape, vec![layers, heads, src, src]);
+    assert!(layers >= 1 && heads >= 2, "{:?}", enc.shape);
+    assert_eq!(r.steps.len(), r.target_tokens.len());
+    for (t, step) in r.steps.iter().enumerate() {
+        let h = step.heads.as_ref().expect("heads on every step");
+        assert_eq!(h.cross.shape, vec![layers, heads, src]);
+        assert_eq!(h.self_attention.shape, vec![layers, heads, t + 1]);
+        for row in h
+            .cross
+            .rows()
+            .unwrap()
+            .iter()
+            .chain(&h.self_attention.rows().unwrap())
+        {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-2, "{row:?}");
+        }
+    }
+    // The SSE form carries the same packed heads, and the done event the encoder's.
+    let (status, _, sse) = post(&st, body, "text/event-stream").await;
+    assert_eq!(status, StatusCode::OK);
+    let sse = String::from_utf8(sse).unwrap();
+    let data: Vec<&str> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    let first: attnscope_protocol::StepEvent = serde_json::from_str(data[1]).unwrap();
+    assert_eq!(first, r.steps[0]);
+    let done: attnscope_protocol::DoneEvent = serde_json::from_str(data[data.len() - 1]).unwrap();
+    assert_eq!(done.encoder_attention.as_ref(), Some(enc));
+}
+
 async fn expect_error(body: &str, status: StatusCode, code: &str) {
     let (st, _d) = state();
     for accept in ["application/json", "text/event-stream"] {

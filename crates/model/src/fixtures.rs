@@ -77,9 +77,14 @@ pub fn tiny_translator_of(kind: &str, seed: u64) -> Result<(Translator, VarMap)>
     ))
 }
 
-/// Writes a tiny seeded model directory (config, tokenizers, weights) to `dir`.
+/// Writes a tiny seeded GRU model directory (config, tokenizers, weights) to `dir`.
 pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
-    let (cfg, src, tgt, varmap, _) = parts("additive", seed)?;
+    write_tiny_model_of(dir, "additive", seed)
+}
+
+/// Writes a tiny seeded model of `kind` (one of [`KINDS`]) to the directory `dir`.
+pub fn write_tiny_model_of(dir: &Path, kind: &str, seed: u64) -> Result<()> {
+    let (cfg, src, tgt, varmap, _) = parts(kind, seed)?;
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
     src.save(&dir.join(&cfg.source_tokenizer))?;
     tgt.save(&dir.join(&cfg.target_tokenizer))?;

@@ -16,6 +16,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod packed;
+
+pub use packed::{PackError, PackedWeights};
+
 /// Marker at the start of a piece that begins a new word.
 pub const WORD_START: char = '\u{2581}';
 /// The end-of-sentence token, the last source token and the last emitted target token.
@@ -98,16 +102,17 @@ pub struct InterventionSpec {
     pub source: usize,
 }
 
-/// Every layer's and head's attention at one decoding step of a Transformer.
+/// Every layer's and head's attention at one decoding step of a Transformer, packed
+/// ([`PackedWeights`]: half floats in base64, about a quarter of the nested JSON size).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeadsAttention {
-    /// `[layer][head][source token]`: cross-attention actually used.
-    pub cross: Vec<Vec<Vec<f32>>>,
-    /// `[layer][head][target position 0..=t]`: masked decoder self-attention (the causal mask
-    /// hides later positions, so row `t` has `t + 1` entries).
+    /// Shape `[layer, head, source token]`: the cross-attention actually used.
+    pub cross: PackedWeights,
+    /// Shape `[layer, head, t + 1]` at step `t`: masked decoder self-attention over the
+    /// target positions `0..=t` (the causal mask hides the later ones).
     #[serde(rename = "self")]
-    pub self_attention: Vec<Vec<Vec<f32>>>,
+    pub self_attention: PackedWeights,
 }
 
 /// One finished beam-search hypothesis.
@@ -226,9 +231,9 @@ pub struct DoneEvent {
     /// With beam search, every final hypothesis, best first (the first is this translation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<HypothesisInfo>,
-    /// `[layer][head][query][key]` encoder self-attention (Transformer only).
+    /// Encoder self-attention of shape `[layer, head, query, key]` (Transformer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encoder_attention: Option<Vec<Vec<Vec<Vec<f32>>>>>,
+    pub encoder_attention: Option<PackedWeights>,
 }
 
 /// The JSON answer of `POST /api/translate` (`Accept: application/json`).
@@ -254,9 +259,9 @@ pub struct TranslateResponse {
     /// With beam search, every final hypothesis, best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<HypothesisInfo>,
-    /// `[layer][head][query][key]` encoder self-attention (Transformer only).
+    /// Encoder self-attention of shape `[layer, head, query, key]` (Transformer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encoder_attention: Option<Vec<Vec<Vec<Vec<f32>>>>>,
+    pub encoder_attention: Option<PackedWeights>,
 }
 
 /// Body of `POST /api/render`: an attention matrix to export as an image (PNG, SVG) or as raw
@@ -340,8 +345,8 @@ mod tests {
             forced: false,
             intervened: true,
             heads: Some(HeadsAttention {
-                cross: vec![vec![vec![0.25, 0.75]]],
-                self_attention: vec![vec![vec![0.4, 0.6]]],
+                cross: PackedWeights::pack(vec![1, 1, 2], &[0.25, 0.75]).unwrap(),
+                self_attention: PackedWeights::pack(vec![1, 1, 2], &[0.4, 0.6]).unwrap(),
             }),
         };
         let json = serde_json::to_string(&s).unwrap();

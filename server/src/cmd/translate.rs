@@ -110,7 +110,7 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
             .translate(&line, &opts, |_| ControlFlow::Continue(()))
             .with_context(|| format!("line {}", n + 1))?;
         if a.format == "json" {
-            let doc = attnscope::wire::response(a.model.clone(), t);
+            let doc = attnscope::wire::response(a.model.clone(), t)?;
             writeln!(out, "{}", serde_json::to_string(&doc)?)?;
         } else {
             writeln!(out, "{}", t.translation)?;

@@ -13,14 +13,19 @@ use attnscope_model::{Translator, fixtures};
 
 /// A state serving one tiny seeded model named `tiny` and a one-line frontend.
 pub fn state() -> (AppState, tempfile::TempDir) {
+    state_of(&[("tiny", "additive")])
+}
+
+/// A state serving tiny seeded models `(name, kind)` (the first is the default) and a
+/// one-line frontend.
+pub fn state_of(models: &[(&str, &str)]) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mdir = dir.path().join("tiny");
-    fixtures::write_tiny_model(&mdir, 1).unwrap();
     let mut by_name = BTreeMap::new();
-    by_name.insert(
-        "tiny".to_string(),
-        Arc::new(Translator::load(&mdir).unwrap()),
-    );
+    for (name, kind) in models {
+        let mdir = dir.path().join(name);
+        fixtures::write_tiny_model_of(&mdir, kind, 1).unwrap();
+        by_name.insert(name.to_string(), Arc::new(Translator::load(&mdir).unwrap()));
+    }
     let dist = dir.path().join("dist");
     std::fs::create_dir_all(&dist).unwrap();
     std::fs::write(
@@ -29,7 +34,7 @@ pub fn state() -> (AppState, tempfile::TempDir) {
     )
     .unwrap();
     (
-        AppState::new(Models::new(by_name, "tiny").unwrap(), dist),
+        AppState::new(Models::new(by_name, models[0].0).unwrap(), dist),
         dir,
     )
 }
