@@ -2,11 +2,14 @@
 //! candle models and streams every decoding step (token + attention) as Server-Sent Events.
 //!
 //! [`app`] builds the router from an [`AppState`]; [`serve`] binds it and shuts down
-//! gracefully. Decoding runs on tokio's blocking pool, at most [`AppState::workers`] at a time,
-//! and sends its steps through a bounded channel: when the client disconnects the channel
-//! closes and decoding stops at the next step.
+//! gracefully. Decoding runs on tokio's blocking pool, at most [`AppState::workers`]
+//! translations at a time, each computing only while it holds one of the [`gate::StepGate`]'s
+//! CPU slots (first steps first, then round-robin, one step at a time). Steps go out through a
+//! bounded channel: when the client disconnects the channel closes and decoding stops at the
+//! next step.
 
 mod error;
+pub mod gate;
 pub mod metrics;
 mod models;
 mod openapi;
@@ -35,6 +38,8 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Translations that may wait for a decoding slot before the server answers 503.
 pub const DEFAULT_QUEUE: usize = 1024;
+/// Translations decoding at once (each on its own blocking thread, sharing the CPU slots).
+pub const DEFAULT_STREAMS: usize = 512;
 /// Longest time a request may take until its response head (a stream may then run on).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -46,6 +51,8 @@ pub struct ServeConfig {
     pub default_model: String,
     /// Translations that may wait beyond the decoding slots; more get 503.
     pub queue: usize,
+    /// Translations decoding at once.
+    pub streams: usize,
 }
 
 /// Counters of the decoding work, for tests and monitoring.
@@ -79,14 +86,16 @@ impl Drop for Admission {
 #[derive(Clone)]
 pub struct AppState {
     pub models: Arc<Models>,
-    /// Permits for concurrent decodings.
+    /// Permits for translations decoding at once (see [`Self::worker_count`]).
     pub workers: Arc<Semaphore>,
+    /// CPU slots (one per core) that decoding steps and image rendering take turns on.
+    pub gate: Arc<gate::StepGate>,
     /// Folder of the built frontend.
     pub dist: PathBuf,
     pub stats: Arc<Stats>,
     /// The Content-Security-Policy sent with every response (see `security.rs`).
     pub csp: Arc<str>,
-    /// Number of decoding slots (the permits of `workers`).
+    /// Translations decoding at once (the permits of `workers`).
     pub worker_count: usize,
     /// Translations that may wait beyond the slots.
     pub queue_limit: usize,
@@ -101,11 +110,12 @@ impl AppState {
         let index = std::fs::read_to_string(dist.join("index.html")).unwrap_or_default();
         AppState {
             models: Arc::new(models),
-            workers: Arc::new(Semaphore::new(n)),
+            workers: Arc::new(Semaphore::new(DEFAULT_STREAMS)),
+            gate: gate::StepGate::new(n),
             csp: security::content_security_policy(&index).into(),
             dist,
             stats: Arc::default(),
-            worker_count: n,
+            worker_count: DEFAULT_STREAMS,
             queue_limit: DEFAULT_QUEUE,
             metrics: Arc::default(),
         }
@@ -114,6 +124,14 @@ impl AppState {
     /// The same state with `queue` translations allowed to wait beyond the decoding slots.
     pub fn with_queue(mut self, queue: usize) -> Self {
         self.queue_limit = queue;
+        self
+    }
+
+    /// The same state with `streams` translations decoding at once (at least one).
+    pub fn with_streams(mut self, streams: usize) -> Self {
+        let streams = streams.max(1);
+        self.workers = Arc::new(Semaphore::new(streams));
+        self.worker_count = streams;
         self
     }
 
@@ -171,7 +189,9 @@ pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> 
         .with_context(|| format!("cannot listen on {addr}; is it already in use?"))?;
     let local = listener.local_addr()?;
     tracing::info!(models = ?models.names(), "attnscope listening on http://{local}");
-    let state = AppState::new(models, config.dist).with_queue(config.queue);
+    let state = AppState::new(models, config.dist)
+        .with_queue(config.queue)
+        .with_streams(config.streams);
     serve_until(listener, state, shutdown_signal()).await
 }
 

@@ -69,6 +69,10 @@ enum Command {
         /// 503 with Retry-After.
         #[arg(long, default_value_t = attnscope::DEFAULT_QUEUE)]
         queue: usize,
+        /// Translations decoding at once, each on its own thread; they take turns, step by
+        /// step, on one CPU slot per core.
+        #[arg(long, default_value_t = attnscope::DEFAULT_STREAMS)]
+        streams: usize,
     },
 }
 
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             dist,
             default_model,
             queue,
+            streams,
         } => {
             attnscope::init_tracing();
             let config = attnscope::ServeConfig {
@@ -106,8 +111,14 @@ fn run(cli: Cli) -> Result<()> {
                 dist,
                 default_model,
                 queue,
+                streams,
             };
-            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            // One blocking thread per decoding stream, plus room for file serving.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(streams.max(1) + 64)
+                .build()
+                .context("cannot start the async runtime")?;
             rt.block_on(attnscope::serve(config, addr))
         }
     }

@@ -167,7 +167,7 @@ impl Metrics {
         gauge(
             &mut out,
             "attnscope_workers",
-            "Decoding slots.",
+            "Translations that may decode at once.",
             workers as u64,
         );
         gauge(

@@ -357,15 +357,10 @@ pub async fn render(
     let bytes = match format {
         Format::Json | Format::Csv => validated.export(format)?,
         Format::Png | Format::Svg => {
-            // Drawing is CPU work like decoding: it takes a decoding permit.
-            let permit = st
-                .workers
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| AppError::Unavailable)?;
+            // Drawing is CPU work like decoding: it takes a CPU slot.
+            let gate = st.gate.clone();
             tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+                let _slot = gate.acquire(crate::gate::Turn::First);
                 validated.export(format)
             })
             .await

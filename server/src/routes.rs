@@ -30,6 +30,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::gate::{Slot, Turn};
 use crate::wire::{self, step_event};
 use crate::{AppError, AppState, MAX_BODY_BYTES, MAX_TEXT_CHARS, REQUEST_TIMEOUT};
 
@@ -261,12 +262,13 @@ pub(crate) async fn translate(
 }
 
 impl Job {
-    /// Waits for a decoding permit, then decodes greedily on the blocking pool, counting
-    /// steps in [`crate::Stats`]; `on_step` sees each step and may stop the decoding.
+    /// Waits for a decoding permit, then decodes on the blocking pool, one step at a time on
+    /// a CPU slot, counting steps in [`crate::Stats`]. `on_step` sees each step with the held
+    /// slot (to give it back while it waits on the client) and may stop the decoding.
     async fn decode(
         self,
         st: &AppState,
-        mut on_step: impl FnMut(&DecodeStep) -> ControlFlow<()> + Send + 'static,
+        mut on_step: impl FnMut(&DecodeStep, &mut Slot) -> ControlFlow<()> + Send + 'static,
     ) -> Result<Translation, AppError> {
         let permit = st
             .workers
@@ -274,7 +276,7 @@ impl Job {
             .acquire_owned()
             .await
             .map_err(|_| AppError::Unavailable)?;
-        let (stats, metrics) = (st.stats.clone(), st.metrics.clone());
+        let (stats, metrics, gate) = (st.stats.clone(), st.metrics.clone(), st.gate.clone());
         let Job {
             model,
             ids,
@@ -287,13 +289,15 @@ impl Job {
         tokio::task::spawn_blocking(move || {
             let (_admission, _permit) = (admission, permit);
             let _busy = Busy::new(&stats);
+            let mut slot = gate.acquire(Turn::First);
             let out = model.translate_source(&ids, source_tokens, &opts, |s| {
                 if s.index == 0 {
                     metrics.first_step.observe(began.elapsed().as_secs_f64());
                 }
                 stats.steps.fetch_add(1, Ordering::Relaxed);
-                on_step(s)
+                on_step(s, &mut slot)
             });
+            drop(slot);
             metrics.translation.observe(began.elapsed().as_secs_f64());
             out
         })
@@ -305,7 +309,12 @@ impl Job {
 
 async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
     let model = job.model_name.clone();
-    let t = job.decode(&st, |_| ControlFlow::Continue(())).await?;
+    let t = job
+        .decode(&st, |_, slot| {
+            slot.yield_now();
+            ControlFlow::Continue(())
+        })
+        .await?;
     Ok(wire::response(model, t)?)
 }
 
@@ -335,13 +344,14 @@ async fn stream(
         let began = Instant::now();
         let worker_tx = tx.clone();
         let result = job
-            .decode(&st, move |s| {
+            .decode(&st, move |s, slot| {
                 let event = match step_event(s) {
                     Ok(step) => sse_event(event::STEP, &step),
                     Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),
                 };
-                // Fails only when the client is gone: stop decoding.
-                match worker_tx.blocking_send(event) {
+                // The send may wait for a slow client: other decodings use the CPU meanwhile.
+                // It fails only when the client is gone: stop decoding.
+                match slot.release_while(|| worker_tx.blocking_send(event)) {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(_) => ControlFlow::Break(()),
                 }

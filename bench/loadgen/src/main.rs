@@ -45,12 +45,22 @@ struct Args {
     /// Model to ask for (default: the server's default).
     #[arg(long)]
     model: Option<String>,
+    /// Translate this text every time instead of the built-in 10-word sentences.
+    #[arg(long)]
+    text: Option<String>,
     /// Attention mode to ask for.
     #[arg(long)]
     attention: Option<String>,
     /// The server's process id, to read its peak resident memory.
     #[arg(long)]
     pid: Option<u32>,
+    /// Spread the streams' first requests evenly over this many milliseconds (0: all at
+    /// once, a burst of first steps).
+    #[arg(long, default_value_t = 0)]
+    ramp_ms: u64,
+    /// Also print the result as one row of the Markdown table in docs/BENCHMARKS.md.
+    #[arg(long)]
+    markdown: bool,
     /// Append the result as one JSON line to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -70,6 +80,7 @@ struct Sample {
 struct Report {
     concurrency: usize,
     requests: usize,
+    ramp_ms: u64,
     model: String,
     completed: usize,
     errors: usize,
@@ -81,6 +92,31 @@ struct Report {
     bytes_per_step: f64,
     wall_s: f64,
     server_peak_rss_mib: Option<f64>,
+}
+
+impl Report {
+    /// `| model | streams | ramp | requests | errors | first step p50 / p99 / max | translation
+    /// p50 / p99 | translations/s | bytes/step | peak RSS |`
+    fn markdown_row(&self) -> String {
+        let ms = |x: f64| format!("{x:.1}");
+        format!(
+            "| {} | {} | {} ms | {} | {} | {} / {} / {} | {} / {} | {:.1} | {:.0} | {} |",
+            self.model,
+            self.concurrency,
+            self.ramp_ms,
+            self.requests,
+            self.errors,
+            ms(self.first_step_ms.p50),
+            ms(self.first_step_ms.p99),
+            ms(self.first_step_ms.max),
+            ms(self.translation_ms.p50),
+            ms(self.translation_ms.p99),
+            self.translations_per_s,
+            self.bytes_per_step,
+            self.server_peak_rss_mib
+                .map_or("n/a".into(), |m| format!("{m:.0} MiB")),
+        )
+    }
 }
 
 #[derive(Serialize)]
@@ -145,17 +181,24 @@ async fn main() -> Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let began = Instant::now();
     let mut tasks = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
+    for k in 0..args.concurrency {
         let (client, url, next) = (client.clone(), url.clone(), next.clone());
-        let (model, attention) = (args.model.clone(), args.attention.clone());
+        let (model, attention, text) = (
+            args.model.clone(),
+            args.attention.clone(),
+            args.text.clone(),
+        );
+        let delay = Duration::from_millis(args.ramp_ms * k as u64 / args.concurrency as u64);
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             let mut samples = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= requests {
                     return samples;
                 }
-                let mut body = serde_json::json!({ "text": SENTENCES[i % SENTENCES.len()] });
+                let text = text.as_deref().unwrap_or(SENTENCES[i % SENTENCES.len()]);
+                let mut body = serde_json::json!({ "text": text });
                 if let Some(m) = &model {
                     body["model"] = m.clone().into();
                 }
@@ -184,6 +227,7 @@ async fn main() -> Result<()> {
     let report = Report {
         concurrency: args.concurrency,
         requests,
+        ramp_ms: args.ramp_ms,
         model: args.model.clone().unwrap_or_else(|| "(default)".into()),
         completed: ok.len(),
         errors: samples.len() - ok.len(),
@@ -206,6 +250,9 @@ async fn main() -> Result<()> {
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         writeln!(f, "{line}")?;
+    }
+    if args.markdown {
+        println!("{}", report.markdown_row());
     }
     if report.errors > 0 {
         bail!("{} of {requests} translations failed", report.errors);
