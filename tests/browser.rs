@@ -126,3 +126,135 @@ async fn typing_a_sentence_streams_a_translation_and_a_full_heatmap() {
     save_screenshot(&c, "permalink.png").await;
     c.close().await.unwrap();
 }
+
+/// The `data-weight`s of a heatmap's cells, as rows.
+async fn heatmap_rows(c: &Client, testid: &str) -> Vec<Vec<f32>> {
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    for cell in c
+        .find_all(Locator::Css(&format!("[data-testid={testid}] .cell")))
+        .await
+        .unwrap()
+    {
+        let attr = |name: &'static str| {
+            let cell = cell.clone();
+            async move { cell.attr(name).await.unwrap().unwrap() }
+        };
+        let tgt: usize = attr("data-tgt").await.parse().unwrap();
+        let w: f32 = attr("data-weight").await.parse().unwrap();
+        if rows.len() <= tgt {
+            rows.resize(tgt + 1, Vec::new());
+        }
+        rows[tgt].push(w);
+    }
+    rows
+}
+
+/// Waits until the run panel `testid` has finished (or failed).
+async fn wait_for_run(c: &Client, testid: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(panel) = c
+            .find(Locator::Css(&format!("[data-testid={testid}]")))
+            .await
+        {
+            let state = panel.attr("data-state").await.unwrap().unwrap_or_default();
+            if state == "done" || state == "error" {
+                return state;
+            }
+        }
+        assert!(Instant::now() < deadline, "{testid} not done after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=preset-soft-hard]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for run in ["run-a", "run-b"] {
+        assert_eq!(wait_for_run(&c, run).await, "done");
+    }
+    let mode = |testid: &'static str| {
+        let c = c.clone();
+        async move {
+            c.find(Locator::Css(&format!("[data-testid={testid}]")))
+                .await
+                .unwrap()
+                .attr("data-mode")
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(mode("run-a").await, "soft");
+    assert_eq!(mode("run-b").await, "hard");
+
+    // Hard attention: every row is one-hot. Soft: rows sum to 1 and some row is spread out.
+    let hard = heatmap_rows(&c, "heatmap-b").await;
+    assert!(!hard.is_empty());
+    for row in &hard {
+        assert_eq!(row.iter().filter(|w| **w == 1.0).count(), 1, "{row:?}");
+        assert_eq!(row.iter().filter(|w| **w == 0.0).count(), row.len() - 1);
+    }
+    let soft = heatmap_rows(&c, "heatmap").await;
+    for row in &soft {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-3, "{row:?}");
+    }
+    assert!(soft.iter().any(|r| r.iter().all(|w| *w < 0.99)));
+    // The per-step statistics agree: zero entropy for hard rows.
+    for stat in c
+        .find_all(Locator::Css("[data-testid=heatmap-b] .row-stat"))
+        .await
+        .unwrap()
+    {
+        assert_eq!(stat.attr("data-entropy").await.unwrap().unwrap(), "0.000");
+    }
+    // Both translations are what the API gives for these settings.
+    for (testid, attention) in [("run-a", "soft"), ("run-b", "hard")] {
+        let want: TranslateResponse = reqwest::Client::new()
+            .post(format!("http://{addr}/api/translate"))
+            .json(&serde_json::json!({ "text": "I am cold.", "attention": attention }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let shown = c
+            .find(Locator::Css(&format!(
+                "[data-testid={testid}] [data-testid=translation]"
+            )))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(shown.trim(), want.translation, "{testid}");
+    }
+    save_screenshot(&c, "compare-soft-hard.png").await;
+
+    // The address bar now restores the whole comparison.
+    let url = c.current_url().await.unwrap();
+    let query = url.query().unwrap_or("").to_owned();
+    for part in ["compare=1", "mode=soft", "mode2=hard"] {
+        assert!(query.contains(part), "{url}");
+    }
+    c.goto("about:blank").await.unwrap();
+    c.goto(url.as_str()).await.unwrap();
+    for run in ["run-a", "run-b"] {
+        assert_eq!(wait_for_run(&c, run).await, "done");
+    }
+    assert_eq!(mode("run-b").await, "hard");
+    assert_eq!(heatmap_rows(&c, "heatmap-b").await, hard);
+    c.close().await.unwrap();
+}

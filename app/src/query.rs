@@ -1,4 +1,6 @@
-//! The shareable URL: `/?text=<sentence>&model=<name>`. Pure Rust, unit-tested natively.
+//! The shareable URL: `/?text=<sentence>&model=<name>&mode=<mode>`, plus
+//! `&compare=1&model2=<name>&mode2=<mode>` for a side-by-side comparison. Pure Rust,
+//! unit-tested natively.
 
 /// The query parameters the page understands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -7,6 +9,14 @@ pub struct Query {
     pub text: Option<String>,
     /// `model`: the model to use, when not the default one.
     pub model: Option<String>,
+    /// `mode`: the attention mode, when not the model's default.
+    pub mode: Option<String>,
+    /// `compare=1`: show a second run beside the first.
+    pub compare: bool,
+    /// `model2`: the second run's model, when not the default one.
+    pub model2: Option<String>,
+    /// `mode2`: the second run's attention mode, when not its model's default.
+    pub mode2: Option<String>,
 }
 
 impl Query {
@@ -21,6 +31,13 @@ impl Query {
             let slot = match decode(key).as_str() {
                 "text" => &mut q.text,
                 "model" => &mut q.model,
+                "mode" => &mut q.mode,
+                "model2" => &mut q.model2,
+                "mode2" => &mut q.mode2,
+                "compare" => {
+                    q.compare = matches!(value.as_str(), "1" | "true" | "yes");
+                    continue;
+                }
                 _ => continue,
             };
             if slot.is_none() && !value.is_empty() {
@@ -30,14 +47,21 @@ impl Query {
         q
     }
 
-    /// The URL to put in the address bar: `path?text=…[&model=…]`.
+    /// The URL to put in the address bar: `path?text=…[&model=…][&mode=…][&compare=1…]`.
     pub fn to_url(&self, path: &str) -> String {
         let mut parts = Vec::new();
-        if let Some(text) = &self.text {
-            parts.push(format!("text={}", encode(text)));
-        }
-        if let Some(model) = &self.model {
-            parts.push(format!("model={}", encode(model)));
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                parts.push(format!("{key}={}", encode(v)));
+            }
+        };
+        put("text", &self.text);
+        put("model", &self.model);
+        put("mode", &self.mode);
+        if self.compare {
+            put("compare", &Some("1".into()));
+            put("model2", &self.model2);
+            put("mode2", &self.mode2);
         }
         if parts.is_empty() {
             path.to_owned()
@@ -104,6 +128,7 @@ mod tests {
             let q = Query {
                 text: Some(text.into()),
                 model: Some("gru-luong".into()),
+                ..Query::default()
             };
             let url = q.to_url("/");
             let search = url.strip_prefix('/').unwrap_or(&url);
@@ -115,10 +140,35 @@ mod tests {
     fn builds_urls() {
         let q = Query {
             text: Some("I am cold.".into()),
-            model: None,
+            ..Query::default()
         };
         assert_eq!(q.to_url("/"), "/?text=I%20am%20cold.");
         assert_eq!(Query::default().to_url("/"), "/");
+    }
+
+    #[test]
+    fn a_comparison_round_trips() {
+        let q = Query {
+            text: Some("I am cold.".into()),
+            mode: Some("soft".into()),
+            compare: true,
+            mode2: Some("hard".into()),
+            model2: Some("hard".into()),
+            ..Query::default()
+        };
+        let url = q.to_url("/");
+        assert_eq!(
+            url,
+            "/?text=I%20am%20cold.&mode=soft&compare=1&model2=hard&mode2=hard"
+        );
+        assert_eq!(Query::parse(url.strip_prefix('/').unwrap()), q);
+        // Without compare=1 the second run's fields are not written.
+        let single = Query {
+            compare: false,
+            ..q
+        };
+        assert_eq!(single.to_url("/"), "/?text=I%20am%20cold.&mode=soft");
+        assert!(!Query::parse("?compare=0").compare);
     }
 
     #[test]

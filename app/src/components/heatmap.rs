@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
+use crate::compare::{entropy, max_weight};
 use crate::components::token::TokenText;
 use crate::scale::{css_color, css_gradient};
 use crate::tokens::{Hover, Row, argmax, readout};
@@ -61,7 +62,9 @@ fn readout_text(hover: Hover, source: &[String], rows: &[Row]) -> Option<String>
 /// Each cell is `<div class="cell" data-src="<column>" data-tgt="<row>" data-weight="<w>">`
 /// coloured on the viridis scale. Source labels (`.src-label[data-col]`) head the columns,
 /// target labels (`.tgt-label[data-row]`) start the rows; the labels of the hovered cell get
-/// the class `hl`. Rows are appended as steps arrive.
+/// the class `hl`. Each row ends with its step's entropy and peak weight
+/// (`.row-stat[data-entropy][data-max]`). Rows are appended as steps arrive. `testid` names
+/// the grid (`data-testid`), so two heatmaps on one page stay apart.
 #[component]
 pub fn Heatmap(
     /// Source pieces (columns).
@@ -70,6 +73,9 @@ pub fn Heatmap(
     rows: RwSignal<Vec<Row>>,
     /// Shared hover state.
     hover: RwSignal<Hover>,
+    /// `data-testid` of the grid.
+    #[prop(default = "heatmap")]
+    testid: &'static str,
 ) -> impl IntoView {
     let cols = move || source.with(Vec::len);
     let on_point = move |ev: leptos::ev::MouseEvent| {
@@ -86,7 +92,7 @@ pub fn Heatmap(
         <div class="heatmap-scroll">
             <div
                 class="heatmap"
-                data-testid="heatmap"
+                data-testid=testid
                 role="grid"
                 aria-label="Attention weights: rows are French tokens, columns are English tokens"
                 data-rows=move || rows.with(Vec::len).to_string()
@@ -114,6 +120,9 @@ pub fn Heatmap(
                             }
                         }
                     />
+                    <div class="stat-head" role="columnheader" title="Entropy of the step's attention in nats (0: one source token), and its largest weight">
+                        "H \u{b7} max"
+                    </div>
                 </div>
                 <For
                     each=move || rows.get()
@@ -138,6 +147,7 @@ pub fn Heatmap(
                                 }
                             })
                             .collect_view();
+                        let (h, peak) = (entropy(&row.weights), max_weight(&row.weights));
                         view! {
                             <div class="hm-row" role="row">
                                 <div
@@ -149,6 +159,14 @@ pub fn Heatmap(
                                     <TokenText piece=row.token />
                                 </div>
                                 {cells}
+                                <div
+                                    class="row-stat"
+                                    role="gridcell"
+                                    data-entropy=format!("{h:.3}")
+                                    data-max=format!("{peak:.3}")
+                                >
+                                    {format!("{h:.2} \u{b7} {peak:.2}")}
+                                </div>
                             </div>
                         }
                     }

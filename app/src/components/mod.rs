@@ -2,5 +2,6 @@
 
 pub mod heatmap;
 pub mod model_picker;
+pub mod run_panel;
 pub mod token;
 pub mod token_strip;

@@ -1,4 +1,4 @@
-//! The model selector.
+//! The model and attention-mode selectors of a run.
 
 use attnscope_protocol::ModelInfo;
 use leptos::prelude::*;
@@ -10,6 +10,8 @@ use crate::models::{default_name, describe};
 /// (translations then use the server's default model).
 #[component]
 pub fn ModelPicker(
+    /// The `id` of the `<select>` (unique on the page).
+    id: &'static str,
     /// The models from `GET /api/models`.
     models: RwSignal<Vec<ModelInfo>>,
     /// The chosen model, `None` for the server's default.
@@ -28,9 +30,9 @@ pub fn ModelPicker(
     };
     view! {
         <div class="model-picker">
-            <label for="model-select">"Model"</label>
+            <label for=id>"Model"</label>
             <select
-                id="model-select"
+                id=id
                 data-testid="model-select"
                 prop:disabled=move || models.with(Vec::is_empty)
                 on:change=move |ev| selected.set(Some(event_target_value(&ev)))
@@ -72,6 +74,64 @@ pub fn ModelPicker(
                         }
                     })
             }}
+        </div>
+    }
+}
+
+/// A `<select data-testid="mode-select">` over the attention modes of the run's model
+/// (`soft`, `hard`, `sampled`, `sparsemax`); the first option keeps the model's own default.
+#[component]
+pub fn ModePicker(
+    /// The `id` of the `<select>` (unique on the page).
+    id: &'static str,
+    /// The models from `GET /api/models`.
+    models: RwSignal<Vec<ModelInfo>>,
+    /// The run's model, `None` for the server's default.
+    model: RwSignal<Option<String>>,
+    /// The chosen mode, `None` for the model's default.
+    mode: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let info = move || {
+        let name = model
+            .get()
+            .or_else(|| models.with(|m| default_name(m).map(str::to_owned)))?;
+        models.with(|m| m.iter().find(|m| m.name == name).cloned())
+    };
+    let modes = move || info().map(|m| m.modes).unwrap_or_default();
+    let default_label = move || match info() {
+        Some(m) if !m.default_mode.is_empty() => format!("model default ({})", m.default_mode),
+        _ => "model default".to_owned(),
+    };
+    view! {
+        <div class="mode-picker">
+            <label for=id>"Attention"</label>
+            <select
+                id=id
+                data-testid="mode-select"
+                on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    mode.set((!v.is_empty()).then_some(v));
+                }
+            >
+                <option value="" prop:selected=move || mode.with(Option::is_none)>
+                    {default_label}
+                </option>
+                <For
+                    each=modes
+                    key=|m| m.clone()
+                    children=move |m| {
+                        let is_current = {
+                            let m = m.clone();
+                            move || mode.get().as_deref() == Some(m.as_str())
+                        };
+                        view! {
+                            <option value=m.clone() prop:selected=is_current>
+                                {m.clone()}
+                            </option>
+                        }
+                    }
+                />
+            </select>
         </div>
     }
 }

@@ -1,18 +1,17 @@
-//! The translate page: input, streamed translation, heatmap.
+//! The translate page: the input, one run or two side by side (compare), presets that set
+//! up a comparison in one click, and the shareable URL.
 
-use attnscope_protocol::{ModelInfo, TranslateRequest};
+use attnscope_protocol::ModelInfo;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use web_sys::AbortController;
 
 use crate::api;
-use crate::components::heatmap::Heatmap;
-use crate::components::model_picker::ModelPicker;
-use crate::components::token_strip::{Axis, TokenStrip};
-use crate::events::StreamEvent;
-use crate::models::url_model;
+use crate::compare::token_diff;
+use crate::components::run_panel::{PANEL_A, PANEL_B, RunPanel};
+use crate::models::{default_name, url_model};
 use crate::query::Query;
-use crate::tokens::{Hover, Row, detokenize, fit_row};
+use crate::run::{Phase, Run, RunConfig};
+use crate::tokens::Hover;
 
 /// Sentences offered as one-click examples.
 pub const EXAMPLES: [&str; 4] = [
@@ -22,153 +21,123 @@ pub const EXAMPLES: [&str; 4] = [
     "We will go to the beach tomorrow if it does not rain.",
 ];
 
-/// Where the current translation stands (`data-state` of the page's `<main>`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Phase {
-    /// Nothing requested yet.
-    #[default]
-    Idle,
-    /// Request sent, events arriving.
-    Streaming,
-    /// `done` received.
-    Done,
-    /// The request or the decoding failed; the message is shown.
-    Error,
+/// A one-click comparison: two run configurations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preset {
+    pub label: &'static str,
+    /// `data-testid` of its button.
+    pub testid: &'static str,
+    pub a: RunConfig,
+    pub b: RunConfig,
 }
 
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Idle => "idle",
-            Self::Streaming => "streaming",
-            Self::Done => "done",
-            Self::Error => "error",
-        }
+fn config(model: Option<&str>, mode: Option<&str>) -> RunConfig {
+    RunConfig {
+        model: model.map(str::to_owned),
+        mode: mode.map(str::to_owned),
     }
 }
 
-/// The reactive state of one page.
+/// The comparisons the loaded models allow: soft vs hard attention on `current` (the first
+/// run's model, or the default), and, when the models exist, soft- vs hard-trained,
+/// additive vs multiplicative, and RNN vs Transformer.
+pub fn presets(models: &[ModelInfo], current: Option<&str>) -> Vec<Preset> {
+    let has = |name: &str| models.iter().any(|m| m.name == name);
+    let current = current.or_else(|| default_name(models));
+    let mut out = vec![Preset {
+        label: "Soft vs hard attention",
+        testid: "preset-soft-hard",
+        a: config(current, Some("soft")),
+        b: config(current, Some("hard")),
+    }];
+    if has("bahdanau") && has("hard") {
+        out.push(Preset {
+            label: "Soft- vs hard-trained",
+            testid: "preset-trained",
+            a: config(Some("bahdanau"), None),
+            b: config(Some("hard"), None),
+        });
+    }
+    if has("bahdanau") && has("luong") {
+        out.push(Preset {
+            label: "Additive vs multiplicative",
+            testid: "preset-scorers",
+            a: config(Some("bahdanau"), None),
+            b: config(Some("luong"), None),
+        });
+    }
+    if has("bahdanau") && has("transformer") {
+        out.push(Preset {
+            label: "RNN vs Transformer",
+            testid: "preset-transformer",
+            a: config(Some("bahdanau"), None),
+            b: config(Some("transformer"), None),
+        });
+    }
+    out
+}
+
+/// The reactive state of the page.
 #[derive(Clone, Copy)]
 struct State {
     text: RwSignal<String>,
     models: RwSignal<Vec<ModelInfo>>,
     models_error: RwSignal<Option<String>>,
-    selected: RwSignal<Option<String>>,
-    phase: RwSignal<Phase>,
-    error: RwSignal<Option<String>>,
-    source: RwSignal<Vec<String>>,
-    rows: RwSignal<Vec<Row>>,
-    translation: RwSignal<String>,
-    used_model: RwSignal<Option<String>>,
-    elapsed_ms: RwSignal<Option<f64>>,
+    compare: RwSignal<bool>,
+    a: Run,
+    b: Run,
     hover: RwSignal<Hover>,
-    /// Bumped by every request; events of an older request are dropped.
-    run: StoredValue<u64>,
-    /// Cancels the request in flight when a new one starts.
-    abort: StoredValue<Option<AbortController>, LocalStorage>,
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(query: &Query) -> Self {
         Self {
-            text: RwSignal::new(String::new()),
+            text: RwSignal::new(query.text.clone().unwrap_or_default()),
             models: RwSignal::new(Vec::new()),
             models_error: RwSignal::new(None),
-            selected: RwSignal::new(None),
-            phase: RwSignal::new(Phase::Idle),
-            error: RwSignal::new(None),
-            source: RwSignal::new(Vec::new()),
-            rows: RwSignal::new(Vec::new()),
-            translation: RwSignal::new(String::new()),
-            used_model: RwSignal::new(None),
-            elapsed_ms: RwSignal::new(None),
+            compare: RwSignal::new(query.compare),
+            a: Run::new(config(query.model.as_deref(), query.mode.as_deref())),
+            b: Run::new(config(query.model2.as_deref(), query.mode2.as_deref())),
             hover: RwSignal::new(Hover::default()),
-            run: StoredValue::new(0),
-            abort: StoredValue::new_local(None),
         }
     }
 
-    /// Starts translating the text in the box (cancelling any translation in flight).
+    /// Translates the text in the box with the first run, and the second when comparing.
     fn submit(self) {
         let text = self.text.get_untracked();
-        let run = self.run.get_value() + 1;
-        self.run.set_value(run);
-        if let Some(previous) = self.abort.get_value() {
-            previous.abort();
-        }
-        let controller = AbortController::new().ok();
-        let signal = controller.as_ref().map(AbortController::signal);
-        self.abort.set_value(controller);
-
-        self.phase.set(Phase::Streaming);
-        self.error.set(None);
-        self.source.set(Vec::new());
-        self.rows.set(Vec::new());
-        self.translation.set(String::new());
-        self.used_model.set(None);
-        self.elapsed_ms.set(None);
         self.hover.set(Hover::default());
-
-        let request = TranslateRequest {
-            model: self.selected.get_untracked(),
-            ..TranslateRequest::new(text.clone())
-        };
-        spawn_local(async move {
-            let current = move || self.run.get_value() == run;
-            let result = api::translate(&request, signal.as_ref(), |event| {
-                if current() {
-                    self.apply(run, &text, event);
-                }
-            })
-            .await;
-            if !current() {
-                return;
-            }
-            if let Err(e) = result {
-                self.error.set(Some(e.message));
-                self.phase.set(Phase::Error);
-            }
-        });
+        self.a.submit(text.clone(), move || self.share());
+        if self.compare.get_untracked() {
+            self.b.submit(text, move || self.share());
+        }
     }
 
-    fn apply(self, run: u64, text: &str, event: StreamEvent) {
-        match event {
-            StreamEvent::Start(start) => {
-                self.used_model.set(Some(start.model));
-                self.source.set(start.source_tokens);
-            }
-            StreamEvent::Step(step) => {
-                let n = self.source.with_untracked(Vec::len);
-                self.rows.update(|rows| {
-                    rows.push(Row {
-                        run,
-                        index: rows.len(),
-                        token: step.token,
-                        weights: fit_row(step.attention, n),
-                    });
-                });
-                let pieces: Vec<String> = self
-                    .rows
-                    .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect());
-                self.translation.set(detokenize(&pieces));
-            }
-            StreamEvent::Done(done) => {
-                self.translation.set(done.translation);
-                self.elapsed_ms.set(Some(done.elapsed_ms));
-                self.phase.set(Phase::Done);
-                let model = self
-                    .models
-                    .with_untracked(|m| url_model(self.selected.get_untracked().as_deref(), m));
-                replace_url(&Query {
-                    text: Some(text.to_owned()),
-                    model,
-                });
-            }
-            StreamEvent::Error(err) => {
-                self.error.set(Some(err.message));
-                self.phase.set(Phase::Error);
-            }
+    /// Sets both runs as `preset` says, turns comparing on and translates.
+    fn apply_preset(self, preset: &Preset) {
+        self.compare.set(true);
+        for (run, c) in [(self.a, &preset.a), (self.b, &preset.b)] {
+            run.model.set(c.model.clone());
+            run.mode.set(c.mode.clone());
         }
+        if self.text.with_untracked(|t| t.trim().is_empty()) {
+            self.text.set(EXAMPLES[0].to_owned());
+        }
+        self.submit();
+    }
+
+    /// Puts the page's state in the address bar.
+    fn share(self) {
+        let models = self.models.get_untracked();
+        let a = self.a.config();
+        let b = self.b.config();
+        replace_url(&Query {
+            text: Some(self.text.get_untracked()),
+            model: url_model(a.model.as_deref(), &models),
+            mode: a.mode,
+            compare: self.compare.get_untracked(),
+            model2: url_model(b.model.as_deref(), &models),
+            mode2: b.mode,
+        });
     }
 }
 
@@ -201,7 +170,8 @@ fn initial_query() -> Query {
 /// The whole page.
 #[component]
 pub fn TranslatePage() -> impl IntoView {
-    let state = State::new();
+    let query = initial_query();
+    let state = State::new(&query);
 
     spawn_local(async move {
         match api::models().await {
@@ -209,13 +179,7 @@ pub fn TranslatePage() -> impl IntoView {
             Err(e) => state.models_error.set(Some(e.message)),
         }
     });
-
-    let query = initial_query();
-    if let Some(model) = query.model {
-        state.selected.set(Some(model));
-    }
-    if let Some(text) = query.text {
-        state.text.set(text);
+    if query.text.is_some() {
         state.submit();
     }
 
@@ -225,29 +189,59 @@ pub fn TranslatePage() -> impl IntoView {
             state.submit();
         }
     };
-    let streaming = move || state.phase.get() == Phase::Streaming;
-    let target_tokens = Signal::derive(move || {
-        state
-            .rows
-            .with(|r| r.iter().map(|r| r.token.clone()).collect())
-    });
-    let source_tokens = Signal::derive(move || state.source.get());
-    let meta = move || {
-        let model = state.used_model.get()?;
-        let (t, s) = (state.rows.with(Vec::len), state.source.with(Vec::len));
-        let mut line = format!("{model} \u{b7} {t} target \u{d7} {s} source tokens");
-        if let Some(ms) = state.elapsed_ms.get() {
-            line.push_str(&format!(" \u{b7} {ms:.0} ms"));
+    let phase = move || {
+        let (a, b) = (state.a.phase.get(), state.b.phase.get());
+        let both = state.compare.get();
+        if a == Phase::Streaming || (both && b == Phase::Streaming) {
+            Phase::Streaming
+        } else if a == Phase::Error || (both && b == Phase::Error) {
+            Phase::Error
+        } else {
+            a
         }
-        Some(line)
+    };
+    // Token-by-token diff of the two translations, while comparing.
+    let diffs = Memo::new(move |_| {
+        if !state.compare.get() {
+            return (Vec::new(), Vec::new());
+        }
+        let (a, b) = (state.a.target_tokens(), state.b.target_tokens());
+        if a.is_empty() || b.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        token_diff(&a, &b)
+    });
+    let changed_a = Signal::derive(move || diffs.get().0);
+    let changed_b = Signal::derive(move || diffs.get().1);
+    let title = move |run: Run, fallback: &'static str| {
+        Signal::derive(move || {
+            if !state.compare.get() {
+                return "French".to_owned();
+            }
+            let model = run
+                .model
+                .get()
+                .or_else(|| state.models.with(|m| default_name(m).map(str::to_owned)))
+                .unwrap_or_else(|| fallback.to_owned());
+            match run.mode.get() {
+                Some(mode) => format!("{model} \u{b7} {mode}"),
+                None => model,
+            }
+        })
+    };
+    let presets_now = move || {
+        state
+            .models
+            .with(|m| presets(m, state.a.model.get().as_deref()))
     };
 
     view! {
         <main
             class="page"
             data-testid="app"
-            data-state=move || state.phase.get().as_str()
-            aria-busy=move || streaming().to_string()
+            data-state=move || phase().as_str()
+            data-compare=move || state.compare.get().to_string()
+            aria-busy=move || (phase() == Phase::Streaming).to_string()
         >
             <section class="panel input-panel">
                 <form on:submit=move |ev| {
@@ -267,16 +261,42 @@ pub fn TranslatePage() -> impl IntoView {
                         on:keydown=on_keydown
                     ></textarea>
                     <div class="controls">
-                        <ModelPicker
-                            models=state.models
-                            selected=state.selected
-                            load_error=state.models_error
-                        />
+                        <label class="toggle">
+                            <input
+                                type="checkbox"
+                                data-testid="compare-toggle"
+                                prop:checked=move || state.compare.get()
+                                on:change=move |ev| {
+                                    state.compare.set(event_target_checked(&ev));
+                                }
+                            />
+                            "Compare two runs side by side"
+                        </label>
                         <button type="submit" class="primary" data-testid="translate-button">
                             "Translate"
                         </button>
                     </div>
                 </form>
+                <div class="examples presets">
+                    <span class="examples-label">"Compare:"</span>
+                    <For
+                        each=presets_now
+                        key=|p| (p.testid, p.a.clone(), p.b.clone())
+                        children=move |p| {
+                            let (label, testid) = (p.label, p.testid);
+                            view! {
+                                <button
+                                    type="button"
+                                    class="example preset"
+                                    data-testid=testid
+                                    on:click=move |_| state.apply_preset(&p)
+                                >
+                                    {label}
+                                </button>
+                            }
+                        }
+                    />
+                </div>
                 <div class="examples">
                     <span class="examples-label">"Try:"</span>
                     {EXAMPLES
@@ -300,69 +320,35 @@ pub fn TranslatePage() -> impl IntoView {
                 </div>
             </section>
 
-            {move || {
-                state
-                    .error
-                    .get()
-                    .map(|message| {
-                        view! {
-                            <div class="error" data-testid="error" role="alert">
-                                {message}
-                            </div>
-                        }
-                    })
-            }}
-
-            <section class="panel output-panel">
-                <div class="output-head">
-                    <h2>"French"</h2>
-                    <Show when=streaming>
-                        <span class="loading" data-testid="loading" role="status">
-                            <span class="spinner" aria-hidden="true"></span>
-                            "Translating\u{2026}"
-                        </span>
-                    </Show>
-                </div>
-                <p class="translation" data-testid="translation" aria-live="polite">
-                    {move || state.translation.get()}
-                </p>
-                <Show when=move || !state.source.with(Vec::is_empty)>
-                    <div class="strips">
-                        <div class="strip-line">
-                            <span class="strip-label">"Source pieces"</span>
-                            <TokenStrip
-                                tokens=source_tokens
-                                axis=Axis::Source
-                                hover=state.hover
-                                label="Source pieces"
-                            />
-                        </div>
-                        <div class="strip-line">
-                            <span class="strip-label">"Target pieces"</span>
-                            <TokenStrip
-                                tokens=target_tokens
-                                axis=Axis::Target
-                                hover=state.hover
-                                label="Target pieces"
-                            />
-                        </div>
-                    </div>
+            <div class="runs" class:two=move || state.compare.get()>
+                <RunPanel
+                    run=state.a
+                    ids=PANEL_A
+                    title=title(state.a, "first run")
+                    models=state.models
+                    models_error=state.models_error
+                    hover=state.hover
+                    changed=changed_a
+                />
+                <Show when=move || state.compare.get()>
+                    <RunPanel
+                        run=state.b
+                        ids=PANEL_B
+                        title=title(state.b, "second run")
+                        models=state.models
+                        models_error=state.models_error
+                        hover=state.hover
+                        changed=changed_b
+                    />
                 </Show>
-                <p class="meta" data-testid="meta">{meta}</p>
-            </section>
+            </div>
 
-            <section class="panel attention-panel">
-                <h2>"Attention"</h2>
+            <section class="panel about-panel">
                 <p class="hint">
-                    "Each row is one French token as it was produced; each column is an English token. "
-                    "A cell shows how much the decoder looked at that English token when producing that French token."
+                    "Each heatmap row is one French token as it was produced; each column is an English token. "
+                    "A cell shows how much the decoder looked at that English token when producing that French token; "
+                    "the last column gives the step's entropy (0 when it looked at one token) and its largest weight."
                 </p>
-                <Show when=move || {
-                    state.source.with(Vec::is_empty) && state.phase.get() != Phase::Streaming
-                }>
-                    <p class="empty">"Translate a sentence to see its attention map."</p>
-                </Show>
-                <Heatmap source=state.source rows=state.rows hover=state.hover />
                 <p class="caveat">
                     <strong>"A caveat: "</strong>
                     "attention weights show where the decoder looked, not why it chose a word. "
@@ -370,5 +356,60 @@ pub fn TranslatePage() -> impl IntoView {
                 </p>
             </section>
         </main>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str, default: bool) -> ModelInfo {
+        ModelInfo {
+            name: name.into(),
+            architecture: "gru".into(),
+            attention: "additive".into(),
+            attention_training: "soft".into(),
+            default_mode: "soft".into(),
+            modes: vec!["soft".into(), "hard".into()],
+            layers: 0,
+            heads: 0,
+            source_lang: "en".into(),
+            target_lang: "fr".into(),
+            default,
+            parameters: 1,
+            bleu: None,
+            chrf: None,
+            aer: None,
+        }
+    }
+
+    #[test]
+    fn presets_follow_the_loaded_models() {
+        let only = [model("bahdanau", true)];
+        let p = presets(&only, None);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].a, config(Some("bahdanau"), Some("soft")));
+        assert_eq!(p[0].b, config(Some("bahdanau"), Some("hard")));
+        assert_eq!(
+            presets(&only, Some("x"))[0].b,
+            config(Some("x"), Some("hard"))
+        );
+
+        let zoo = [
+            model("bahdanau", true),
+            model("hard", false),
+            model("luong", false),
+            model("transformer", false),
+        ];
+        let ids: Vec<&str> = presets(&zoo, None).iter().map(|p| p.testid).collect();
+        assert_eq!(
+            ids,
+            [
+                "preset-soft-hard",
+                "preset-trained",
+                "preset-scorers",
+                "preset-transformer"
+            ]
+        );
     }
 }

@@ -1,0 +1,186 @@
+//! One run's panel: its model and attention-mode pickers, the streamed translation (with the
+//! tokens that differ from the other run marked, when comparing), its token strips, its
+//! heatmap, and a summary line (model, mode, sizes, time, mean entropy and peak weight).
+
+use attnscope_protocol::ModelInfo;
+use leptos::prelude::*;
+
+use crate::compare::{entropy, max_weight, mean_of};
+use crate::components::heatmap::Heatmap;
+use crate::components::model_picker::{ModePicker, ModelPicker};
+use crate::components::token::TokenText;
+use crate::components::token_strip::{Axis, TokenStrip};
+use crate::run::{Phase, Run};
+use crate::tokens::Hover;
+
+/// Element ids and test ids of one panel, distinct for the first and the second run.
+#[derive(Clone, Copy)]
+pub struct PanelIds {
+    /// `data-testid` of the panel (`run-a`, `run-b`).
+    pub panel: &'static str,
+    pub model_select: &'static str,
+    pub mode_select: &'static str,
+    /// `data-testid` of the heatmap grid.
+    pub heatmap: &'static str,
+}
+
+/// The ids of the first run's panel (the only one outside a comparison).
+pub const PANEL_A: PanelIds = PanelIds {
+    panel: "run-a",
+    model_select: "model-select",
+    mode_select: "mode-select",
+    heatmap: "heatmap",
+};
+
+/// The ids of the second run's panel.
+pub const PANEL_B: PanelIds = PanelIds {
+    panel: "run-b",
+    model_select: "model-select-b",
+    mode_select: "mode-select-b",
+    heatmap: "heatmap-b",
+};
+
+/// A run's panel. `changed` marks the target tokens that the other run does not share
+/// (empty outside a comparison).
+#[component]
+pub fn RunPanel(
+    run: Run,
+    ids: PanelIds,
+    /// Heading of the panel.
+    title: Signal<String>,
+    models: RwSignal<Vec<ModelInfo>>,
+    models_error: RwSignal<Option<String>>,
+    /// Shared by both panels: pointing at a cell highlights the same step and source
+    /// position in the other.
+    hover: RwSignal<Hover>,
+    /// For each target token, whether it differs from the other run's translation.
+    changed: Signal<Vec<bool>>,
+) -> impl IntoView {
+    let streaming = move || run.phase.get() == Phase::Streaming;
+    let target_tokens = Signal::derive(move || run.target_tokens());
+    let source_tokens = Signal::derive(move || run.source.get());
+    let meta = move || {
+        let model = run.used_model.get()?;
+        let (t, s) = (run.rows.with(Vec::len), run.source.with(Vec::len));
+        let mut parts = vec![model];
+        if let Some(mode) = run.used_mode.get() {
+            parts.push(format!("{mode} attention"));
+        }
+        parts.push(format!("{t} target \u{d7} {s} source tokens"));
+        if let Some(ms) = run.elapsed_ms.get() {
+            parts.push(format!("{ms:.0} ms"));
+        }
+        if t > 0 {
+            let rows: Vec<Vec<f32>> = run
+                .rows
+                .with(|r| r.iter().map(|r| r.weights.clone()).collect());
+            parts.push(format!(
+                "mean entropy {:.2} nats, mean peak {:.2}",
+                mean_of(&rows, entropy),
+                mean_of(&rows, max_weight)
+            ));
+        }
+        Some(parts.join(" \u{b7} "))
+    };
+    let diff = move || {
+        let flags = changed.get();
+        if flags.is_empty() {
+            return None;
+        }
+        let tokens = run.target_tokens();
+        let count = flags.iter().filter(|c| **c).count();
+        Some(view! {
+            <p class="diff" data-testid="diff" data-changed=count.to_string()>
+                <span class="diff-label">
+                    {if count == 0 {
+                        "Same tokens as the other run".to_owned()
+                    } else {
+                        format!("{count} token(s) differ from the other run:")
+                    }}
+                </span>
+                {tokens
+                    .into_iter()
+                    .zip(flags)
+                    .map(|(piece, changed)| {
+                        view! {
+                            <span class="diff-token" class:changed=changed>
+                                <TokenText piece=piece />
+                            </span>
+                        }
+                    })
+                    .collect_view()}
+            </p>
+        })
+    };
+
+    view! {
+        <section
+            class="panel run-panel"
+            data-testid=ids.panel
+            data-state=move || run.phase.get().as_str()
+            data-mode=move || run.used_mode.get().unwrap_or_default()
+            aria-busy=move || streaming().to_string()
+        >
+            <div class="output-head">
+                <h2>{move || title.get()}</h2>
+                <Show when=streaming>
+                    <span class="loading" data-testid="loading" role="status">
+                        <span class="spinner" aria-hidden="true"></span>
+                        "Translating\u{2026}"
+                    </span>
+                </Show>
+            </div>
+            <div class="controls run-controls">
+                <ModelPicker
+                    id=ids.model_select
+                    models=models
+                    selected=run.model
+                    load_error=models_error
+                />
+                <ModePicker id=ids.mode_select models=models model=run.model mode=run.mode />
+            </div>
+            {move || {
+                run.error
+                    .get()
+                    .map(|message| {
+                        view! {
+                            <div class="error" data-testid="error" role="alert">
+                                {message}
+                            </div>
+                        }
+                    })
+            }}
+            <p class="translation" data-testid="translation" aria-live="polite">
+                {move || run.translation.get()}
+            </p>
+            {diff}
+            <Show when=move || !run.source.with(Vec::is_empty)>
+                <div class="strips">
+                    <div class="strip-line">
+                        <span class="strip-label">"Source pieces"</span>
+                        <TokenStrip
+                            tokens=source_tokens
+                            axis=Axis::Source
+                            hover=hover
+                            label="Source pieces"
+                        />
+                    </div>
+                    <div class="strip-line">
+                        <span class="strip-label">"Target pieces"</span>
+                        <TokenStrip
+                            tokens=target_tokens
+                            axis=Axis::Target
+                            hover=hover
+                            label="Target pieces"
+                        />
+                    </div>
+                </div>
+            </Show>
+            <p class="meta" data-testid="meta">{meta}</p>
+            <Show when=move || run.source.with(Vec::is_empty) && !streaming()>
+                <p class="empty">"Translate a sentence to see its attention map."</p>
+            </Show>
+            <Heatmap source=run.source rows=run.rows hover=hover testid=ids.heatmap />
+        </section>
+    }
+}

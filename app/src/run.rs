@@ -1,0 +1,181 @@
+//! One translation run: its configuration (model, attention mode) and the reactive state of
+//! its stream (phase, tokens, attention rows, error). The page has one run, or two when
+//! comparing; each streams on its own and can be cancelled by the next request.
+
+use attnscope_protocol::TranslateRequest;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use web_sys::AbortController;
+
+use crate::api;
+use crate::events::StreamEvent;
+use crate::tokens::{Row, detokenize, fit_row};
+
+/// Where a run stands (`data-state` of its panel and of the page's `<main>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Nothing requested yet.
+    #[default]
+    Idle,
+    /// Request sent, events arriving.
+    Streaming,
+    /// `done` received.
+    Done,
+    /// The request or the decoding failed; the message is shown.
+    Error,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Streaming => "streaming",
+            Self::Done => "done",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What a run asks the server for; `None` fields use the server's or the model's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RunConfig {
+    pub model: Option<String>,
+    pub mode: Option<String>,
+}
+
+/// The reactive state of one run (all signals, so it is `Copy`).
+#[derive(Clone, Copy)]
+pub struct Run {
+    /// The chosen model (`None`: the server's default).
+    pub model: RwSignal<Option<String>>,
+    /// The chosen attention mode (`None`: the model's default).
+    pub mode: RwSignal<Option<String>>,
+    pub phase: RwSignal<Phase>,
+    pub error: RwSignal<Option<String>>,
+    pub source: RwSignal<Vec<String>>,
+    pub rows: RwSignal<Vec<Row>>,
+    pub translation: RwSignal<String>,
+    /// The model and mode that produced the rows (from the `start` and `done` events).
+    pub used_model: RwSignal<Option<String>>,
+    pub used_mode: RwSignal<Option<String>>,
+    pub elapsed_ms: RwSignal<Option<f64>>,
+    /// Bumped by every request; events of an older request are dropped.
+    run: StoredValue<u64>,
+    /// Cancels the request in flight when a new one starts.
+    abort: StoredValue<Option<AbortController>, LocalStorage>,
+}
+
+impl Run {
+    pub fn new(config: RunConfig) -> Self {
+        Self {
+            model: RwSignal::new(config.model),
+            mode: RwSignal::new(config.mode),
+            phase: RwSignal::new(Phase::Idle),
+            error: RwSignal::new(None),
+            source: RwSignal::new(Vec::new()),
+            rows: RwSignal::new(Vec::new()),
+            translation: RwSignal::new(String::new()),
+            used_model: RwSignal::new(None),
+            used_mode: RwSignal::new(None),
+            elapsed_ms: RwSignal::new(None),
+            run: StoredValue::new(0),
+            abort: StoredValue::new_local(None),
+        }
+    }
+
+    /// The configuration as chosen now.
+    pub fn config(self) -> RunConfig {
+        RunConfig {
+            model: self.model.get_untracked(),
+            mode: self.mode.get_untracked(),
+        }
+    }
+
+    /// Target pieces received so far.
+    pub fn target_tokens(self) -> Vec<String> {
+        self.rows
+            .with(|r| r.iter().map(|r| r.token.clone()).collect())
+    }
+
+    /// Starts translating `text` (cancelling this run's translation in flight); `on_done`
+    /// runs after a successful `done` event.
+    pub fn submit(self, text: String, on_done: impl Fn() + 'static) {
+        let run = self.run.get_value() + 1;
+        self.run.set_value(run);
+        if let Some(previous) = self.abort.get_value() {
+            previous.abort();
+        }
+        let controller = AbortController::new().ok();
+        let signal = controller.as_ref().map(AbortController::signal);
+        self.abort.set_value(controller);
+
+        self.phase.set(Phase::Streaming);
+        self.error.set(None);
+        self.source.set(Vec::new());
+        self.rows.set(Vec::new());
+        self.translation.set(String::new());
+        self.used_model.set(None);
+        self.used_mode.set(None);
+        self.elapsed_ms.set(None);
+
+        let config = self.config();
+        let request = TranslateRequest {
+            model: config.model,
+            attention: config.mode,
+            ..TranslateRequest::new(text)
+        };
+        spawn_local(async move {
+            let current = move || self.run.get_value() == run;
+            let result = api::translate(&request, signal.as_ref(), |event| {
+                if current() && self.apply(run, event) {
+                    on_done();
+                }
+            })
+            .await;
+            if !current() {
+                return;
+            }
+            if let Err(e) = result {
+                self.error.set(Some(e.message));
+                self.phase.set(Phase::Error);
+            }
+        });
+    }
+
+    /// Applies one event; true for a successful `done`.
+    fn apply(self, run: u64, event: StreamEvent) -> bool {
+        match event {
+            StreamEvent::Start(start) => {
+                self.used_model.set(Some(start.model));
+                self.source.set(start.source_tokens);
+            }
+            StreamEvent::Step(step) => {
+                let n = self.source.with_untracked(Vec::len);
+                self.rows.update(|rows| {
+                    rows.push(Row {
+                        run,
+                        index: rows.len(),
+                        token: step.token,
+                        weights: fit_row(step.attention, n),
+                    });
+                });
+                let pieces: Vec<String> = self
+                    .rows
+                    .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect());
+                self.translation.set(detokenize(&pieces));
+            }
+            StreamEvent::Done(done) => {
+                self.translation.set(done.translation);
+                self.elapsed_ms.set(Some(done.elapsed_ms));
+                self.used_mode.set(Some(done.mode));
+                self.phase.set(Phase::Done);
+                return true;
+            }
+            StreamEvent::Error(err) => {
+                self.error.set(Some(err.message));
+                self.phase.set(Phase::Error);
+            }
+        }
+        false
+    }
+}
