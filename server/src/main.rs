@@ -76,8 +76,28 @@ enum Command {
     },
 }
 
+/// Sets `RAYON_NUM_THREADS` when the user has not, before any thread starts.
+///
+/// candle asks for the thread count on every matrix multiply, and without this variable it
+/// reads `/proc/cpuinfo` each time (a third of a decoding's CPU time on the reference
+/// machine). `serve` runs each step on one thread (its step gate already keeps every core
+/// busy with different translations); the other commands use every core.
+fn set_thread_count(serving: bool) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let n = if serving {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    // SAFETY: called first thing in `main`, while this process has a single thread.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    set_thread_count(matches!(cli.command, Command::Serve { .. }));
     match run(cli) {
         // `attnscope translate | head` closes the pipe early: that is not an error.
         Err(e)
