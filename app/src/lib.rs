@@ -1,11 +1,12 @@
 //! The attnscope browser app, as a library so that its pure parts ([`sse`], [`events`],
-//! [`scale`], [`tokens`], [`query`], [`models`], [`compare`]) are unit-tested natively with
+//! [`scale`], [`tokens`], [`query`], [`models`], [`compare`], [`heads`]) are unit-tested natively with
 //! `cargo test -p attnscope-app`. The `attnscope-app` binary mounts [`App`].
 
 pub mod api;
 pub mod compare;
 pub mod components;
 pub mod events;
+pub mod heads;
 pub mod models;
 pub mod pages;
 pub mod query;

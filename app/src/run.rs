@@ -9,6 +9,7 @@ use web_sys::AbortController;
 
 use crate::api;
 use crate::events::StreamEvent;
+use crate::heads::{Heads, StepHeads, unpack_encoder};
 use crate::tokens::{Row, detokenize, fit_row};
 
 /// Where a run stands (`data-state` of its panel and of the page's `<main>`).
@@ -59,6 +60,8 @@ pub struct Run {
     pub used_model: RwSignal<Option<String>>,
     pub used_mode: RwSignal<Option<String>>,
     pub elapsed_ms: RwSignal<Option<f64>>,
+    /// A Transformer's attention per layer and head (empty for other models).
+    pub heads: RwSignal<Heads>,
     /// Bumped by every request; events of an older request are dropped.
     run: StoredValue<u64>,
     /// Cancels the request in flight when a new one starts.
@@ -78,6 +81,7 @@ impl Run {
             used_model: RwSignal::new(None),
             used_mode: RwSignal::new(None),
             elapsed_ms: RwSignal::new(None),
+            heads: RwSignal::new(Heads::default()),
             run: StoredValue::new(0),
             abort: StoredValue::new_local(None),
         }
@@ -117,6 +121,7 @@ impl Run {
         self.used_model.set(None);
         self.used_mode.set(None);
         self.elapsed_ms.set(None);
+        self.heads.set(Heads::default());
 
         let config = self.config();
         let request = TranslateRequest {
@@ -150,6 +155,14 @@ impl Run {
                 self.source.set(start.source_tokens);
             }
             StreamEvent::Step(step) => {
+                if let Some(h) = &step.heads {
+                    match StepHeads::unpack(h) {
+                        Ok(h) => self.heads.update(|all| all.steps.push(h)),
+                        Err(e) => self
+                            .error
+                            .set(Some(format!("Bad heads from the server: {e}"))),
+                    }
+                }
                 let n = self.source.with_untracked(Vec::len);
                 self.rows.update(|rows| {
                     rows.push(Row {
@@ -165,6 +178,14 @@ impl Run {
                 self.translation.set(detokenize(&pieces));
             }
             StreamEvent::Done(done) => {
+                if let Some(enc) = &done.encoder_attention {
+                    match unpack_encoder(enc) {
+                        Ok(e) => self.heads.update(|h| h.encoder = Some(e)),
+                        Err(e) => self
+                            .error
+                            .set(Some(format!("Bad heads from the server: {e}"))),
+                    }
+                }
                 self.translation.set(done.translation);
                 self.elapsed_ms.set(Some(done.elapsed_ms));
                 self.used_mode.set(Some(done.mode));

@@ -1,5 +1,6 @@
 //! View components of the translate page.
 
+pub mod heads_grid;
 pub mod heatmap;
 pub mod model_picker;
 pub mod run_panel;

@@ -6,6 +6,7 @@ use attnscope_protocol::ModelInfo;
 use leptos::prelude::*;
 
 use crate::compare::{entropy, max_weight, mean_of};
+use crate::components::heads_grid::HeadsGrid;
 use crate::components::heatmap::Heatmap;
 use crate::components::model_picker::{ModePicker, ModelPicker};
 use crate::components::token::TokenText;
@@ -181,6 +182,7 @@ pub fn RunPanel(
                 <p class="empty">"Translate a sentence to see its attention map."</p>
             </Show>
             <Heatmap source=run.source rows=run.rows hover=hover testid=ids.heatmap />
+            <HeadsGrid heads=run.heads source=run.source target=target_tokens />
         </section>
     }
 }
