@@ -9,9 +9,17 @@ use attnscope_tests::{browser, dist_dir, root, start_chromedriver, start_server}
 use fantoccini::{Client, Locator};
 
 async fn expected(addr: std::net::SocketAddr, text: &str) -> TranslateResponse {
+    expected_with(addr, text, None).await
+}
+
+async fn expected_with(
+    addr: std::net::SocketAddr,
+    text: &str,
+    model: Option<&str>,
+) -> TranslateResponse {
     reqwest::Client::new()
         .post(format!("http://{addr}/api/translate"))
-        .json(&serde_json::json!({ "text": text }))
+        .json(&serde_json::json!({ "text": text, "model": model }))
         .send()
         .await
         .unwrap()
@@ -256,5 +264,149 @@ async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
     }
     assert_eq!(mode("run-b").await, "hard");
     assert_eq!(heatmap_rows(&c, "heatmap-b").await, hard);
+    c.close().await.unwrap();
+}
+
+/// The API's translation of `body`.
+async fn api_translate(addr: std::net::SocketAddr, body: serde_json::Value) -> TranslateResponse {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/api/translate"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn shown_translation(c: &Client) -> String {
+    c.find(Locator::Css(
+        "[data-testid=run-a] [data-testid=translation]",
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
+    .trim()
+    .to_owned()
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forcing_attention_on_a_cell_or_a_target_prefix_decodes_again() {
+    use fantoccini::key::Key;
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    let text = "I am cold.";
+    let plain = api_translate(addr, serde_json::json!({ "text": text })).await;
+    c.goto(&format!("http://{addr}/?text=I%20am%20cold."))
+        .await
+        .unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    assert_eq!(shown_translation(&c).await, plain.translation);
+
+    // Click the cell (step 1, source 0) with what-if on.
+    click(&c, "[data-testid=whatif-toggle]").await;
+    click(
+        &c,
+        "[data-testid=heatmap] .cell[data-tgt='1'][data-src='0']",
+    )
+    .await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let want = api_translate(
+        addr,
+        serde_json::json!({ "text": text, "interventions": [{ "step": 1, "source": 0 }] }),
+    )
+    .await;
+    assert_eq!(shown_translation(&c).await, want.translation);
+    let rows = heatmap_rows(&c, "heatmap").await;
+    assert_eq!(rows[1][0], 1.0, "{:?}", rows[1]);
+    assert!(rows[1][1..].iter().all(|w| *w == 0.0));
+    let label = c
+        .find(Locator::Css(
+            "[data-testid=heatmap] .tgt-label[data-row='1']",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        label
+            .attr("class")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("intervened")
+    );
+    c.find(Locator::Css("[data-testid=whatif]")).await.unwrap();
+    save_screenshot(&c, "what-if.png").await;
+
+    // Undo restores the plain translation.
+    click(&c, "[data-testid=whatif-reset]").await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    assert_eq!(shown_translation(&c).await, plain.translation);
+    assert!(c.find(Locator::Css("[data-testid=whatif]")).await.is_err());
+
+    // The keyboard does the same: focus the grid, move down and right, press Enter.
+    let grid = c.find(Locator::Css("[data-testid=heatmap]")).await.unwrap();
+    // Focus starts at the first cell (a click would start where it landed).
+    c.execute(
+        "document.querySelector('[data-testid=heatmap]').focus()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let keys = format!(
+        "{}{}{}",
+        char::from(Key::Down),
+        char::from(Key::Right),
+        char::from(Key::Enter)
+    );
+    grid.send_keys(&keys).await.unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let rows = heatmap_rows(&c, "heatmap").await;
+    assert_eq!(rows[1][1], 1.0, "{:?}", rows[1]);
+    click(&c, "[data-testid=whatif-reset]").await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+
+    // A target prefix: the translation starts with it and the rest is decoded freely.
+    c.find(Locator::Css("[data-testid=prefix-input]"))
+        .await
+        .unwrap()
+        .send_keys("Il")
+        .await
+        .unwrap();
+    click(&c, "[data-testid=prefix-button]").await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let want = api_translate(
+        addr,
+        serde_json::json!({ "text": text, "target_prefix": "Il" }),
+    )
+    .await;
+    assert_eq!(shown_translation(&c).await, want.translation);
+    assert!(want.translation.starts_with("Il"), "{}", want.translation);
+    let first = c
+        .find(Locator::Css(
+            "[data-testid=heatmap] .tgt-label[data-row='0']",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        first
+            .attr("class")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("forced")
+    );
     c.close().await.unwrap();
 }

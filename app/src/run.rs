@@ -2,7 +2,7 @@
 //! its stream (phase, tokens, attention rows, error). The page has one run, or two when
 //! comparing; each streams on its own and can be cancelled by the next request.
 
-use attnscope_protocol::TranslateRequest;
+use attnscope_protocol::{InterventionSpec, TranslateRequest};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::AbortController;
@@ -44,6 +44,22 @@ pub struct RunConfig {
     pub mode: Option<String>,
 }
 
+/// A what-if on top of a translation: attention forced at some steps, a given target prefix,
+/// and the translation before them (to show what changed).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WhatIf {
+    pub interventions: Vec<InterventionSpec>,
+    pub prefix: String,
+    /// Target pieces of the translation before the first change.
+    pub baseline: Vec<String>,
+}
+
+impl WhatIf {
+    pub fn is_active(&self) -> bool {
+        !self.interventions.is_empty() || !self.prefix.trim().is_empty()
+    }
+}
+
 /// The reactive state of one run (all signals, so it is `Copy`).
 #[derive(Clone, Copy)]
 pub struct Run {
@@ -62,6 +78,10 @@ pub struct Run {
     pub elapsed_ms: RwSignal<Option<f64>>,
     /// A Transformer's attention per layer and head (empty for other models).
     pub heads: RwSignal<Heads>,
+    /// Forced attention and target prefix of the current decoding.
+    pub what_if: RwSignal<WhatIf>,
+    /// The text of the last request, for re-decoding.
+    text: StoredValue<String>,
     /// Bumped by every request; events of an older request are dropped.
     run: StoredValue<u64>,
     /// Cancels the request in flight when a new one starts.
@@ -82,6 +102,8 @@ impl Run {
             used_mode: RwSignal::new(None),
             elapsed_ms: RwSignal::new(None),
             heads: RwSignal::new(Heads::default()),
+            what_if: RwSignal::new(WhatIf::default()),
+            text: StoredValue::new(String::new()),
             run: StoredValue::new(0),
             abort: StoredValue::new_local(None),
         }
@@ -101,9 +123,51 @@ impl Run {
             .with(|r| r.iter().map(|r| r.token.clone()).collect())
     }
 
-    /// Starts translating `text` (cancelling this run's translation in flight); `on_done`
-    /// runs after a successful `done` event.
+    /// Starts translating `text` afresh (cancelling this run's translation in flight and
+    /// dropping any what-if); `on_done` runs after a successful `done` event.
     pub fn submit(self, text: String, on_done: impl Fn() + 'static) {
+        self.what_if.set(WhatIf::default());
+        self.start(text, on_done);
+    }
+
+    /// At step `step`, forces the attention onto source token `source` (keeping earlier
+    /// forced steps) and decodes again.
+    pub fn force(self, step: usize, source: usize) {
+        self.change(|w| {
+            w.interventions.retain(|i| i.step < step);
+            w.interventions.push(InterventionSpec { step, source });
+        });
+    }
+
+    /// Decodes again with `prefix` as the start of the target.
+    pub fn set_prefix(self, prefix: String) {
+        self.change(|w| w.prefix = prefix);
+    }
+
+    /// Drops the what-if and decodes the plain translation again.
+    pub fn reset_what_if(self) {
+        self.what_if.set(WhatIf::default());
+        self.start(self.text.get_value(), || ());
+    }
+
+    fn change(self, f: impl FnOnce(&mut WhatIf)) {
+        let tokens = self.target_tokens_untracked();
+        self.what_if.update(|w| {
+            if !w.is_active() {
+                w.baseline = tokens;
+            }
+            f(w);
+        });
+        self.start(self.text.get_value(), || ());
+    }
+
+    fn target_tokens_untracked(self) -> Vec<String> {
+        self.rows
+            .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect())
+    }
+
+    fn start(self, text: String, on_done: impl Fn() + 'static) {
+        self.text.set_value(text.clone());
         let run = self.run.get_value() + 1;
         self.run.set_value(run);
         if let Some(previous) = self.abort.get_value() {
@@ -124,9 +188,13 @@ impl Run {
         self.heads.set(Heads::default());
 
         let config = self.config();
+        let what_if = self.what_if.get_untracked();
+        let prefix = what_if.prefix.trim().to_owned();
         let request = TranslateRequest {
             model: config.model,
             attention: config.mode,
+            interventions: what_if.interventions,
+            target_prefix: (!prefix.is_empty()).then_some(prefix),
             ..TranslateRequest::new(text)
         };
         spawn_local(async move {
@@ -170,6 +238,8 @@ impl Run {
                         index: rows.len(),
                         token: step.token,
                         weights: fit_row(step.attention, n),
+                        forced: step.forced,
+                        intervened: step.intervened,
                     });
                 });
                 let pieces: Vec<String> = self

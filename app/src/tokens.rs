@@ -58,6 +58,10 @@ pub struct Row {
     pub token: String,
     /// One weight per source token (see [`fit_row`]).
     pub weights: Vec<f32>,
+    /// The token was given (target prefix), not chosen by the model.
+    pub forced: bool,
+    /// The attention of this step was forced onto one source token (what-if).
+    pub intervened: bool,
 }
 
 /// What the pointer is on: a target row, a source column, or a cell (both).

@@ -76,6 +76,10 @@ pub fn Heatmap(
     /// `data-testid` of the grid.
     #[prop(default = "heatmap")]
     testid: &'static str,
+    /// Called with `(target row, source column)` when a cell is clicked, or chosen with the
+    /// keyboard (arrow keys move, Enter or Space picks).
+    #[prop(optional)]
+    on_pick: Option<Callback<(usize, usize)>>,
 ) -> impl IntoView {
     let cols = move || source.with(Vec::len);
     let on_point = move |ev: leptos::ev::MouseEvent| {
@@ -83,6 +87,42 @@ pub fn Heatmap(
         if hover.get_untracked() != h {
             hover.set(h);
         }
+    };
+    let on_click = move |ev: leptos::ev::MouseEvent| {
+        let h = hover_of(ev.target());
+        hover.set(h);
+        if let (Some(pick), Some(t), Some(s)) = (on_pick, h.tgt, h.src) {
+            pick.run((t, s));
+        }
+    };
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let (n_rows, n_cols) = (rows.with_untracked(Vec::len), cols());
+        if n_rows == 0 || n_cols == 0 {
+            return;
+        }
+        let h = hover.get_untracked();
+        let (t, s) = (h.tgt.unwrap_or(0), h.src.unwrap_or(0));
+        let next = match ev.key().as_str() {
+            "ArrowUp" => (t.saturating_sub(1), s),
+            "ArrowDown" => ((t + 1).min(n_rows - 1), s),
+            "ArrowLeft" => (t, s.saturating_sub(1)),
+            "ArrowRight" => (t, (s + 1).min(n_cols - 1)),
+            "Home" => (t, 0),
+            "End" => (t, n_cols - 1),
+            "Enter" | " " => {
+                ev.prevent_default();
+                if let Some(pick) = on_pick {
+                    pick.run((t, s));
+                }
+                return;
+            }
+            _ => return,
+        };
+        ev.prevent_default();
+        hover.set(Hover {
+            tgt: Some(next.0),
+            src: Some(next.1),
+        });
     };
     let text = move || {
         let h = hover.get();
@@ -98,8 +138,16 @@ pub fn Heatmap(
                 data-rows=move || rows.with(Vec::len).to_string()
                 data-cols=move || cols().to_string()
                 style=move || format!("--cols:{}", cols().max(1))
+                tabindex="0"
+                aria-description="Arrow keys move between cells; Enter picks the cell"
                 on:mouseover=on_point
-                on:click=on_point
+                on:click=on_click
+                on:keydown=on_key
+                on:focus=move |_| {
+                    if hover.get_untracked() == Hover::default() && rows.with_untracked(|r| !r.is_empty()) {
+                        hover.set(Hover { tgt: Some(0), src: Some(0) });
+                    }
+                }
                 on:mouseleave=move |_| hover.set(Hover::default())
             >
                 <div class="hm-row hm-head" role="row">
@@ -138,6 +186,10 @@ pub fn Heatmap(
                                 view! {
                                     <div
                                         class="cell"
+                                        class:focus=move || {
+                                            let h = hover.get();
+                                            h.tgt == Some(t) && h.src == Some(s)
+                                        }
                                         role="gridcell"
                                         data-src=s.to_string()
                                         data-tgt=tgt.clone()
@@ -152,6 +204,15 @@ pub fn Heatmap(
                             <div class="hm-row" role="row">
                                 <div
                                     class="tgt-label"
+                                    class:intervened=row.intervened
+                                    class:forced=row.forced
+                                    title=if row.intervened {
+                                        "attention forced here (what-if)"
+                                    } else if row.forced {
+                                        "token given in the target prefix"
+                                    } else {
+                                        ""
+                                    }
                                     role="rowheader"
                                     data-row=t.to_string()
                                     class:hl=move || hover.get().tgt == Some(t)
@@ -199,12 +260,16 @@ mod tests {
                 index: 0,
                 token: "\u{2581}froid".into(),
                 weights: vec![0.8, 0.2],
+                forced: false,
+                intervened: false,
             },
             Row {
                 run: 1,
                 index: 1,
                 token: "</s>".into(),
                 weights: vec![0.1, 0.9],
+                forced: false,
+                intervened: false,
             },
         ];
         let h = |tgt, src| Hover { tgt, src };

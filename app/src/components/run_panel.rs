@@ -5,7 +5,7 @@
 use attnscope_protocol::ModelInfo;
 use leptos::prelude::*;
 
-use crate::compare::{entropy, max_weight, mean_of};
+use crate::compare::{entropy, max_weight, mean_of, token_diff};
 use crate::components::heads_grid::HeadsGrid;
 use crate::components::heatmap::Heatmap;
 use crate::components::model_picker::{ModePicker, ModelPicker};
@@ -82,6 +82,75 @@ pub fn RunPanel(
             ));
         }
         Some(parts.join(" \u{b7} "))
+    };
+    let picking = RwSignal::new(false);
+    let prefix_text = RwSignal::new(String::new());
+    let on_pick = Callback::new(move |(t, s): (usize, usize)| {
+        if picking.get_untracked() && run.phase.get_untracked() != Phase::Streaming {
+            run.force(t, s);
+        }
+    });
+    let what_if_line = move || {
+        let w = run.what_if.get();
+        if !w.is_active() {
+            return None;
+        }
+        let source = run.source.get();
+        let mut parts: Vec<String> = w
+            .interventions
+            .iter()
+            .map(|i| {
+                let piece = source.get(i.source).map_or("?".to_owned(), |p| {
+                    crate::tokens::TokenLabel::new(p).plain()
+                });
+                format!("step {} looks only at \u{201c}{piece}\u{201d}", i.step + 1)
+            })
+            .collect();
+        if !w.prefix.trim().is_empty() {
+            parts.push(format!(
+                "target starts with \u{201c}{}\u{201d}",
+                w.prefix.trim()
+            ));
+        }
+        let tokens = run.target_tokens();
+        let (_, changed) = token_diff(&w.baseline, &tokens);
+        let count = changed.iter().filter(|c| **c).count();
+        Some(view! {
+            <div class="what-if" data-testid="whatif" data-changed=count.to_string()>
+                <p>
+                    <strong>"What-if: "</strong>
+                    {parts.join("; ")}
+                    " "
+                    <button
+                        type="button"
+                        class="example"
+                        data-testid="whatif-reset"
+                        on:click=move |_| {
+                            prefix_text.set(String::new());
+                            run.reset_what_if();
+                        }
+                    >
+                        "Undo"
+                    </button>
+                </p>
+                <p class="diff" data-testid="whatif-diff">
+                    <span class="diff-label">"Before: "</span>
+                    <span>{crate::tokens::detokenize(&w.baseline)}</span>
+                    <span class="diff-label">" \u{2192} now:"</span>
+                    {tokens
+                        .into_iter()
+                        .zip(changed)
+                        .map(|(piece, changed)| {
+                            view! {
+                                <span class="diff-token" class:changed=changed>
+                                    <TokenText piece=piece />
+                                </span>
+                            }
+                        })
+                        .collect_view()}
+                </p>
+            </div>
+        })
     };
     let diff = move || {
         let flags = changed.get();
@@ -178,10 +247,47 @@ pub fn RunPanel(
                 </div>
             </Show>
             <p class="meta" data-testid="meta">{meta}</p>
+            <div class="what-if-controls">
+                <label class="toggle">
+                    <input
+                        type="checkbox"
+                        data-testid="whatif-toggle"
+                        prop:checked=move || picking.get()
+                        on:change=move |ev| picking.set(event_target_checked(&ev))
+                    />
+                    "What-if: click a cell to force the attention there and decode again"
+                </label>
+                <form
+                    class="prefix-form"
+                    on:submit=move |ev| {
+                        ev.prevent_default();
+                        run.set_prefix(prefix_text.get_untracked());
+                    }
+                >
+                    <input
+                        type="text"
+                        data-testid="prefix-input"
+                        placeholder="Target prefix, e.g. Il fait"
+                        aria-label="Target prefix"
+                        prop:value=move || prefix_text.get()
+                        on:input=move |ev| prefix_text.set(event_target_value(&ev))
+                    />
+                    <button type="submit" class="example" data-testid="prefix-button">
+                        "Decode from this prefix"
+                    </button>
+                </form>
+            </div>
+            {what_if_line}
             <Show when=move || run.source.with(Vec::is_empty) && !streaming()>
                 <p class="empty">"Translate a sentence to see its attention map."</p>
             </Show>
-            <Heatmap source=run.source rows=run.rows hover=hover testid=ids.heatmap />
+            <Heatmap
+                source=run.source
+                rows=run.rows
+                hover=hover
+                testid=ids.heatmap
+                on_pick=on_pick
+            />
             <HeadsGrid heads=run.heads source=run.source target=target_tokens />
         </section>
     }
