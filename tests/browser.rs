@@ -181,14 +181,19 @@ async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
     let driver = start_chromedriver().await.unwrap();
     let c = browser(&driver).await.unwrap();
     c.goto(&format!("http://{addr}/")).await.unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("[data-testid=preset-soft-hard]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // The presets appear once the model list has loaded (and may be redrawn then).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let clicked = match c.find(Locator::Css("[data-testid=preset-soft-hard]")).await {
+            Ok(button) => button.click().await,
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "cannot click the preset: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for run in ["run-a", "run-b"] {
         assert_eq!(wait_for_run(&c, run).await, "done");
     }
@@ -408,5 +413,59 @@ async fn forcing_attention_on_a_cell_or_a_target_prefix_decodes_again() {
             .unwrap()
             .contains("forced")
     );
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_hypotheses_are_listed_and_choosing_one_shows_its_attention() {
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    let text = "She reads a book every evening.";
+    let want = api_translate(addr, serde_json::json!({ "text": text, "beam": 4 })).await;
+    assert!(want.hypotheses.len() > 1, "{:?}", want.hypotheses);
+    c.goto(&format!(
+        "http://{addr}/?text=She%20reads%20a%20book%20every%20evening.&beam=4"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let items = c
+        .find_all(Locator::Css("[data-testid=hypothesis]"))
+        .await
+        .unwrap();
+    assert_eq!(items.len(), want.hypotheses.len());
+    assert_eq!(
+        items[0].attr("aria-pressed").await.unwrap().as_deref(),
+        Some("true")
+    );
+    assert_eq!(shown_translation(&c).await, want.translation);
+
+    items[1].click().await.unwrap();
+    let second = &want.hypotheses[1];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shown_translation(&c).await != second.translation {
+        assert!(
+            Instant::now() < deadline,
+            "the second hypothesis is not shown"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = heatmap_rows(&c, "heatmap").await;
+    assert_eq!(rows.len(), second.attention.len());
+    for (shown, row) in rows.iter().zip(&second.attention) {
+        for (a, b) in shown.iter().zip(row) {
+            assert!((a - b).abs() < 1e-4, "{shown:?} vs {row:?}");
+        }
+    }
+    let items = c
+        .find_all(Locator::Css("[data-testid=hypothesis]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        items[1].attr("aria-pressed").await.unwrap().as_deref(),
+        Some("true")
+    );
+    save_screenshot(&c, "beam.png").await;
     c.close().await.unwrap();
 }

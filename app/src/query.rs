@@ -17,6 +17,10 @@ pub struct Query {
     pub model2: Option<String>,
     /// `mode2`: the second run's attention mode, when not its model's default.
     pub mode2: Option<String>,
+    /// `beam`: the first run's beam width, when searching.
+    pub beam: Option<usize>,
+    /// `beam2`: the second run's beam width, when searching.
+    pub beam2: Option<usize>,
 }
 
 impl Query {
@@ -34,6 +38,18 @@ impl Query {
                 "mode" => &mut q.mode,
                 "model2" => &mut q.model2,
                 "mode2" => &mut q.mode2,
+                "beam" | "beam2" => {
+                    let width = value.parse().ok().filter(|w| (2..=16).contains(w));
+                    let slot = if key.ends_with('2') {
+                        &mut q.beam2
+                    } else {
+                        &mut q.beam
+                    };
+                    if slot.is_none() {
+                        *slot = width;
+                    }
+                    continue;
+                }
                 "compare" => {
                     q.compare = matches!(value.as_str(), "1" | "true" | "yes");
                     continue;
@@ -58,10 +74,12 @@ impl Query {
         put("text", &self.text);
         put("model", &self.model);
         put("mode", &self.mode);
+        put("beam", &self.beam.map(|b| b.to_string()));
         if self.compare {
             put("compare", &Some("1".into()));
             put("model2", &self.model2);
             put("mode2", &self.mode2);
+            put("beam2", &self.beam2.map(|b| b.to_string()));
         }
         if parts.is_empty() {
             path.to_owned()
@@ -169,6 +187,9 @@ mod tests {
         };
         assert_eq!(single.to_url("/"), "/?text=I%20am%20cold.&mode=soft");
         assert!(!Query::parse("?compare=0").compare);
+        let beams = Query::parse("?text=a&beam=4&compare=1&beam2=99");
+        assert_eq!((beams.beam, beams.beam2), (Some(4), None));
+        assert_eq!(beams.to_url("/"), "/?text=a&beam=4&compare=1");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! its stream (phase, tokens, attention rows, error). The page has one run, or two when
 //! comparing; each streams on its own and can be cancelled by the next request.
 
-use attnscope_protocol::{InterventionSpec, TranslateRequest};
+use attnscope_protocol::{HypothesisInfo, InterventionSpec, TranslateRequest};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::AbortController;
@@ -42,6 +42,8 @@ impl Phase {
 pub struct RunConfig {
     pub model: Option<String>,
     pub mode: Option<String>,
+    /// Beam width; `None` or 1 decodes greedily.
+    pub beam: Option<usize>,
 }
 
 /// A what-if on top of a translation: attention forced at some steps, a given target prefix,
@@ -67,6 +69,12 @@ pub struct Run {
     pub model: RwSignal<Option<String>>,
     /// The chosen attention mode (`None`: the model's default).
     pub mode: RwSignal<Option<String>>,
+    /// Beam width (`None`: greedy).
+    pub beam: RwSignal<Option<usize>>,
+    /// With beam search: every final hypothesis, best first.
+    pub hypotheses: RwSignal<Vec<HypothesisInfo>>,
+    /// The hypothesis shown in the heatmap.
+    pub chosen: RwSignal<usize>,
     pub phase: RwSignal<Phase>,
     pub error: RwSignal<Option<String>>,
     pub source: RwSignal<Vec<String>>,
@@ -93,6 +101,9 @@ impl Run {
         Self {
             model: RwSignal::new(config.model),
             mode: RwSignal::new(config.mode),
+            beam: RwSignal::new(config.beam),
+            hypotheses: RwSignal::new(Vec::new()),
+            chosen: RwSignal::new(0),
             phase: RwSignal::new(Phase::Idle),
             error: RwSignal::new(None),
             source: RwSignal::new(Vec::new()),
@@ -114,7 +125,37 @@ impl Run {
         RunConfig {
             model: self.model.get_untracked(),
             mode: self.mode.get_untracked(),
+            beam: self.beam.get_untracked(),
         }
+    }
+
+    /// Shows beam hypothesis `i` (its tokens and attention) in the heatmap.
+    pub fn choose(self, i: usize) {
+        let Some(h) = self.hypotheses.with_untracked(|hs| hs.get(i).cloned()) else {
+            return;
+        };
+        // A new run number: the heatmap keys its rows by (run, index), so the rows of the
+        // chosen hypothesis replace the shown ones instead of being taken for them.
+        let run = self.run.get_value() + 1;
+        self.run.set_value(run);
+        let n = self.source.with_untracked(Vec::len);
+        self.rows.set(
+            h.target_tokens
+                .into_iter()
+                .zip(h.attention)
+                .enumerate()
+                .map(|(index, (token, weights))| Row {
+                    run,
+                    index,
+                    token,
+                    weights: fit_row(weights, n),
+                    forced: false,
+                    intervened: false,
+                })
+                .collect(),
+        );
+        self.translation.set(h.translation);
+        self.chosen.set(i);
     }
 
     /// Target pieces received so far.
@@ -186,6 +227,8 @@ impl Run {
         self.used_mode.set(None);
         self.elapsed_ms.set(None);
         self.heads.set(Heads::default());
+        self.hypotheses.set(Vec::new());
+        self.chosen.set(0);
 
         let config = self.config();
         let what_if = self.what_if.get_untracked();
@@ -193,6 +236,7 @@ impl Run {
         let request = TranslateRequest {
             model: config.model,
             attention: config.mode,
+            beam: config.beam.filter(|b| *b > 1),
             interventions: what_if.interventions,
             target_prefix: (!prefix.is_empty()).then_some(prefix),
             ..TranslateRequest::new(text)
@@ -259,6 +303,7 @@ impl Run {
                 self.translation.set(done.translation);
                 self.elapsed_ms.set(Some(done.elapsed_ms));
                 self.used_mode.set(Some(done.mode));
+                self.hypotheses.set(done.hypotheses);
                 self.phase.set(Phase::Done);
                 return true;
             }

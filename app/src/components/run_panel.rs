@@ -21,6 +21,7 @@ pub struct PanelIds {
     pub panel: &'static str,
     pub model_select: &'static str,
     pub mode_select: &'static str,
+    pub beam_select: &'static str,
     /// `data-testid` of the heatmap grid.
     pub heatmap: &'static str,
 }
@@ -30,6 +31,7 @@ pub const PANEL_A: PanelIds = PanelIds {
     panel: "run-a",
     model_select: "model-select",
     mode_select: "mode-select",
+    beam_select: "beam-select",
     heatmap: "heatmap",
 };
 
@@ -38,6 +40,7 @@ pub const PANEL_B: PanelIds = PanelIds {
     panel: "run-b",
     model_select: "model-select-b",
     mode_select: "mode-select-b",
+    beam_select: "beam-select-b",
     heatmap: "heatmap-b",
 };
 
@@ -208,6 +211,30 @@ pub fn RunPanel(
                     load_error=models_error
                 />
                 <ModePicker id=ids.mode_select models=models model=run.model mode=run.mode />
+                <div class="beam-picker">
+                    <label for=ids.beam_select>"Decoding"</label>
+                    <select
+                        id=ids.beam_select
+                        data-testid="beam-select"
+                        on:change=move |ev| {
+                            run.beam.set(event_target_value(&ev).parse().ok().filter(|b: &usize| *b > 1));
+                        }
+                    >
+                        {[1usize, 2, 4, 8]
+                            .into_iter()
+                            .map(|b| {
+                                view! {
+                                    <option
+                                        value=b.to_string()
+                                        prop:selected=move || run.beam.get().unwrap_or(1) == b
+                                    >
+                                        {if b == 1 { "greedy".to_owned() } else { format!("beam search, width {b}") }}
+                                    </option>
+                                }
+                            })
+                            .collect_view()}
+                    </select>
+                </div>
             </div>
             {move || {
                 run.error
@@ -224,6 +251,46 @@ pub fn RunPanel(
                 {move || run.translation.get()}
             </p>
             {diff}
+            <Show when=move || run.hypotheses.with(|h| h.len() > 1)>
+                <div class="hypotheses">
+                    <h3>"Beam hypotheses"</h3>
+                    <p class="hint">
+                        "Ranked by log-probability per token. Choose one to see its attention."
+                    </p>
+                    <ol data-testid="hypotheses">
+                        {move || {
+                            run.hypotheses
+                                .get()
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, h)| {
+                                    view! {
+                                        <li>
+                                            <button
+                                                type="button"
+                                                class="hypothesis"
+                                                data-testid="hypothesis"
+                                                data-score=h.score.to_string()
+                                                aria-pressed=move || (run.chosen.get() == i).to_string()
+                                                on:click=move |_| run.choose(i)
+                                            >
+                                                <span class="hyp-text">{h.translation.clone()}</span>
+                                                <span class="hyp-score">
+                                                    {format!(
+                                                        "{:.3} per token \u{b7} log p {:.2}",
+                                                        h.score,
+                                                        h.log_prob,
+                                                    )}
+                                                </span>
+                                            </button>
+                                        </li>
+                                    }
+                                })
+                                .collect_view()
+                        }}
+                    </ol>
+                </div>
+            </Show>
             <Show when=move || !run.source.with(Vec::is_empty)>
                 <div class="strips">
                     <div class="strip-line">

@@ -35,6 +35,7 @@ fn config(model: Option<&str>, mode: Option<&str>) -> RunConfig {
     RunConfig {
         model: model.map(str::to_owned),
         mode: mode.map(str::to_owned),
+        beam: None,
     }
 }
 
@@ -96,8 +97,14 @@ impl State {
             models: RwSignal::new(Vec::new()),
             models_error: RwSignal::new(None),
             compare: RwSignal::new(query.compare),
-            a: Run::new(config(query.model.as_deref(), query.mode.as_deref())),
-            b: Run::new(config(query.model2.as_deref(), query.mode2.as_deref())),
+            a: Run::new(RunConfig {
+                beam: query.beam,
+                ..config(query.model.as_deref(), query.mode.as_deref())
+            }),
+            b: Run::new(RunConfig {
+                beam: query.beam2,
+                ..config(query.model2.as_deref(), query.mode2.as_deref())
+            }),
             hover: RwSignal::new(Hover::default()),
         }
     }
@@ -118,6 +125,7 @@ impl State {
         for (run, c) in [(self.a, &preset.a), (self.b, &preset.b)] {
             run.model.set(c.model.clone());
             run.mode.set(c.mode.clone());
+            run.beam.set(c.beam);
         }
         if self.text.with_untracked(|t| t.trim().is_empty()) {
             self.text.set(EXAMPLES[0].to_owned());
@@ -137,6 +145,8 @@ impl State {
             compare: self.compare.get_untracked(),
             model2: url_model(b.model.as_deref(), &models),
             mode2: b.mode,
+            beam: a.beam.filter(|b| *b > 1),
+            beam2: b.beam.filter(|b| *b > 1),
         });
     }
 }
