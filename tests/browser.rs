@@ -469,3 +469,54 @@ async fn beam_hypotheses_are_listed_and_choosing_one_shows_its_attention() {
     save_screenshot(&c, "beam.png").await;
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_buttons_download_the_heatmap_as_png_svg_json_and_csv() {
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let downloads = root()
+        .join("target")
+        .join(format!("downloads-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&downloads);
+    std::fs::create_dir_all(&downloads).unwrap();
+    let c = attnscope_tests::browser_with_downloads(&driver, Some(&downloads))
+        .await
+        .unwrap();
+    let want = api_translate(addr, serde_json::json!({ "text": "I am cold." })).await;
+    c.goto(&format!("http://{addr}/?text=I%20am%20cold."))
+        .await
+        .unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    for format in ["png", "svg", "json", "csv"] {
+        click(&c, &format!("[data-testid=export-{format}]")).await;
+        let file = downloads.join(format!("attention.{format}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !file.is_file() || std::fs::metadata(&file).unwrap().len() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} was not downloaded",
+                file.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Chromium writes to a temporary name, then renames: the file is complete now.
+        let bytes = std::fs::read(&file).unwrap();
+        match format {
+            "png" => assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n")),
+            "svg" => assert!(String::from_utf8_lossy(&bytes).contains("<svg")),
+            "json" => {
+                let doc: attnscope_protocol::RenderRequest =
+                    serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(doc.target_tokens, want.target_tokens);
+                assert_eq!(doc.source_tokens, want.source_tokens);
+                assert_eq!(doc.attention.len(), want.attention.len());
+            }
+            _ => {
+                let text = String::from_utf8(bytes).unwrap();
+                assert_eq!(text.lines().count(), want.target_tokens.len() + 1, "{text}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&downloads);
+    c.close().await.unwrap();
+}

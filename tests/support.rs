@@ -115,6 +115,14 @@ pub async fn start_chromedriver() -> Result<Chromedriver> {
 
 /// A headless Chromium session through `driver`.
 pub async fn browser(driver: &Chromedriver) -> Result<fantoccini::Client> {
+    browser_with_downloads(driver, None).await
+}
+
+/// [`browser`], saving downloads into `downloads` without asking when given.
+pub async fn browser_with_downloads(
+    driver: &Chromedriver,
+    downloads: Option<&std::path::Path>,
+) -> Result<fantoccini::Client> {
     let mut caps = serde_json::Map::new();
     let args = [
         "--headless=new",
@@ -136,6 +144,12 @@ pub async fn browser(driver: &Chromedriver) -> Result<fantoccini::Client> {
     let mut opts = serde_json::json!({ "args": args });
     if let Some(bin) = chrome {
         opts["binary"] = serde_json::Value::String(bin);
+    }
+    if let Some(dir) = downloads {
+        opts["prefs"] = serde_json::json!({
+            "download.default_directory": dir,
+            "download.prompt_for_download": false,
+        });
     }
     caps.insert("goog:chromeOptions".into(), opts);
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();

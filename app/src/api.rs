@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use attnscope_protocol::{ErrorBody, ModelInfo, TranslateRequest};
+use attnscope_protocol::{ErrorBody, ModelInfo, RenderRequest, TranslateRequest};
 use js_sys::Uint8Array;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -23,6 +23,8 @@ use crate::sse::SseParser;
 pub const MODELS_PATH: &str = "/api/models";
 /// Path of the translation endpoint.
 pub const TRANSLATE_PATH: &str = "/api/translate";
+/// Path of the export endpoint (`?format=png|svg|json|csv`).
+pub const RENDER_PATH: &str = "/api/render";
 
 /// A failed call, as a message for the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +135,37 @@ pub async fn models() -> Result<Vec<ModelInfo>, ApiError> {
     let text = response_text(&response).await?;
     serde_json::from_str(&text)
         .map_err(|e| ApiError::new(format!("The model list is malformed: {e}")))
+}
+
+/// `POST /api/render?format=<format>`: the server draws (PNG, SVG) or writes out (JSON, CSV)
+/// the attention, and the browser saves the answer as `attention.<format>`.
+pub async fn export(request: &RenderRequest, format: &str) -> Result<(), ApiError> {
+    let body = serde_json::to_string(request)
+        .map_err(|e| ApiError::new(format!("Could not encode the export: {e}")))?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    let headers = web_sys::Headers::new()?;
+    headers.set("Content-Type", "application/json")?;
+    init.set_headers_headers(&headers);
+    init.set_body(&JsValue::from_str(&body));
+    let response = fetch(&format!("{RENDER_PATH}?format={format}"), &init).await?;
+    let blob: web_sys::Blob = JsFuture::from(response.blob()?)
+        .await?
+        .dyn_into()
+        .map_err(|_| ApiError::new("The export is not a file."))?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or_else(|| ApiError::new("No document to download into."))?;
+    let a: web_sys::HtmlAnchorElement = document
+        .create_element("a")?
+        .dyn_into()
+        .map_err(|_| ApiError::new("Could not create a download link."))?;
+    a.set_href(&url);
+    a.set_download(&format!("attention.{format}"));
+    a.click();
+    web_sys::Url::revoke_object_url(&url)?;
+    Ok(())
 }
 
 /// `POST /api/translate` as a stream: calls `on_event` for every event as it arrives and

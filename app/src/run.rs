@@ -192,7 +192,7 @@ impl Run {
     }
 
     fn change(self, f: impl FnOnce(&mut WhatIf)) {
-        let tokens = self.target_tokens_untracked();
+        let tokens = self.target_tokens_now();
         self.what_if.update(|w| {
             if !w.is_active() {
                 w.baseline = tokens;
@@ -202,7 +202,13 @@ impl Run {
         self.start(self.text.get_value(), || ());
     }
 
-    fn target_tokens_untracked(self) -> Vec<String> {
+    /// The text of the last request.
+    pub fn text_now(self) -> String {
+        self.text.get_value()
+    }
+
+    /// Target pieces shown now (untracked).
+    pub fn target_tokens_now(self) -> Vec<String> {
         self.rows
             .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect())
     }

@@ -2,7 +2,7 @@
 //! tokens that differ from the other run marked, when comparing), its token strips, its
 //! heatmap, and a summary line (model, mode, sizes, time, mean entropy and peak weight).
 
-use attnscope_protocol::ModelInfo;
+use attnscope_protocol::{ModelInfo, RenderRequest};
 use leptos::prelude::*;
 
 use crate::compare::{entropy, max_weight, mean_of, token_diff};
@@ -87,6 +87,35 @@ pub fn RunPanel(
         Some(parts.join(" \u{b7} "))
     };
     let picking = RwSignal::new(false);
+    let export_error = RwSignal::new(None::<String>);
+    let export = move |format: &'static str| {
+        let request = RenderRequest {
+            source_tokens: run.source.get_untracked(),
+            target_tokens: run.target_tokens_now(),
+            attention: run
+                .rows
+                .with_untracked(|r| r.iter().map(|r| r.weights.clone()).collect()),
+            // The server takes titles of up to 200 characters.
+            title: Some(
+                format!(
+                    "{} \u{2192} {}",
+                    run.text_now(),
+                    run.translation.get_untracked()
+                )
+                .chars()
+                .take(200)
+                .collect(),
+            ),
+            scale: None,
+            palette: None,
+        };
+        export_error.set(None);
+        leptos::task::spawn_local(async move {
+            if let Err(e) = crate::api::export(&request, format).await {
+                export_error.set(Some(e.message));
+            }
+        });
+    };
     let prefix_text = RwSignal::new(String::new());
     let on_pick = Callback::new(move |(t, s): (usize, usize)| {
         if picking.get_untracked() && run.phase.get_untracked() != Phase::Streaming {
@@ -314,6 +343,31 @@ pub fn RunPanel(
                 </div>
             </Show>
             <p class="meta" data-testid="meta">{meta}</p>
+            <Show when=move || run.phase.get() == Phase::Done>
+                <div class="export" role="group" aria-label="Export this heatmap">
+                    <span class="examples-label">"Export:"</span>
+                    {["png", "svg", "json", "csv"]
+                        .into_iter()
+                        .map(|format| {
+                            view! {
+                                <button
+                                    type="button"
+                                    class="example"
+                                    data-testid=format!("export-{format}")
+                                    on:click=move |_| export(format)
+                                >
+                                    {format.to_uppercase()}
+                                </button>
+                            }
+                        })
+                        .collect_view()}
+                    {move || {
+                        export_error
+                            .get()
+                            .map(|m| view! { <span class="models-error" role="alert">{m}</span> })
+                    }}
+                </div>
+            </Show>
             <div class="what-if-controls">
                 <label class="toggle">
                     <input
