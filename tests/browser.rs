@@ -520,3 +520,112 @@ async fn export_buttons_download_the_heatmap_as_png_svg_json_and_csv() {
     let _ = std::fs::remove_dir_all(&downloads);
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    let text = "She reads a book every evening.";
+    let want = api_translate(addr, serde_json::json!({ "text": text })).await;
+    let words = |pieces: &[String]| {
+        pieces
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i == 0 || p.starts_with('\u{2581}') || p.as_str() == "</s>")
+            .count()
+    };
+    c.goto(&format!(
+        "http://{addr}/?text=She%20reads%20a%20book%20every%20evening."
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let grid = "[data-testid=heatmap]";
+    let dims = |c: Client| async move {
+        let g = c.find(Locator::Css(grid)).await.unwrap();
+        let n = |v: Option<String>| v.unwrap().parse::<usize>().unwrap();
+        (
+            n(g.attr("data-rows").await.unwrap()),
+            n(g.attr("data-cols").await.unwrap()),
+        )
+    };
+    assert_eq!(
+        dims(c.clone()).await,
+        (want.target_tokens.len(), want.source_tokens.len())
+    );
+
+    // Words: pieces merged, rows still summing to 1.
+    click(&c, "[data-testid=view-units] option[value=words]").await;
+    assert_eq!(
+        dims(c.clone()).await,
+        (words(&want.target_tokens), words(&want.source_tokens))
+    );
+    for row in heatmap_rows(&c, "heatmap").await {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-3, "{row:?}");
+    }
+
+    // A threshold hides the weak cells.
+    c.execute(
+        "const r = document.querySelector('[data-testid=view-threshold]');
+         r.value = '0.3'; r.dispatchEvent(new Event('input', { bubbles: true }));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let mut hidden = 0;
+    for cell in c.find_all(Locator::Css(".cell")).await.unwrap() {
+        let w: f32 = cell
+            .attr("data-weight")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let style = cell.attr("style").await.unwrap().unwrap_or_default();
+        assert_eq!(style.contains("transparent"), w < 0.3, "{w}: {style}");
+        hidden += usize::from(w < 0.3);
+    }
+    assert!(hidden > 0);
+
+    // Lines: one line per weight over the threshold.
+    click(&c, "[data-testid=view-layout] option[value=lines]").await;
+    let lines = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-testid=lines]"))
+        .await
+        .unwrap()
+        .find_all(Locator::Css("line"))
+        .await
+        .unwrap();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let w: f32 = line
+            .attr("data-weight")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(w >= 0.3);
+    }
+    save_screenshot(&c, "lines-words.png").await;
+
+    // Translating again puts the view in the address bar; opening it restores the view.
+    click(&c, "[data-testid=translate-button]").await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let url = c.current_url().await.unwrap();
+    for part in ["layout=lines", "words=1", "threshold=0.30"] {
+        assert!(url.as_str().contains(part), "{url}");
+    }
+    c.goto("about:blank").await.unwrap();
+    c.goto(url.as_str()).await.unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let again = c
+        .find_all(Locator::Css("[data-testid=lines] line"))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), lines.len());
+    c.close().await.unwrap();
+}

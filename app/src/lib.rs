@@ -1,5 +1,5 @@
 //! The attnscope browser app, as a library so that its pure parts ([`sse`], [`events`],
-//! [`scale`], [`tokens`], [`query`], [`models`], [`compare`], [`heads`]) are unit-tested natively with
+//! [`scale`], [`tokens`], [`query`], [`models`], [`compare`], [`heads`], [`view`]) are unit-tested natively with
 //! `cargo test -p attnscope-app`. The `attnscope-app` binary mounts [`App`].
 
 pub mod api;
@@ -14,6 +14,7 @@ pub mod run;
 pub mod scale;
 pub mod sse;
 pub mod tokens;
+pub mod view;
 
 use leptos::prelude::*;
 

@@ -1,9 +1,12 @@
 //! The shareable URL: `/?text=<sentence>&model=<name>&mode=<mode>`, plus
 //! `&compare=1&model2=<name>&mode2=<mode>` for a side-by-side comparison. Pure Rust,
-//! unit-tested natively.
+//! unit-tested natively. The view settings add `layout=lines`, `words=1`, `scale=log`,
+//! `palette=<name>` and `threshold=<weight>` when they differ from the defaults.
+
+use crate::view::{Layout, Palette, Scale, ViewSettings};
 
 /// The query parameters the page understands.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Query {
     /// `text`: the sentence to translate at once.
     pub text: Option<String>,
@@ -21,6 +24,8 @@ pub struct Query {
     pub beam: Option<usize>,
     /// `beam2`: the second run's beam width, when searching.
     pub beam2: Option<usize>,
+    /// How the heatmaps are drawn.
+    pub view: ViewSettings,
 }
 
 impl Query {
@@ -47,6 +52,40 @@ impl Query {
                     };
                     if slot.is_none() {
                         *slot = width;
+                    }
+                    continue;
+                }
+                "layout" => {
+                    q.view.layout = if value == "lines" {
+                        Layout::Lines
+                    } else {
+                        Layout::Matrix
+                    };
+                    continue;
+                }
+                "words" => {
+                    q.view.words = value == "1";
+                    continue;
+                }
+                "scale" => {
+                    q.view.scale = if value == "log" {
+                        Scale::Log
+                    } else {
+                        Scale::Linear
+                    };
+                    continue;
+                }
+                "palette" => {
+                    q.view.palette = match value.as_str() {
+                        "cividis" => Palette::Cividis,
+                        "greys" => Palette::Greys,
+                        _ => Palette::Viridis,
+                    };
+                    continue;
+                }
+                "threshold" => {
+                    if let Ok(t) = value.parse::<f32>() {
+                        q.view.threshold = t.clamp(0.0, 1.0);
                     }
                     continue;
                 }
@@ -81,6 +120,23 @@ impl Query {
             put("mode2", &self.mode2);
             put("beam2", &self.beam2.map(|b| b.to_string()));
         }
+        let v = &self.view;
+        put(
+            "layout",
+            &(v.layout == Layout::Lines).then(|| "lines".to_owned()),
+        );
+        put("words", &v.words.then(|| "1".to_owned()));
+        put("scale", &(v.scale == Scale::Log).then(|| "log".to_owned()));
+        let palette = match v.palette {
+            Palette::Viridis => None,
+            Palette::Cividis => Some("cividis".to_owned()),
+            Palette::Greys => Some("greys".to_owned()),
+        };
+        put("palette", &palette);
+        put(
+            "threshold",
+            &(v.threshold > 0.0).then(|| format!("{:.2}", v.threshold)),
+        );
         if parts.is_empty() {
             path.to_owned()
         } else {
@@ -190,6 +246,22 @@ mod tests {
         let beams = Query::parse("?text=a&beam=4&compare=1&beam2=99");
         assert_eq!((beams.beam, beams.beam2), (Some(4), None));
         assert_eq!(beams.to_url("/"), "/?text=a&beam=4&compare=1");
+        let view =
+            Query::parse("?text=a&layout=lines&words=1&scale=log&palette=greys&threshold=0.25");
+        assert_eq!(
+            view.view,
+            ViewSettings {
+                layout: Layout::Lines,
+                words: true,
+                scale: Scale::Log,
+                palette: Palette::Greys,
+                threshold: 0.25
+            }
+        );
+        assert_eq!(
+            view.to_url("/"),
+            "/?text=a&layout=lines&words=1&scale=log&palette=greys&threshold=0.25"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use wasm_bindgen::JsCast;
 
 use crate::compare::{entropy, max_weight};
 use crate::components::token::TokenText;
-use crate::scale::{css_color, css_gradient};
 use crate::tokens::{Hover, Row, argmax, readout};
+use crate::view::ViewSettings;
 
 /// Reads which cell or label an event happened on (event delegation: one listener for the
 /// whole grid instead of one per cell).
@@ -60,17 +60,22 @@ fn readout_text(hover: Hover, source: &[String], rows: &[Row]) -> Option<String>
 /// The heatmap with its hover readout and colour legend.
 ///
 /// Each cell is `<div class="cell" data-src="<column>" data-tgt="<row>" data-weight="<w>">`
-/// coloured on the viridis scale. Source labels (`.src-label[data-col]`) head the columns,
+/// coloured by the view settings (palette, scale, threshold). Source labels (`.src-label[data-col]`) head the columns,
 /// target labels (`.tgt-label[data-row]`) start the rows; the labels of the hovered cell get
 /// the class `hl`. Each row ends with its step's entropy and peak weight
 /// (`.row-stat[data-entropy][data-max]`). Rows are appended as steps arrive. `testid` names
 /// the grid (`data-testid`), so two heatmaps on one page stay apart.
 #[component]
 pub fn Heatmap(
-    /// Source pieces (columns).
-    source: RwSignal<Vec<String>>,
+    /// Source pieces or words (columns).
+    #[prop(into)]
+    source: Signal<Vec<String>>,
     /// Rows received so far.
-    rows: RwSignal<Vec<Row>>,
+    #[prop(into)]
+    rows: Signal<Vec<Row>>,
+    /// Palette, scale and threshold.
+    #[prop(into, default = Signal::stored(ViewSettings::default()))]
+    view: Signal<ViewSettings>,
     /// Shared hover state.
     hover: RwSignal<Hover>,
     /// `data-testid` of the grid.
@@ -174,7 +179,11 @@ pub fn Heatmap(
                 </div>
                 <For
                     each=move || rows.get()
-                    key=|row| (row.run, row.index)
+                    key=|row| {
+                        // Word rows change while their pieces arrive: the weights are in the key.
+                        let bits: Vec<u32> = row.weights.iter().map(|w| w.to_bits()).collect();
+                        (row.run, row.index, row.token.clone(), bits)
+                    }
                     children=move |row| {
                         let t = row.index;
                         let tgt = t.to_string();
@@ -194,7 +203,10 @@ pub fn Heatmap(
                                         data-src=s.to_string()
                                         data-tgt=tgt.clone()
                                         data-weight=w.to_string()
-                                        style=format!("background-color:{}", css_color(w))
+                                        style=move || match view.get().css(w) {
+                                            Some(c) => format!("background-color:{c}"),
+                                            None => "background-color:transparent".to_owned(),
+                                        }
                                     ></div>
                                 }
                             })
@@ -235,10 +247,13 @@ pub fn Heatmap(
             </div>
         </div>
         <div class="heatmap-foot">
-            <div class="legend" aria-label="Colour scale from weight 0 to 1">
-                <span>"0"</span>
-                <span class="legend-bar" style=format!("background:{}", css_gradient())></span>
-                <span>"1"</span>
+            <div class="legend" aria-label="Colour scale of the weights">
+                <span>{move || view.get().legend_ends().0}</span>
+                <span
+                    class="legend-bar"
+                    style=move || format!("background:{}", view.get().gradient())
+                ></span>
+                <span>{move || view.get().legend_ends().1}</span>
             </div>
             <output class="readout" data-testid="readout" aria-live="polite">
                 {move || text().unwrap_or_else(|| "Hover a cell to read its weight.".to_owned())}

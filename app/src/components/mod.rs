@@ -2,7 +2,9 @@
 
 pub mod heads_grid;
 pub mod heatmap;
+pub mod lines;
 pub mod model_picker;
 pub mod run_panel;
 pub mod token;
 pub mod token_strip;
+pub mod view_toolbar;

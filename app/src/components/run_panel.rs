@@ -8,11 +8,13 @@ use leptos::prelude::*;
 use crate::compare::{entropy, max_weight, mean_of, token_diff};
 use crate::components::heads_grid::HeadsGrid;
 use crate::components::heatmap::Heatmap;
+use crate::components::lines::Lines;
 use crate::components::model_picker::{ModePicker, ModelPicker};
 use crate::components::token::TokenText;
 use crate::components::token_strip::{Axis, TokenStrip};
 use crate::run::{Phase, Run};
-use crate::tokens::Hover;
+use crate::tokens::{Hover, Row};
+use crate::view::{Layout, ViewSettings, merge_words, word_groups, word_label};
 
 /// Element ids and test ids of one panel, distinct for the first and the second run.
 #[derive(Clone, Copy)]
@@ -22,6 +24,8 @@ pub struct PanelIds {
     pub model_select: &'static str,
     pub mode_select: &'static str,
     pub beam_select: &'static str,
+    /// `data-testid` of the lines view.
+    pub lines: &'static str,
     /// `data-testid` of the heatmap grid.
     pub heatmap: &'static str,
 }
@@ -32,6 +36,7 @@ pub const PANEL_A: PanelIds = PanelIds {
     model_select: "model-select",
     mode_select: "mode-select",
     beam_select: "beam-select",
+    lines: "lines",
     heatmap: "heatmap",
 };
 
@@ -41,6 +46,7 @@ pub const PANEL_B: PanelIds = PanelIds {
     model_select: "model-select-b",
     mode_select: "mode-select-b",
     beam_select: "beam-select-b",
+    lines: "lines-b",
     heatmap: "heatmap-b",
 };
 
@@ -59,7 +65,45 @@ pub fn RunPanel(
     hover: RwSignal<Hover>,
     /// For each target token, whether it differs from the other run's translation.
     changed: Signal<Vec<bool>>,
+    /// How to draw the attention (shared by both runs).
+    view: Signal<ViewSettings>,
 ) -> impl IntoView {
+    // What the heatmap shows: pieces as streamed, or merged to words.
+    let shown_source = Signal::derive(move || {
+        let source = run.source.get();
+        if !view.get().words {
+            return source;
+        }
+        word_groups(&source)
+            .iter()
+            .map(|g| word_label(&source, g))
+            .collect()
+    });
+    let shown_rows = Signal::derive(move || {
+        if !view.get().words {
+            return run.rows.get();
+        }
+        let source = run.source.get();
+        let rows = run.rows.get();
+        let tokens: Vec<&str> = rows.iter().map(|r| r.token.as_str()).collect();
+        let tgroups = word_groups(&tokens);
+        let weights: Vec<Vec<f32>> = rows.iter().map(|r| r.weights.clone()).collect();
+        let merged = merge_words(&weights, &word_groups(&source), &tgroups);
+        let run_id = rows.first().map_or(0, |r| r.run);
+        tgroups
+            .iter()
+            .zip(merged)
+            .enumerate()
+            .map(|(index, (g, weights))| Row {
+                run: run_id,
+                index,
+                token: word_label(&tokens, g),
+                weights,
+                forced: g.iter().any(|&t| rows[t].forced),
+                intervened: g.iter().any(|&t| rows[t].intervened),
+            })
+            .collect()
+    });
     let streaming = move || run.phase.get() == Phase::Streaming;
     let target_tokens = Signal::derive(move || run.target_tokens());
     let source_tokens = Signal::derive(move || run.source.get());
@@ -118,7 +162,11 @@ pub fn RunPanel(
     };
     let prefix_text = RwSignal::new(String::new());
     let on_pick = Callback::new(move |(t, s): (usize, usize)| {
-        if picking.get_untracked() && run.phase.get_untracked() != Phase::Streaming {
+        // Picks are piece positions: not in the word view.
+        if picking.get_untracked()
+            && !view.get_untracked().words
+            && run.phase.get_untracked() != Phase::Streaming
+        {
             run.force(t, s);
         }
     });
@@ -402,13 +450,28 @@ pub fn RunPanel(
             <Show when=move || run.source.with(Vec::is_empty) && !streaming()>
                 <p class="empty">"Translate a sentence to see its attention map."</p>
             </Show>
-            <Heatmap
-                source=run.source
-                rows=run.rows
-                hover=hover
-                testid=ids.heatmap
-                on_pick=on_pick
-            />
+            <Show
+                when=move || view.get().layout == Layout::Matrix
+                fallback=move || {
+                    view! {
+                        <Lines
+                            source=shown_source
+                            rows=shown_rows
+                            view=view
+                            testid=ids.lines
+                        />
+                    }
+                }
+            >
+                <Heatmap
+                    source=shown_source
+                    rows=shown_rows
+                    hover=hover
+                    testid=ids.heatmap
+                    on_pick=on_pick
+                    view=view
+                />
+            </Show>
             <HeadsGrid heads=run.heads source=run.source target=target_tokens />
         </section>
     }

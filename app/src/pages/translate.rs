@@ -8,10 +8,12 @@ use leptos::task::spawn_local;
 use crate::api;
 use crate::compare::token_diff;
 use crate::components::run_panel::{PANEL_A, PANEL_B, RunPanel};
+use crate::components::view_toolbar::ViewToolbar;
 use crate::models::{default_name, url_model};
 use crate::query::Query;
 use crate::run::{Phase, Run, RunConfig};
 use crate::tokens::Hover;
+use crate::view::ViewSettings;
 
 /// Sentences offered as one-click examples.
 pub const EXAMPLES: [&str; 4] = [
@@ -88,6 +90,7 @@ struct State {
     a: Run,
     b: Run,
     hover: RwSignal<Hover>,
+    view: RwSignal<ViewSettings>,
 }
 
 impl State {
@@ -106,6 +109,7 @@ impl State {
                 ..config(query.model2.as_deref(), query.mode2.as_deref())
             }),
             hover: RwSignal::new(Hover::default()),
+            view: RwSignal::new(query.view),
         }
     }
 
@@ -147,6 +151,7 @@ impl State {
             mode2: b.mode,
             beam: a.beam.filter(|b| *b > 1),
             beam2: b.beam.filter(|b| *b > 1),
+            view: self.view.get_untracked(),
         });
     }
 }
@@ -330,6 +335,8 @@ pub fn TranslatePage() -> impl IntoView {
                 </div>
             </section>
 
+            <ViewToolbar view=state.view />
+
             <div class="runs" class:two=move || state.compare.get()>
                 <RunPanel
                     run=state.a
@@ -339,6 +346,7 @@ pub fn TranslatePage() -> impl IntoView {
                     models_error=state.models_error
                     hover=state.hover
                     changed=changed_a
+                    view=state.view.into()
                 />
                 <Show when=move || state.compare.get()>
                     <RunPanel
@@ -349,6 +357,7 @@ pub fn TranslatePage() -> impl IntoView {
                         models_error=state.models_error
                         hover=state.hover
                         changed=changed_b
+                        view=state.view.into()
                     />
                 </Show>
             </div>
