@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing attnscope needs, skipping whatever is already there at
 # the right version: the wasm32 target, trunk and a wasm-bindgen-cli matching Cargo.lock;
-# with --browser also Debian's chromium and chromium-driver. (No wasm-opt: Debian's binaryen
-# 108 miscompiles wasm-bindgen 0.2.130's reference-type tables, so app/index.html sets
-# data-wasm-opt="0".)
+# wasm-opt from npm's binaryen 132 (Debian's binaryen 108 miscompiles wasm-bindgen 0.2.130's
+# reference-type tables), with node and npm from Debian when missing; with --browser also
+# Debian's chromium and chromium-driver.
 # Tools built from crates.io go to $ATTNSCOPE_TOOLS (default ~/.cache/attnscope/tools).
 # Source it (`. scripts/setup.sh`) or run it; either way it prints the PATH to use.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="${ATTNSCOPE_TOOLS:-$HOME/.cache/attnscope/tools}"
-export PATH="$tools/bin:$HOME/.cargo/bin:$PATH"
+export PATH="$tools/bin:$tools/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 trunk_version=0.21.14
 browser=0
 [[ "${1:-}" == "--browser" ]] && browser=1
@@ -49,6 +49,18 @@ if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]];
   cargo install wasm-bindgen-cli --version "$wbg_version" --root "$tools"
 fi
 
+# Trunk.toml asks for this exact wasm-opt (it shrinks the app by about a third).
+binaryen_version=132
+if [[ "$(wasm-opt --version 2>/dev/null)" != "wasm-opt version $binaryen_version"* ]]; then
+  if ! command -v npm >/dev/null; then
+    say "installing Debian's nodejs and npm (for binaryen's wasm-opt)"
+    apt_install nodejs npm
+  fi
+  say "installing binaryen $binaryen_version (wasm-opt) from npm into $tools/binaryen"
+  mkdir -p "$tools/binaryen"
+  npm install --silent --no-audit --no-fund --prefix "$tools/binaryen" "binaryen@$binaryen_version.0.0" >&2
+fi
+
 if [[ $browser -eq 1 ]]; then
   if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
     say "installing Debian's chromium and chromium-driver"
@@ -57,4 +69,4 @@ if [[ $browser -eq 1 ]]; then
 fi
 # trunk's self-update check would try the network.
 export TRUNK_SKIP_VERSION_CHECK=true
-say "tools ready: $(trunk --version), $(wasm-bindgen --version)"
+say "tools ready: $(trunk --version), $(wasm-bindgen --version), $(wasm-opt --version)"
