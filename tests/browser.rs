@@ -629,3 +629,94 @@ async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
     assert_eq!(again.len(), lines.len());
     c.close().await.unwrap();
 }
+
+/// Not a test but a measurement (`scripts/bench-page.sh`): frame times while the page
+/// streams the translation of a 200-piece input. Writes `target/bench/frames.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with scripts/bench-page.sh"]
+async fn frame_time_while_streaming_a_200_piece_input() {
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    let text = "The children played in the garden until it was dark outside. ".repeat(17);
+    let want = api_translate(addr, serde_json::json!({ "text": text.trim() })).await;
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    let input = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=source-input]"))
+        .await
+        .unwrap();
+    input.send_keys(text.trim()).await.unwrap();
+    // Record the time between animation frames from the click until the stream is done.
+    c.execute(
+        "window.__frames = []; window.__last = performance.now(); window.__stop = false;
+         const tick = (now) => { window.__frames.push(now - window.__last); window.__last = now;
+                                 if (!window.__stop) requestAnimationFrame(tick); };
+         requestAnimationFrame(tick);",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let began = Instant::now();
+    click(&c, "[data-testid=translate-button]").await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let wall = began.elapsed().as_secs_f64();
+    let frames = c
+        .execute("window.__stop = true; return window.__frames;", vec![])
+        .await
+        .unwrap();
+    let mut frames: Vec<f64> = serde_json::from_value(frames).unwrap();
+    frames.remove(0); // from the injection to the first frame
+    frames.sort_by(f64::total_cmp);
+    let at = |q: f64| frames[((frames.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let cells = c
+        .find_all(Locator::Css("[data-testid=heatmap] .cell"))
+        .await
+        .unwrap()
+        .len();
+    let canvas = c
+        .find(Locator::Css(
+            "[data-testid=heatmap] [data-testid=heatmap-canvas]",
+        ))
+        .await
+        .is_ok();
+    let grid_rows: usize = c
+        .find(Locator::Css("[data-testid=heatmap]"))
+        .await
+        .unwrap()
+        .attr("data-rows")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let report = serde_json::json!({
+        "source_pieces": want.source_tokens.len(),
+        "target_pieces": want.target_tokens.len(),
+        "dom_cells": cells,
+        "canvas": canvas,
+        "frames_ms": frames,
+        "frames": frames.len(),
+        "frame_ms_p50": at(0.5),
+        "frame_ms_p95": at(0.95),
+        "frame_ms_max": at(1.0),
+        "frames_late": frames.iter().filter(|f| **f > 17.0).count(),
+        "stream_wall_s": wall,
+    });
+    println!("{report}");
+    let dir = root().join("target").join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("frames.json"), report.to_string()).unwrap();
+    c.execute(
+        "document.querySelector('[data-testid=heatmap]').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    save_screenshot(&c, "long-input-canvas.png").await;
+    // A source this long is drawn on a canvas, one row per target piece.
+    assert!(canvas && cells == 0, "canvas {canvas}, {cells} cells");
+    assert_eq!(grid_rows, want.target_tokens.len());
+    c.close().await.unwrap();
+}

@@ -151,6 +151,7 @@ impl Run {
                     weights: fit_row(weights, n),
                     forced: false,
                     intervened: false,
+                    rev: 0,
                 })
                 .collect(),
         );
@@ -290,6 +291,7 @@ impl Run {
                         weights: fit_row(step.attention, n),
                         forced: step.forced,
                         intervened: step.intervened,
+                        rev: 0,
                     });
                 });
                 let pieces: Vec<String> = self

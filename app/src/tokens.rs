@@ -62,6 +62,9 @@ pub struct Row {
     pub forced: bool,
     /// The attention of this step was forced onto one source token (what-if).
     pub intervened: bool,
+    /// Revision of the row's content: a word's row changes when another of its pieces
+    /// arrives, so it is the number of pieces merged into it (0 for a piece's row).
+    pub rev: usize,
 }
 
 /// What the pointer is on: a target row, a source column, or a cell (both).

@@ -8,7 +8,7 @@ use crate::scale::viridis;
 use crate::tokens::TokenLabel;
 
 /// Matrix heatmap or bipartite alignment lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Layout {
     #[default]
     Matrix,
@@ -16,7 +16,7 @@ pub enum Layout {
 }
 
 /// Colour scale: weight as is, or its logarithm (10⁻⁴ to 1), which shows small weights.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Scale {
     #[default]
     Linear,
@@ -24,7 +24,7 @@ pub enum Scale {
 }
 
 /// Sequential palettes that read in greyscale and with colour-vision deficiencies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Palette {
     #[default]
     Viridis,
@@ -80,6 +80,17 @@ impl Default for ViewSettings {
 }
 
 impl ViewSettings {
+    /// A hashable summary of everything that changes how a cell is drawn.
+    pub fn key(&self) -> (Layout, bool, Scale, Palette, u32) {
+        (
+            self.layout,
+            self.words,
+            self.scale,
+            self.palette,
+            self.threshold.to_bits(),
+        )
+    }
+
     /// Position of `w` on the colour scale, 0 to 1.
     pub fn position(&self, w: f32) -> f32 {
         match self.scale {

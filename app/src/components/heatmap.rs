@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::compare::{entropy, max_weight};
+use crate::components::heatmap_canvas::{CANVAS_MIN_COLS, CELL, HeatmapCanvas};
 use crate::components::token::TokenText;
 use crate::tokens::{Hover, Row, argmax, readout};
 use crate::view::ViewSettings;
@@ -87,13 +88,26 @@ pub fn Heatmap(
     on_pick: Option<Callback<(usize, usize)>>,
 ) -> impl IntoView {
     let cols = move || source.with(Vec::len);
+    // Long sources: cells on a canvas (see `heatmap_canvas`), labels still in the grid.
+    let on_canvas = move || cols() >= CANVAS_MIN_COLS;
+    let from_canvas = |ev: &leptos::ev::MouseEvent| {
+        ev.target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .is_some_and(|e| e.tag_name().eq_ignore_ascii_case("canvas"))
+    };
     let on_point = move |ev: leptos::ev::MouseEvent| {
+        if from_canvas(&ev) {
+            return;
+        }
         let h = hover_of(ev.target());
         if hover.get_untracked() != h {
             hover.set(h);
         }
     };
     let on_click = move |ev: leptos::ev::MouseEvent| {
+        if from_canvas(&ev) {
+            return;
+        }
         let h = hover_of(ev.target());
         hover.set(h);
         if let (Some(pick), Some(t), Some(s)) = (on_pick, h.tgt, h.src) {
@@ -142,7 +156,11 @@ pub fn Heatmap(
                 aria-label="Attention weights: rows are French tokens, columns are English tokens"
                 data-rows=move || rows.with(Vec::len).to_string()
                 data-cols=move || cols().to_string()
-                style=move || format!("--cols:{}", cols().max(1))
+                data-canvas=move || on_canvas().to_string()
+                style=move || {
+                    let cell = if on_canvas() { format!(";--cell:{CELL}px") } else { String::new() };
+                    format!("--cols:{}{cell}", cols().max(1))
+                }
                 tabindex="0"
                 aria-description="Arrow keys move between cells; Enter picks the cell"
                 on:mouseover=on_point
@@ -177,17 +195,19 @@ pub fn Heatmap(
                         "H \u{b7} max"
                     </div>
                 </div>
+                // Cells are static (no per-cell effects, which made long streams stutter): a
+                // row is redrawn when its key changes, and the key holds what it shows.
                 <For
-                    each=move || rows.get()
-                    key=|row| {
-                        // Word rows change while their pieces arrive: the weights are in the key.
-                        let bits: Vec<u32> = row.weights.iter().map(|w| w.to_bits()).collect();
-                        (row.run, row.index, row.token.clone(), bits)
+                    each=move || {
+                        let v = view.get();
+                        rows.get().into_iter().map(move |row| (row, v))
                     }
-                    children=move |row| {
+                    key=|(row, v)| (row.run, row.index, row.token.clone(), row.rev, v.key())
+                    children=move |(row, v)| {
                         let t = row.index;
                         let tgt = t.to_string();
-                        let cells = row
+                        let drawn = !on_canvas();
+                        let cells = drawn.then(|| row
                             .weights
                             .iter()
                             .enumerate()
@@ -195,22 +215,18 @@ pub fn Heatmap(
                                 view! {
                                     <div
                                         class="cell"
-                                        class:focus=move || {
-                                            let h = hover.get();
-                                            h.tgt == Some(t) && h.src == Some(s)
-                                        }
                                         role="gridcell"
                                         data-src=s.to_string()
                                         data-tgt=tgt.clone()
                                         data-weight=w.to_string()
-                                        style=move || match view.get().css(w) {
+                                        style=match v.css(w) {
                                             Some(c) => format!("background-color:{c}"),
                                             None => "background-color:transparent".to_owned(),
                                         }
                                     ></div>
                                 }
                             })
-                            .collect_view();
+                            .collect_view());
                         let (h, peak) = (entropy(&row.weights), max_weight(&row.weights));
                         view! {
                             <div class="hm-row" role="row">
@@ -244,6 +260,31 @@ pub fn Heatmap(
                         }
                     }
                 />
+                <Show when=on_canvas>
+                    <HeatmapCanvas
+                        source=source
+                        rows=rows
+                        view=view
+                        hover=hover
+                        on_pick=on_pick
+                    />
+                </Show>
+                // The cell under the pointer or the keyboard focus, without an effect on every
+                // cell: a one-rule stylesheet.
+                {move || {
+                    let h = hover.get();
+                    let (t, s) = (h.tgt?, h.src?);
+                    // On the canvas, the canvas draws the ring itself.
+                    (!on_canvas()).then(|| {
+                        view! {
+                            <style>
+                                {format!(
+                                    "[data-testid={testid}] .cell[data-tgt=\"{t}\"][data-src=\"{s}\"]{{outline:3px solid var(--hl);outline-offset:-1px;position:relative;z-index:1}}",
+                                )}
+                            </style>
+                        }
+                    })
+                }}
             </div>
         </div>
         <div class="heatmap-foot">
@@ -277,6 +318,7 @@ mod tests {
                 weights: vec![0.8, 0.2],
                 forced: false,
                 intervened: false,
+                rev: 0,
             },
             Row {
                 run: 1,
@@ -285,6 +327,7 @@ mod tests {
                 weights: vec![0.1, 0.9],
                 forced: false,
                 intervened: false,
+                rev: 0,
             },
         ];
         let h = |tgt, src| Hover { tgt, src };

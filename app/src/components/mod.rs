@@ -2,6 +2,7 @@
 
 pub mod heads_grid;
 pub mod heatmap;
+pub mod heatmap_canvas;
 pub mod lines;
 pub mod model_picker;
 pub mod run_panel;

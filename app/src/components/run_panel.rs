@@ -101,6 +101,7 @@ pub fn RunPanel(
                 weights,
                 forced: g.iter().any(|&t| rows[t].forced),
                 intervened: g.iter().any(|&t| rows[t].intervened),
+                rev: g.len(),
             })
             .collect()
     });
