@@ -720,3 +720,70 @@ async fn frame_time_while_streaming_a_200_piece_input() {
     assert_eq!(grid_rows, want.target_tokens.len());
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_shows_the_servers_message_and_the_page_fits_a_phone_in_dark_mode() {
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    // Over the server's 2,000-character limit: its JSON error message is shown as is.
+    let long = "a ".repeat(1100);
+    let status = reqwest::Client::new()
+        .post(format!("http://{addr}/api/translate"))
+        .json(&serde_json::json!({ "text": long }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 413);
+    let body: attnscope_protocol::ErrorBody = status.json().await.unwrap();
+    let input = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=source-input]"))
+        .await
+        .unwrap();
+    // Typing 2,200 characters key by key is slow: set the value as the browser would.
+    c.execute(
+        "const t = document.querySelector('[data-testid=source-input]');
+         t.value = arguments[0]; t.dispatchEvent(new Event('input', { bubbles: true }));",
+        vec![serde_json::Value::String(long.clone())],
+    )
+    .await
+    .unwrap();
+    drop(input);
+    click(&c, "[data-testid=translate-button]").await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "error");
+    let shown = c
+        .find(Locator::Css("[data-testid=run-a] [data-testid=error]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown.trim(), body.message);
+
+    // 360 px wide, dark colour scheme: nothing wider than the screen but the heatmap's own
+    // scroller, and the page background is dark.
+    c.set_window_size(360, 800).await.unwrap();
+    c.goto(&format!(
+        "http://{addr}/?text=Where%20is%20the%20train%20station%3F"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let overflow = c
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow.as_i64(),
+        Some(0),
+        "the page scrolls sideways at 360 px"
+    );
+    save_screenshot(&c, "phone.png").await;
+    c.close().await.unwrap();
+}
