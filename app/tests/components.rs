@@ -1,0 +1,191 @@
+//! Component tests in a real browser (`wasm-bindgen-test`, headless Chromium through
+//! chromedriver): the heatmap's cells, hover readout and view changes, the canvas path for
+//! long sources, and the attention-mode picker. `scripts/test.sh` runs them with
+//! `cargo test -p attnscope-app --target wasm32-unknown-unknown`.
+
+#![cfg(target_arch = "wasm32")]
+
+use attnscope_app::components::heatmap::Heatmap;
+use attnscope_app::components::model_picker::ModePicker;
+use attnscope_app::tokens::{Hover, Row};
+use attnscope_app::view::ViewSettings;
+use attnscope_protocol::ModelInfo;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Lets the reactive system and the browser catch up (effects run in later tasks).
+async fn tick() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 10);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// A fresh element to mount into (and panics reported on the console).
+fn host() -> web_sys::HtmlElement {
+    console_error_panic_hook::set_once();
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let el: web_sys::HtmlElement = doc.create_element("div").unwrap().dyn_into().unwrap();
+    doc.body().unwrap().append_child(&el).unwrap();
+    el
+}
+
+fn rows(n: usize, cols: usize) -> Vec<Row> {
+    (0..n)
+        .map(|t| {
+            let mut weights = vec![0.0; cols];
+            weights[t % cols] = 0.75;
+            weights[(t + 1) % cols] += 0.25;
+            Row {
+                run: 1,
+                index: t,
+                token: format!("\u{2581}t{t}"),
+                weights,
+                forced: false,
+                intervened: false,
+                rev: 0,
+            }
+        })
+        .collect()
+}
+
+fn count(el: &web_sys::HtmlElement, css: &str) -> u32 {
+    el.query_selector_all(css).unwrap().length()
+}
+
+#[wasm_bindgen_test]
+async fn heatmap_cells_grow_with_the_stream_and_hover_reads_a_weight() {
+    let el = host();
+    let source = RwSignal::new(vec![
+        "\u{2581}a".to_owned(),
+        "\u{2581}b".into(),
+        "</s>".into(),
+    ]);
+    let shown = RwSignal::new(rows(1, 3));
+    let hover = RwSignal::new(Hover::default());
+    let view = RwSignal::new(ViewSettings::default());
+    let handle = leptos::mount::mount_to(el.clone(), move || {
+        view! { <Heatmap source=source rows=shown hover=hover view=view /> }
+    });
+    tick().await;
+    assert_eq!(count(&el, ".cell"), 3);
+    shown.update(|r| r.extend(rows(3, 3).into_iter().skip(1)));
+    tick().await;
+    assert_eq!(count(&el, ".cell"), 9);
+    assert_eq!(count(&el, ".row-stat"), 3);
+
+    hover.set(Hover {
+        tgt: Some(1),
+        src: Some(2),
+    });
+    tick().await;
+    let readout = el.query_selector("[data-testid=readout]").unwrap().unwrap();
+    assert_eq!(readout.text_content().unwrap(), "t1 \u{2192} </s>: 0.25");
+    assert_eq!(count(&el, ".tgt-label.hl"), 1);
+    assert_eq!(count(&el, ".src-label.hl"), 1);
+
+    // A threshold redraws the cells: weights under it are not painted.
+    view.update(|v| v.threshold = 0.5);
+    tick().await;
+    let cells = el.query_selector_all(".cell").unwrap();
+    let mut transparent = 0;
+    for i in 0..cells.length() {
+        let cell: web_sys::Element = cells.item(i).unwrap().dyn_into().unwrap();
+        if cell
+            .get_attribute("style")
+            .unwrap_or_default()
+            .contains("transparent")
+        {
+            transparent += 1;
+        }
+    }
+    assert_eq!(transparent, 6);
+    drop(handle);
+}
+
+#[wasm_bindgen_test]
+async fn a_long_source_is_drawn_on_a_canvas() {
+    let el = host();
+    let source = RwSignal::new((0..60).map(|i| format!("\u{2581}w{i}")).collect::<Vec<_>>());
+    let shown = RwSignal::new(rows(5, 60));
+    let hover = RwSignal::new(Hover::default());
+    let handle = leptos::mount::mount_to(el.clone(), move || {
+        view! { <Heatmap source=source rows=shown hover=hover /> }
+    });
+    tick().await;
+    assert_eq!(count(&el, ".cell"), 0);
+    assert_eq!(count(&el, "canvas"), 1);
+    assert_eq!(count(&el, ".tgt-label"), 5);
+    let canvas: web_sys::HtmlCanvasElement = el
+        .query_selector("canvas")
+        .unwrap()
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    assert_eq!(canvas.width(), 60 * 13);
+    drop(handle);
+}
+
+fn model(name: &str, modes: &[&str], default_mode: &str) -> ModelInfo {
+    ModelInfo {
+        name: name.into(),
+        architecture: "gru".into(),
+        attention: "additive".into(),
+        attention_training: "soft".into(),
+        default_mode: default_mode.into(),
+        modes: modes.iter().map(|m| m.to_string()).collect(),
+        layers: 0,
+        heads: 0,
+        source_lang: "en".into(),
+        target_lang: "fr".into(),
+        default: name == "bahdanau",
+        parameters: 1,
+        bleu: None,
+        chrf: None,
+        aer: None,
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_mode_picker_lists_the_models_modes_and_switches() {
+    let el = host();
+    let models = RwSignal::new(vec![
+        model(
+            "bahdanau",
+            &["soft", "hard", "sampled", "sparsemax"],
+            "soft",
+        ),
+        model("hard", &["hard", "soft"], "hard"),
+    ]);
+    let chosen = RwSignal::new(None::<String>);
+    let mode = RwSignal::new(None::<String>);
+    let handle = leptos::mount::mount_to(el.clone(), move || {
+        view! { <ModePicker id="m" models=models model=chosen mode=mode /> }
+    });
+    tick().await;
+    // The default option, then every mode of the default model.
+    assert_eq!(count(&el, "option"), 5);
+    let select: web_sys::HtmlSelectElement = el
+        .query_selector("select")
+        .unwrap()
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    select.set_value("hard");
+    select
+        .dispatch_event(&web_sys::Event::new("change").unwrap())
+        .unwrap();
+    tick().await;
+    assert_eq!(mode.get_untracked().as_deref(), Some("hard"));
+    chosen.set(Some("hard".into()));
+    tick().await;
+    assert_eq!(count(&el, "option"), 3);
+    let first = el.query_selector("option").unwrap().unwrap();
+    assert_eq!(first.text_content().unwrap(), "model default (hard)");
+    drop(handle);
+}
