@@ -25,7 +25,7 @@ pub fn App() -> impl IntoView {
         <header class="site-header">
             <h1>"attnscope"</h1>
             <p class="tagline">
-                "Watch a neural translator attend: English \u{2192} French, token by token."
+                "Watch a neural translator attend, token by token."
             </p>
         </header>
         <pages::translate::TranslatePage />

@@ -80,6 +80,17 @@ pub fn presets(models: &[ModelInfo], current: Option<&str>) -> Vec<Preset> {
     out
 }
 
+/// The English name of a language code, for headings (the code itself when unknown).
+pub fn language_name(code: &str) -> &str {
+    match code {
+        "fr" => "French",
+        "de" => "German",
+        "es" => "Spanish",
+        "en" => "English",
+        other => other,
+    }
+}
+
 /// The reactive state of the page.
 #[derive(Clone, Copy)]
 struct State {
@@ -230,14 +241,19 @@ pub fn TranslatePage() -> impl IntoView {
     let changed_b = Signal::derive(move || diffs.get().1);
     let title = move |run: Run, fallback: &'static str| {
         Signal::derive(move || {
-            if !state.compare.get() {
-                return "French".to_owned();
-            }
             let model = run
                 .model
                 .get()
                 .or_else(|| state.models.with(|m| default_name(m).map(str::to_owned)))
                 .unwrap_or_else(|| fallback.to_owned());
+            if !state.compare.get() {
+                let lang = state.models.with(|ms| {
+                    ms.iter()
+                        .find(|m| m.name == model)
+                        .map(|m| language_name(&m.target_lang).to_owned())
+                });
+                return lang.unwrap_or_else(|| "Translation".to_owned());
+            }
             match run.mode.get() {
                 Some(mode) => format!("{model} \u{b7} {mode}"),
                 None => model,
@@ -400,6 +416,12 @@ mod tests {
             chrf: None,
             aer: None,
         }
+    }
+
+    #[test]
+    fn language_names() {
+        assert_eq!(language_name("de"), "German");
+        assert_eq!(language_name("xx"), "xx");
     }
 
     #[test]
