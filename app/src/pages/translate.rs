@@ -43,7 +43,7 @@ fn config(model: Option<&str>, mode: Option<&str>) -> RunConfig {
 
 /// The comparisons the loaded models allow: soft vs hard attention on `current` (the first
 /// run's model, or the default), and, when the models exist, soft- vs hard-trained,
-/// additive vs multiplicative, and RNN vs Transformer.
+/// additive vs multiplicative, French vs German, and RNN vs Transformer.
 pub fn presets(models: &[ModelInfo], current: Option<&str>) -> Vec<Preset> {
     let has = |name: &str| models.iter().any(|m| m.name == name);
     let current = current.or_else(|| default_name(models));
@@ -67,6 +67,14 @@ pub fn presets(models: &[ModelInfo], current: Option<&str>) -> Vec<Preset> {
             testid: "preset-scorers",
             a: config(Some("bahdanau"), None),
             b: config(Some("luong"), None),
+        });
+    }
+    if has("bahdanau") && has("bahdanau-de") {
+        out.push(Preset {
+            label: "French vs German",
+            testid: "preset-languages",
+            a: config(Some("bahdanau"), None),
+            b: config(Some("bahdanau-de"), None),
         });
     }
     if has("bahdanau") && has("transformer") {
