@@ -272,6 +272,114 @@ async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
     c.close().await.unwrap();
 }
 
+/// `data-*` attribute `name` of every element matching `css`, parsed as numbers.
+async fn attrs(c: &Client, css: &str, name: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.unwrap() {
+        out.push(e.attr(name).await.unwrap().unwrap().parse().unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transformer_grid_shows_every_layer_and_head_with_the_causal_mask() {
+    let addr = start_server().await.unwrap();
+    let models: Vec<attnscope_protocol::ModelInfo> =
+        reqwest::get(format!("http://{addr}/api/models"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let info = models
+        .iter()
+        .find(|m| m.name == "transformer")
+        .expect("the shipped transformer model");
+    let (layers, heads) = (info.layers, info.heads);
+    assert!(layers > 0 && heads > 0);
+    let want = expected_with(addr, "I am cold.", Some("transformer")).await;
+    let (t, s) = (want.target_tokens.len(), want.source_tokens.len());
+
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    c.goto(&format!(
+        "http://{addr}/?text=I%20am%20cold.&model=transformer"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let maps = "[data-testid=head-map]";
+    // Cross-attention: one target x source map per layer and head.
+    assert_eq!(attrs(&c, maps, "data-rows").await, vec![t; layers * heads]);
+    assert_eq!(attrs(&c, maps, "data-cols").await, vec![s; layers * heads]);
+    save_screenshot(&c, "transformer-grid.png").await;
+
+    // Masked decoder self-attention: target x target, the upper triangle greyed.
+    c.find(Locator::Css("[data-testid=kind-decoder-self]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(attrs(&c, maps, "data-cols").await, vec![t; layers * heads]);
+    c.find(Locator::Css(maps))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let zoom = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-testid=head-zoom]"))
+        .await
+        .unwrap();
+    let masked = zoom.find_all(Locator::Css(".zcell.masked")).await.unwrap();
+    assert_eq!(masked.len(), t * (t - 1) / 2);
+    let mut sums = vec![0f32; t];
+    for cell in zoom.find_all(Locator::Css(".zcell")).await.unwrap() {
+        let r: usize = cell
+            .attr("data-row")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let w: f32 = cell
+            .attr("data-weight")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        sums[r] += w;
+    }
+    for (r, sum) in sums.iter().enumerate() {
+        assert!((sum - 1.0).abs() < 0.01, "row {r} sums to {sum}");
+    }
+    save_screenshot(&c, "transformer-zoom.png").await;
+
+    // The mean over heads: one map per layer. Encoder self-attention: source x source.
+    c.find(Locator::Css(
+        "[data-testid=heads-aggregate] option[value=mean-heads]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    assert_eq!(attrs(&c, maps, "data-rows").await, vec![t; layers]);
+    c.find(Locator::Css("[data-testid=kind-encoder]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(attrs(&c, maps, "data-rows").await, vec![s; layers]);
+    assert_eq!(attrs(&c, maps, "data-cols").await, vec![s; layers]);
+    c.close().await.unwrap();
+}
+
 /// The API's translation of `body`.
 async fn api_translate(addr: std::net::SocketAddr, body: serde_json::Value) -> TranslateResponse {
     reqwest::Client::new()
