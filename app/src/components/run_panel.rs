@@ -50,6 +50,21 @@ pub const PANEL_B: PanelIds = PanelIds {
     heatmap: "heatmap-b",
 };
 
+/// Target pieces as chips, the changed ones marked (class `changed`).
+fn diff_tokens(tokens: Vec<String>, changed: Vec<bool>) -> impl IntoView {
+    tokens
+        .into_iter()
+        .zip(changed)
+        .map(|(piece, changed)| {
+            view! {
+                <span class="diff-token" class:changed=changed>
+                    <TokenText piece=piece />
+                </span>
+            }
+        })
+        .collect_view()
+}
+
 /// A run's panel. `changed` marks the target tokens that the other run does not share
 /// (empty outside a comparison).
 #[component]
@@ -218,17 +233,7 @@ pub fn RunPanel(
                     <span class="diff-label">"Before: "</span>
                     <span>{crate::tokens::detokenize(&w.baseline)}</span>
                     <span class="diff-label">" \u{2192} now:"</span>
-                    {tokens
-                        .into_iter()
-                        .zip(changed)
-                        .map(|(piece, changed)| {
-                            view! {
-                                <span class="diff-token" class:changed=changed>
-                                    <TokenText piece=piece />
-                                </span>
-                            }
-                        })
-                        .collect_view()}
+                    {diff_tokens(tokens, changed)}
                 </p>
             </div>
         })
@@ -249,17 +254,7 @@ pub fn RunPanel(
                         format!("{count} token(s) differ from the other run:")
                     }}
                 </span>
-                {tokens
-                    .into_iter()
-                    .zip(flags)
-                    .map(|(piece, changed)| {
-                        view! {
-                            <span class="diff-token" class:changed=changed>
-                                <TokenText piece=piece />
-                            </span>
-                        }
-                    })
-                    .collect_view()}
+                {diff_tokens(tokens, flags)}
             </p>
         })
     };
