@@ -364,7 +364,12 @@ pub fn RunPanel(
                     </ol>
                 </div>
             </Show>
-            <Show when=move || !run.source.with(Vec::is_empty)>
+            // Long sources skip the chip strips: the heatmap labels the same pieces, and
+            // drawing hundreds of chips at the start of a stream costs frames.
+            <Show when=move || {
+                let n = run.source.with(Vec::len);
+                n > 0 && n < crate::components::heatmap_canvas::CANVAS_MIN_COLS
+            }>
                 <div class="strips">
                     <div class="strip-line">
                         <span class="strip-label">"Source pieces"</span>
