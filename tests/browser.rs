@@ -28,6 +28,21 @@ async fn expected_with(
         .unwrap()
 }
 
+/// Attribute `name` of `el`, parsed; panics naming the attribute when it is absent or
+/// malformed.
+async fn attr<T: std::str::FromStr>(el: &fantoccini::elements::Element, name: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    let raw = el
+        .attr(name)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {name} attribute"));
+    raw.parse()
+        .unwrap_or_else(|e| panic!("{name}={raw:?} does not parse: {e:?}"))
+}
+
 /// Waits until the heatmap has `n` cells and the translation is `translation`.
 async fn wait_for_heatmap(
     c: &Client,
@@ -96,20 +111,8 @@ async fn typing_a_sentence_streams_a_translation_and_a_full_heatmap() {
     let cells = wait_for_heatmap(&c, rows * cols, &want.translation).await;
     let mut seen = std::collections::HashSet::new();
     for cell in &cells {
-        let src: usize = cell
-            .attr("data-src")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let tgt: usize = cell
-            .attr("data-tgt")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let src: usize = attr(cell, "data-src").await;
+        let tgt: usize = attr(cell, "data-tgt").await;
         assert!(src < cols && tgt < rows);
         assert!(seen.insert((src, tgt)), "cell ({src}, {tgt}) twice");
     }
@@ -143,12 +146,8 @@ async fn heatmap_rows(c: &Client, testid: &str) -> Vec<Vec<f32>> {
         .await
         .unwrap()
     {
-        let attr = |name: &'static str| {
-            let cell = cell.clone();
-            async move { cell.attr(name).await.unwrap().unwrap() }
-        };
-        let tgt: usize = attr("data-tgt").await.parse().unwrap();
-        let w: f32 = attr("data-weight").await.parse().unwrap();
+        let tgt: usize = attr(&cell, "data-tgt").await;
+        let w: f32 = attr(&cell, "data-weight").await;
         if rows.len() <= tgt {
             rows.resize(tgt + 1, Vec::new());
         }
@@ -200,13 +199,11 @@ async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
     let mode = |testid: &'static str| {
         let c = c.clone();
         async move {
-            c.find(Locator::Css(&format!("[data-testid={testid}]")))
+            let panel = c
+                .find(Locator::Css(&format!("[data-testid={testid}]")))
                 .await
-                .unwrap()
-                .attr("data-mode")
-                .await
-                .unwrap()
-                .unwrap()
+                .unwrap();
+            attr::<String>(&panel, "data-mode").await
         }
     };
     assert_eq!(mode("run-a").await, "soft");
@@ -230,7 +227,7 @@ async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
         .await
         .unwrap()
     {
-        assert_eq!(stat.attr("data-entropy").await.unwrap().unwrap(), "0.000");
+        assert_eq!(attr::<String>(&stat, "data-entropy").await, "0.000");
     }
     // Both translations are what the API gives for these settings.
     for (testid, attention) in [("run-a", "soft"), ("run-b", "hard")] {
@@ -276,7 +273,7 @@ async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
 async fn attrs(c: &Client, css: &str, name: &str) -> Vec<usize> {
     let mut out = Vec::new();
     for e in c.find_all(Locator::Css(css)).await.unwrap() {
-        out.push(e.attr(name).await.unwrap().unwrap().parse().unwrap());
+        out.push(attr(&e, name).await);
     }
     out
 }
@@ -338,20 +335,8 @@ async fn the_transformer_grid_shows_every_layer_and_head_with_the_causal_mask() 
     assert_eq!(masked.len(), t * (t - 1) / 2);
     let mut sums = vec![0f32; t];
     for cell in zoom.find_all(Locator::Css(".zcell")).await.unwrap() {
-        let r: usize = cell
-            .attr("data-row")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let w: f32 = cell
-            .attr("data-weight")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let r: usize = attr(&cell, "data-row").await;
+        let w: f32 = attr(&cell, "data-weight").await;
         sums[r] += w;
     }
     for (r, sum) in sums.iter().enumerate() {
@@ -452,14 +437,7 @@ async fn forcing_attention_on_a_cell_or_a_target_prefix_decodes_again() {
         ))
         .await
         .unwrap();
-    assert!(
-        label
-            .attr("class")
-            .await
-            .unwrap()
-            .unwrap()
-            .contains("intervened")
-    );
+    assert!(attr::<String>(&label, "class").await.contains("intervened"));
     c.find(Locator::Css("[data-testid=whatif]")).await.unwrap();
     save_screenshot(&c, "what-if.png").await;
 
@@ -513,14 +491,7 @@ async fn forcing_attention_on_a_cell_or_a_target_prefix_decodes_again() {
         ))
         .await
         .unwrap();
-    assert!(
-        first
-            .attr("class")
-            .await
-            .unwrap()
-            .unwrap()
-            .contains("forced")
-    );
+    assert!(attr::<String>(&first, "class").await.contains("forced"));
     c.close().await.unwrap();
 }
 
@@ -652,10 +623,9 @@ async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
     let grid = "[data-testid=heatmap]";
     let dims = |c: Client| async move {
         let g = c.find(Locator::Css(grid)).await.unwrap();
-        let n = |v: Option<String>| v.unwrap().parse::<usize>().unwrap();
         (
-            n(g.attr("data-rows").await.unwrap()),
-            n(g.attr("data-cols").await.unwrap()),
+            attr::<usize>(&g, "data-rows").await,
+            attr::<usize>(&g, "data-cols").await,
         )
     };
     assert_eq!(
@@ -683,13 +653,7 @@ async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
     .unwrap();
     let mut hidden = 0;
     for cell in c.find_all(Locator::Css(".cell")).await.unwrap() {
-        let w: f32 = cell
-            .attr("data-weight")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let w: f32 = attr(&cell, "data-weight").await;
         let style = cell.attr("style").await.unwrap().unwrap_or_default();
         assert_eq!(style.contains("transparent"), w < 0.3, "{w}: {style}");
         hidden += usize::from(w < 0.3);
@@ -709,13 +673,7 @@ async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
         .unwrap();
     assert!(!lines.is_empty());
     for line in &lines {
-        let w: f32 = line
-            .attr("data-weight")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let w: f32 = attr(line, "data-weight").await;
         assert!(w >= 0.3);
     }
     save_screenshot(&c, "lines-words.png").await;
@@ -789,16 +747,8 @@ async fn frame_time_while_streaming_a_200_piece_input() {
         ))
         .await
         .is_ok();
-    let grid_rows: usize = c
-        .find(Locator::Css("[data-testid=heatmap]"))
-        .await
-        .unwrap()
-        .attr("data-rows")
-        .await
-        .unwrap()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let grid = c.find(Locator::Css("[data-testid=heatmap]")).await.unwrap();
+    let grid_rows: usize = attr(&grid, "data-rows").await;
     let report = serde_json::json!({
         "source_pieces": want.source_tokens.len(),
         "target_pieces": want.target_tokens.len(),
