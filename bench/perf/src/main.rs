@@ -1,0 +1,105 @@
+//! `attnscope-perf`: times a shipped model on sentences read from stdin (one per line) and
+//! prints one JSON object. `bench/perf.py` runs it interleaved with the PyTorch reference
+//! (`bench/reference/`) and builds the table in docs/BENCHMARKS.md.
+//!
+//! - latency: greedy decoding of each sentence alone (batch 1), `--reps` times after one
+//!   warm-up pass; the median milliseconds per sentence over all timed runs.
+//! - throughput: `translate_batch` over all the sentences in batches of `--batch`; sentences
+//!   per second, best of `--reps`.
+//!
+//! Model loading is not timed. Set the thread count with `RAYON_NUM_THREADS`.
+
+use std::io::BufRead;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use attnscope_model::{DecodeOptions, Mode, Translator};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The model folder (e.g. models/bahdanau).
+    #[arg(long)]
+    model: PathBuf,
+    /// Attention mode: soft, hard, sampled or sparsemax (default: the model's own).
+    #[arg(long)]
+    attention: Option<String>,
+    /// Timed passes over the sentences.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Batch size of the throughput measurement (0: skip it).
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let sentences: Vec<String> = std::io::stdin()
+        .lock()
+        .lines()
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot read sentences from stdin")?
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if sentences.is_empty() {
+        bail!("no sentences on stdin: give one per line");
+    }
+    let model = Translator::load(&args.model)
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let attention = args
+        .attention
+        .as_deref()
+        .map(str::parse::<Mode>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let opts = DecodeOptions {
+        attention,
+        ..Default::default()
+    };
+    let one = |s: &str| -> Result<f64> {
+        let began = Instant::now();
+        model.translate(s, &opts, |_| ControlFlow::Continue(()))?;
+        Ok(began.elapsed().as_secs_f64() * 1e3)
+    };
+    for s in &sentences {
+        one(s)?; // warm-up
+    }
+    let mut times = Vec::with_capacity(args.reps * sentences.len());
+    for _ in 0..args.reps {
+        for s in &sentences {
+            times.push(one(s)?);
+        }
+    }
+    let mut throughput = None;
+    if args.batch > 0 && attention.is_none() {
+        let mut best = 0f64;
+        for _ in 0..args.reps.max(1) {
+            let began = Instant::now();
+            model.translate_batch(&sentences, args.batch)?;
+            best = best.max(sentences.len() as f64 / began.elapsed().as_secs_f64());
+        }
+        throughput = Some(best);
+    }
+    let report = serde_json::json!({
+        "sentences": sentences.len(),
+        "latency_ms_median": median(times.clone()),
+        "latency_ms_all": times,
+        "throughput_sentences_per_s": throughput,
+        "batch": args.batch,
+    });
+    println!("{report}");
+    Ok(())
+}
