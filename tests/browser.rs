@@ -43,6 +43,15 @@ where
         .unwrap_or_else(|e| panic!("{name}={raw:?} does not parse: {e:?}"))
 }
 
+/// A real server with the shipped models, chromedriver, and a headless Chromium session
+/// (keep the driver alive as long as the session).
+async fn session() -> (std::net::SocketAddr, attnscope_tests::Chromedriver, Client) {
+    let addr = start_server().await.unwrap();
+    let driver = start_chromedriver().await.unwrap();
+    let c = browser(&driver).await.unwrap();
+    (addr, driver, c)
+}
+
 /// Waits until the heatmap has `n` cells and the translation is `translation`.
 async fn wait_for_heatmap(
     c: &Client,
@@ -86,9 +95,7 @@ async fn typing_a_sentence_streams_a_translation_and_a_full_heatmap() {
         "{} has no index.html: build the frontend with `trunk build --release` (scripts/test.sh does)",
         dist_dir().display()
     );
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
+    let (addr, _driver, c) = session().await;
 
     let text = "I am cold.";
     let want = expected(addr, text).await;
@@ -176,9 +183,7 @@ async fn wait_for_run(c: &Client, testid: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
+    let (addr, _driver, c) = session().await;
     c.goto(&format!("http://{addr}/")).await.unwrap();
     // The presets appear once the model list has loaded (and may be redrawn then).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -403,9 +408,7 @@ async fn click(c: &Client, css: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forcing_attention_on_a_cell_or_a_target_prefix_decodes_again() {
     use fantoccini::key::Key;
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
+    let (addr, _driver, c) = session().await;
     let text = "I am cold.";
     let plain = api_translate(addr, serde_json::json!({ "text": text })).await;
     c.goto(&format!("http://{addr}/?text=I%20am%20cold."))
@@ -497,9 +500,7 @@ async fn forcing_attention_on_a_cell_or_a_target_prefix_decodes_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beam_hypotheses_are_listed_and_choosing_one_shows_its_attention() {
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
+    let (addr, _driver, c) = session().await;
     let text = "She reads a book every evening.";
     let want = api_translate(addr, serde_json::json!({ "text": text, "beam": 4 })).await;
     assert!(want.hypotheses.len() > 1, "{:?}", want.hypotheses);
@@ -589,6 +590,11 @@ async fn export_buttons_download_the_heatmap_as_png_svg_json_and_csv() {
                 assert_eq!(doc.target_tokens, want.target_tokens);
                 assert_eq!(doc.source_tokens, want.source_tokens);
                 assert_eq!(doc.attention.len(), want.attention.len());
+                // The export carries the page's view: here the default scale and palette.
+                assert_eq!(
+                    (doc.scale.as_deref(), doc.palette.as_deref()),
+                    (Some("linear"), Some("viridis"))
+                );
             }
             _ => {
                 let text = String::from_utf8(bytes).unwrap();
@@ -602,9 +608,7 @@ async fn export_buttons_download_the_heatmap_as_png_svg_json_and_csv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
+    let (addr, _driver, c) = session().await;
     let text = "She reads a book every evening.";
     let want = api_translate(addr, serde_json::json!({ "text": text })).await;
     let words = |pieces: &[String]| {
@@ -701,9 +705,7 @@ async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run with scripts/bench-page.sh"]
 async fn frame_time_while_streaming_a_200_piece_input() {
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
+    let (addr, _driver, c) = session().await;
     let text = "The children played in the garden until it was dark outside. ".repeat(17);
     let want = api_translate(addr, serde_json::json!({ "text": text.trim() })).await;
     c.goto(&format!("http://{addr}/")).await.unwrap();
@@ -781,9 +783,7 @@ async fn frame_time_while_streaming_a_200_piece_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_shows_the_servers_message_and_the_page_fits_a_phone_in_dark_mode() {
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
+    let (addr, _driver, c) = session().await;
     c.goto(&format!("http://{addr}/")).await.unwrap();
     // Over the server's 2,000-character limit: its JSON error message is shown as is.
     let long = "a ".repeat(1100);

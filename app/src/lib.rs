@@ -1,5 +1,5 @@
 //! The attnscope browser app, as a library so that its pure parts ([`sse`], [`events`],
-//! [`scale`], [`tokens`], [`query`], [`models`], [`compare`], [`heads`], [`view`]) are unit-tested natively with
+//! [`tokens`], [`query`], [`models`], [`compare`], [`heads`], [`view`]) are unit-tested natively with
 //! `cargo test -p attnscope-app`. The `attnscope-app` binary mounts [`App`].
 
 pub mod api;
@@ -11,7 +11,6 @@ pub mod models;
 pub mod pages;
 pub mod query;
 pub mod run;
-pub mod scale;
 pub mod sse;
 pub mod tokens;
 pub mod view;

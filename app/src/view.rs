@@ -4,7 +4,6 @@
 
 use attnscope_protocol::{EOS, WORD_START};
 
-use crate::scale::viridis;
 use crate::tokens::TokenLabel;
 
 /// Matrix heatmap or bipartite alignment lines.
@@ -15,7 +14,7 @@ pub enum Layout {
     Lines,
 }
 
-/// Colour scale: weight as is, or its logarithm (10⁻⁴ to 1), which shows small weights.
+/// Colour scale: weight as is, or its logarithm (10⁻³ to 1), which shows small weights.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Scale {
     #[default]
@@ -30,29 +29,6 @@ pub enum Palette {
     Viridis,
     Cividis,
     Greys,
-}
-
-/// Cividis (Nuñez et al. 2018), sampled at 0, 1/8, …, 1.
-const CIVIDIS: [[u8; 3]; 9] = [
-    [0, 34, 78],
-    [18, 53, 112],
-    [53, 72, 108],
-    [86, 92, 109],
-    [116, 113, 115],
-    [145, 134, 117],
-    [176, 156, 112],
-    [211, 180, 95],
-    [254, 232, 56],
-];
-
-fn sample(stops: &[[u8; 3]; 9], t: f32) -> [u8; 3] {
-    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
-    let pos = t * 8.0;
-    let i = (pos.floor() as usize).min(7);
-    let f = pos - i as f32;
-    let (a, b) = (stops[i], stops[i + 1]);
-    let mix = |k: usize| (f32::from(a[k]) + (f32::from(b[k]) - f32::from(a[k])) * f).round() as u8;
-    [mix(0), mix(1), mix(2)]
 }
 
 /// Everything that decides how a weight is drawn.
@@ -91,25 +67,45 @@ impl ViewSettings {
         )
     }
 
+    /// The same scale as the server's image export (`attnscope_plot`), so the page and an
+    /// exported PNG or SVG colour a weight alike.
+    fn plot_scale(&self) -> attnscope_plot::Scale {
+        match self.scale {
+            Scale::Linear => attnscope_plot::Scale::Linear,
+            Scale::Log => attnscope_plot::Scale::log(),
+        }
+    }
+
+    fn plot_palette(&self) -> attnscope_plot::Palette {
+        match self.palette {
+            Palette::Viridis => attnscope_plot::Palette::Viridis,
+            Palette::Cividis => attnscope_plot::Palette::Cividis,
+            Palette::Greys => attnscope_plot::Palette::Greys,
+        }
+    }
+
+    /// The names `POST /api/render` takes for this scale and palette.
+    pub fn render_names(&self) -> (&'static str, &'static str) {
+        let scale = match self.scale {
+            Scale::Linear => "linear",
+            Scale::Log => "log",
+        };
+        let palette = match self.palette {
+            Palette::Viridis => "viridis",
+            Palette::Cividis => "cividis",
+            Palette::Greys => "greys",
+        };
+        (scale, palette)
+    }
+
     /// Position of `w` on the colour scale, 0 to 1.
     pub fn position(&self, w: f32) -> f32 {
-        match self.scale {
-            Scale::Linear => w,
-            Scale::Log => (w.max(1e-4).log10() + 4.0) / 4.0,
-        }
+        self.plot_scale().position(w)
     }
 
     /// The RGB colour of `w`.
     pub fn rgb(&self, w: f32) -> [u8; 3] {
-        let t = self.position(w);
-        match self.palette {
-            Palette::Viridis => viridis(t),
-            Palette::Cividis => sample(&CIVIDIS, t),
-            Palette::Greys => {
-                let v = (245.0 - 230.0 * t.clamp(0.0, 1.0)).round() as u8;
-                [v, v, v]
-            }
-        }
+        self.plot_palette().colour(self.position(w))
     }
 
     /// The CSS colour of `w`, or `None` when it is under the threshold (not drawn).
@@ -128,7 +124,7 @@ impl ViewSettings {
                 let t = i as f32 / 8.0;
                 let w = match self.scale {
                     Scale::Linear => t,
-                    Scale::Log => 10f32.powf(4.0 * t - 4.0),
+                    Scale::Log => 10f32.powf(3.0 * t - 3.0),
                 };
                 let [r, g, b] = self.rgb(w);
                 format!("rgb({r},{g},{b})")
@@ -141,7 +137,7 @@ impl ViewSettings {
     pub fn legend_ends(&self) -> (&'static str, &'static str) {
         match self.scale {
             Scale::Linear => ("0", "1"),
-            Scale::Log => ("10\u{207b}\u{2074}", "1"),
+            Scale::Log => ("10\u{207b}\u{b3}", "1"),
         }
     }
 }
@@ -206,21 +202,22 @@ mod tests {
     #[test]
     fn scales_and_palettes() {
         let v = ViewSettings::default();
-        assert_eq!(v.rgb(0.0), viridis(0.0));
+        assert_eq!(v.rgb(0.0), [68, 1, 84]);
         assert_eq!(v.css(1.0).as_deref(), Some("rgb(253,231,37)"));
+        assert_eq!(v.render_names(), ("linear", "viridis"));
         let log = ViewSettings {
             scale: Scale::Log,
             ..v
         };
-        assert!((log.position(0.01) - 0.5).abs() < 1e-6);
+        assert!((log.position(0.01) - 1.0 / 3.0).abs() < 1e-6);
         assert_eq!(log.position(0.0), 0.0);
         assert_eq!(log.legend_ends().1, "1");
         let c = ViewSettings {
             palette: Palette::Cividis,
             ..v
         };
-        assert_eq!(c.rgb(0.0), [0, 34, 78]);
-        assert_eq!(c.rgb(1.0), [254, 232, 56]);
+        assert_eq!(c.rgb(0.0), attnscope_plot::Palette::Cividis.colour(0.0));
+        assert_eq!(c.render_names().1, "cividis");
         let g = ViewSettings {
             palette: Palette::Greys,
             threshold: 0.1,

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::components::token::TokenText;
 use crate::heads::{Heads, Kind};
-use crate::scale::css_color;
+use crate::view::ViewSettings;
 
 /// How the grid aggregates heads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,8 @@ fn row_cells(row: &[f32], r: usize, kind: Kind, class: &'static str) -> impl Int
             let style = if masked {
                 String::new()
             } else {
-                format!("background-color:{}", css_color(w))
+                let [r, g, b] = ViewSettings::default().rgb(w);
+                format!("background-color:rgb({r},{g},{b})")
             };
             view! {
                 <div

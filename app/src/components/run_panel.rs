@@ -83,8 +83,9 @@ pub fn RunPanel(
     /// How to draw the attention (shared by both runs).
     view: Signal<ViewSettings>,
 ) -> impl IntoView {
-    // What the heatmap shows: pieces as streamed, or merged to words.
-    let shown_source = Signal::derive(move || {
+    // What the heatmap shows: pieces as streamed, or merged to words. Memos, so the merge
+    // runs once per step however many parts of the view read it.
+    let shown_source = Memo::new(move |_| {
         let source = run.source.get();
         if !view.get().words {
             return source;
@@ -94,7 +95,7 @@ pub fn RunPanel(
             .map(|g| word_label(&source, g))
             .collect()
     });
-    let shown_rows = Signal::derive(move || {
+    let shown_rows = Memo::new(move |_| {
         if !view.get().words {
             return run.rows.get();
         }
@@ -149,12 +150,13 @@ pub fn RunPanel(
     let picking = RwSignal::new(false);
     let export_error = RwSignal::new(None::<String>);
     let export = move |format: &'static str| {
+        // The heatmap as shown: pieces or words, with the view's scale and palette.
+        let (scale, palette) = view.get_untracked().render_names();
         let request = RenderRequest {
-            source_tokens: run.source.get_untracked(),
-            target_tokens: run.target_tokens_now(),
-            attention: run
-                .rows
-                .with_untracked(|r| r.iter().map(|r| r.weights.clone()).collect()),
+            source_tokens: shown_source.get_untracked(),
+            target_tokens: shown_rows
+                .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect()),
+            attention: shown_rows.with_untracked(|r| r.iter().map(|r| r.weights.clone()).collect()),
             // The server takes titles of up to 200 characters.
             title: Some(
                 format!(
@@ -166,8 +168,8 @@ pub fn RunPanel(
                 .take(200)
                 .collect(),
             ),
-            scale: None,
-            palette: None,
+            scale: Some(scale.to_owned()),
+            palette: Some(palette.to_owned()),
         };
         export_error.set(None);
         leptos::task::spawn_local(async move {
