@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,57 @@ def candle(model_dir: Path, sentences: list[str], attention: str | None, batch: 
     return json.loads(out.stdout)
 
 
+def training_batches(model, name: str, batch: int, count: int) -> list[list[tuple[list[int], list[int]]]]:
+    """`count` batches of `batch` test pairs of the model, grouped by length as the trainer
+    groups them (sorted by target then source length, so padding is small)."""
+    run = REPO / "runs" / name
+    if (run / "test.src").is_file() and (run / "test.ref").is_file():
+        src = (run / "test.src").read_text(encoding="utf-8").splitlines()
+        ref = (run / "test.ref").read_text(encoding="utf-8").splitlines()
+    else:
+        lines = [l.split("\t") for l in TSV.read_text(encoding="utf-8").splitlines()[:20000]]
+        src, ref = [l[0] for l in lines], [l[1] for l in lines]
+    pairs = [(ar.source_ids(model, s), ar.target_ids(model, r)) for s, r in zip(src, ref)
+             if s.strip() and r.strip()][: batch * count]
+    pairs.sort(key=lambda p: (len(p[1]), len(p[0])))
+    out = [pairs[i:i + batch] for i in range(0, len(pairs) - batch + 1, batch)]
+    random.Random(7).shuffle(out)
+    return out
+
+
+def candle_train(model_dir: Path, batches, threads: int) -> dict:
+    cmd = [str(REPO / "target" / "release" / "attnscope-perf"), "--model", str(model_dir),
+           "--train", "--reps", "1"]
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run(cmd, input=json.dumps({"batches": batches}), capture_output=True,
+                         text=True, env=env, check=True)
+    return json.loads(out.stdout)
+
+
+def torch_train(model_dir: Path, batches) -> dict:
+    """Forward, backward, gradient clipping to norm 1 and AdamW, from the shipped weights,
+    as attnscope's trainer does; one untimed warm-up step."""
+    model = ar.load(str(model_dir), gru_kernel="fused")
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, eps=1e-8)
+
+    def step(pairs) -> int:
+        batch = ar.collate(pairs)
+        opt.zero_grad(set_to_none=True)
+        loss = model.loss(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return batch.tokens
+
+    step(batches[0])
+    tokens, began = 0, time.perf_counter()
+    for b in batches:
+        tokens += step(b)
+    seconds = time.perf_counter() - began
+    return {"target_tokens": tokens, "target_tokens_per_s": tokens / seconds}
+
+
 def torch_latency(model, ids: list[list[int]], mode: str) -> float:
     times = []
     with torch.inference_mode():
@@ -86,6 +138,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sentences", type=int, default=20, help="ten-word sentences per model")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-threads", type=int, default=2)
+    ap.add_argument("--train-batches", type=int, default=6, help="batches of 64 per round")
+    ap.add_argument("--only", choices=["infer", "train"], help="one part of the table")
     ap.add_argument("--skip-check", action="store_true", help="do not run check.py first")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -102,6 +157,20 @@ def main() -> None:
         # PyTorch at its fastest: the fused GRU kernel (same translations as the step loop).
         model = ar.load(str(model_dir), gru_kernel="fused")
         own = ar.default_mode(model)
+        if args.only != "infer":
+            torch.set_num_threads(args.train_threads)
+            batches = training_batches(model, name, 64, args.train_batches)
+            c_tr, t_tr = [], []
+            for _ in range(args.rounds):
+                c_tr.append(candle_train(model_dir, batches, args.train_threads)["target_tokens_per_s"])
+                t_tr.append(torch_train(model_dir, batches)["target_tokens_per_s"])
+            c, t = statistics.median(c_tr), statistics.median(t_tr)
+            rows.append({"model": name, "what": f"training, batch 64, {args.train_threads} threads",
+                         "unit": "target tokens / s", "candle": c, "pytorch": t, "ratio": t / c})
+            torch.set_num_threads(args.threads)
+        if args.only == "train":
+            print(f"{name}: done", file=sys.stderr)
+            continue
         sentences = ten_word_sentences(name, args.sentences)
         ids = [ar.source_ids(model, s) for s in sentences]
         torch_latency(model, ids, own)  # warm-up

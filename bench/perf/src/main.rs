@@ -6,6 +6,9 @@
 //!   warm-up pass; the median milliseconds per sentence over all timed runs.
 //! - throughput: `translate_batch` over all the sentences in batches of `--batch`; sentences
 //!   per second, best of `--reps`.
+//! - training (`--train`): stdin is JSON `{"batches": [[[src ids], [tgt ids]], ...]}`; each
+//!   batch is one step of forward, backward and AdamW from the shipped weights, `--reps`
+//!   passes after one warm-up step; target tokens per second (see `train.rs`).
 //!
 //! Model loading is not timed. Set the thread count with `RAYON_NUM_THREADS`.
 
@@ -17,6 +20,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use attnscope_model::{DecodeOptions, Mode, Translator};
 use clap::Parser;
+
+mod train;
 
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -33,6 +38,9 @@ struct Args {
     /// Batch size of the throughput measurement (0: skip it).
     #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// Time training steps on the batches of token ids given as JSON on stdin.
+    #[arg(long)]
+    train: bool,
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -46,6 +54,12 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.train {
+        let input: train::TrainInput = serde_json::from_reader(std::io::stdin().lock())
+            .context("stdin is not training batches as JSON ({\"batches\": [[[src], [tgt]]]})")?;
+        println!("{}", train::run(&args.model, &input, args.reps)?);
+        return Ok(());
+    }
     let sentences: Vec<String> = std::io::stdin()
         .lock()
         .lines()

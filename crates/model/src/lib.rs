@@ -13,6 +13,7 @@
 
 pub mod adam;
 pub mod align;
+pub mod alloc;
 pub mod attention;
 mod beam;
 pub mod card;

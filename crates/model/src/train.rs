@@ -282,6 +282,7 @@ pub fn train(
     control: &RunControl,
     progress: &mut dyn FnMut(Event),
 ) -> Result<Option<TrainReport>> {
+    crate::alloc::keep_freed_memory();
     let (resume, epochs_override, hardware) =
         (control.resume, control.epochs, control.hardware.as_str());
     let run_dir = runs_dir.join(&opts.name);
@@ -440,7 +441,7 @@ pub fn train(
             (loss_sum, loss_n) = (0.0, 0);
             last_dev = dev_loss(&model, &config, &dev_ex, &device)?;
             let elapsed = elapsed_before + start.elapsed().as_secs_f64();
-            let mut tensors: HashMap<String, Tensor> = opt.state();
+            let mut tensors: HashMap<String, Tensor> = opt.state()?;
             for v in varmap
                 .data()
                 .lock()
