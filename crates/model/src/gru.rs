@@ -1,10 +1,14 @@
 //! A GRU cell (PyTorch gate layout) whose input projection can be computed for a whole
-//! sequence at once, outside the recurrence.
+//! sequence at once, outside the recurrence. On the CPU a step is one fused kernel
+//! ([`crate::fused_rnn::GruCell`]) after the hidden projection.
 
 use candle_core::{D, Tensor};
-use candle_nn::{Linear, Module, VarBuilder, linear, linear_no_bias};
+use candle_nn::{Linear, VarBuilder, linear, linear_no_bias};
 
 use crate::Result;
+use crate::fused::usable;
+use crate::fused_rnn;
+use crate::ops::dense;
 
 /// `h' = (1 - z) * n + z * h`, with gates `r`, `z` and candidate `n` as in `torch.nn.GRU`.
 #[derive(Clone, Debug)]
@@ -44,7 +48,11 @@ impl GruCell {
 
     /// Projection of input part `i` (any leading shape): `(..., in_i) -> (..., 3H)`.
     pub fn project_input(&self, i: usize, x: &Tensor) -> Result<Tensor> {
-        Ok(self.input[i].forward(x)?)
+        let layer = self
+            .input
+            .get(i)
+            .ok_or_else(|| crate::Error::Invalid(format!("the GRU cell has no input part {i}")))?;
+        dense(layer, x)
     }
 
     /// One step from precomputed input gates.
@@ -53,8 +61,26 @@ impl GruCell {
     /// - `gi`: `(batch, 3H)`, the sum of [`Self::project_input`] of all input parts
     /// - `h`: `(batch, H)`; returns `(batch, H)`
     pub fn step(&self, gi: &Tensor, h: &Tensor) -> Result<Tensor> {
+        self.cell(gi, h, None)
+    }
+
+    /// A step that leaves the state unchanged where `keep` is 0.
+    ///
+    /// # Shapes
+    /// - `keep`: one value per batch row, 1.0 for real tokens and 0.0 for padding
+    pub fn masked_step(&self, gi: &Tensor, h: &Tensor, keep: &[f32]) -> Result<Tensor> {
+        self.cell(gi, h, Some(keep))
+    }
+
+    fn cell(&self, gi: &Tensor, h: &Tensor, keep: Option<&[f32]>) -> Result<Tensor> {
+        let gh = dense(&self.hidden, h)?;
+        if usable(gi) && usable(h) {
+            let op = fused_rnn::GruCell {
+                keep: keep.map(<[f32]>::to_vec),
+            };
+            return Ok(gi.contiguous()?.apply_op3(&gh, &h.contiguous()?, op)?);
+        }
         let hd = self.hidden_dim;
-        let gh = self.hidden.forward(h)?;
         let rz = candle_nn::ops::sigmoid(
             &(gi.narrow(D::Minus1, 0, 2 * hd)? + gh.narrow(D::Minus1, 0, 2 * hd)?)?,
         )?;
@@ -63,15 +89,13 @@ impl GruCell {
         let n = (gi.narrow(D::Minus1, 2 * hd, hd)? + (r * gh.narrow(D::Minus1, 2 * hd, hd)?)?)?
             .tanh()?;
         // (1 - z) * n + z * h  ==  n + z * (h - n)
-        Ok((&n + (z * (h - &n)?)?)?)
-    }
-
-    /// A step that leaves the state unchanged where `keep` is 0.
-    ///
-    /// # Shapes
-    /// - `keep`: `(batch, 1)`, 1.0 for real tokens and 0.0 for padding
-    pub fn masked_step(&self, gi: &Tensor, h: &Tensor, keep: &Tensor) -> Result<Tensor> {
-        let new = self.step(gi, h)?;
-        Ok((h + (new - h)?.broadcast_mul(keep)?)?)
+        let new = (&n + (z * (h - &n)?)?)?;
+        Ok(match keep {
+            Some(keep) => {
+                let keep = Tensor::from_slice(keep, (keep.len(), 1), h.device())?;
+                (h + (new - h)?.broadcast_mul(&keep)?)?
+            }
+            None => new,
+        })
     }
 }

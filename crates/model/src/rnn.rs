@@ -17,7 +17,10 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::config::{BOS_ID, ModelConfig};
+use crate::fused::usable;
+use crate::fused_rnn;
 use crate::gru::GruCell;
+use crate::ops::{dense, softmax};
 use crate::{Error, Result};
 
 /// How a source position is scored against the decoder state.
@@ -60,7 +63,7 @@ impl Scorer {
     /// Encoder-side part of the score, once per sentence: `(B, S, 2H) -> (B, S, K)`.
     pub fn keys(&self, states: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Scorer::Additive { key, .. } | Scorer::General { key } => key.forward(states)?,
+            Scorer::Additive { key, .. } | Scorer::General { key } => dense(key, states)?,
             Scorer::Dot { hidden } => {
                 (states.narrow(D::Minus1, 0, *hidden)?
                     + states.narrow(D::Minus1, *hidden, *hidden)?)?
@@ -76,8 +79,14 @@ impl Scorer {
     pub fn scores(&self, keys: &Tensor, mask_bias: &Tensor, s: &Tensor) -> Result<Tensor> {
         let raw = match self {
             Scorer::Additive { query, v, .. } => {
-                let q = query.forward(s)?.unsqueeze(1)?;
-                v.forward(&keys.broadcast_add(&q)?.tanh()?)?.squeeze(2)?
+                let q = dense(query, s)?;
+                if usable(keys) && usable(&q) {
+                    keys.contiguous()?
+                        .apply_op3(&q, v.weight(), fused_rnn::AdditiveScore)?
+                } else {
+                    v.forward(&keys.broadcast_add(&q.unsqueeze(1)?)?.tanh()?)?
+                        .squeeze(2)?
+                }
             }
             Scorer::General { .. } | Scorer::Dot { .. } => {
                 keys.matmul(&s.unsqueeze(2)?.contiguous()?)?.squeeze(2)?
@@ -103,7 +112,7 @@ impl TrainAttention<'_> {
     /// Weights from masked scores `(B, S)`.
     pub fn weights(&mut self, scores: &Tensor) -> Result<Tensor> {
         match self {
-            TrainAttention::Soft => Ok(candle_nn::ops::softmax(scores, D::Minus1)?),
+            TrainAttention::Soft => softmax(scores),
             TrainAttention::Argmax => one_hot_argmax(scores),
             TrainAttention::Gumbel { rng, tau } => {
                 let n = scores.elem_count();
@@ -114,7 +123,7 @@ impl TrainAttention<'_> {
                     })
                     .collect();
                 let noisy = (scores + Tensor::from_vec(g, scores.shape(), scores.device())?)?;
-                let soft = candle_nn::ops::softmax(&(noisy.clone() / *tau)?, D::Minus1)?;
+                let soft = softmax(&(noisy.clone() / *tau)?)?;
                 let hard = one_hot_argmax(&noisy)?;
                 Ok(((hard - soft.detach())? + soft)?)
             }
@@ -226,12 +235,13 @@ impl Seq2Seq {
             .project_input(0, &emb)?
             .transpose(0, 1)?
             .contiguous()?;
-        let keep = mask.t()?.contiguous()?.unsqueeze(2)?; // (S, B, 1)
+        // keep[t][b]: 1 at tokens, 0 at padding.
+        let keep = mask.t()?.to_vec2::<f32>()?;
         let zeros = Tensor::zeros((b, self.hidden_dim), DType::F32, src.device())?;
         let mut h = zeros.clone();
         let mut fwd = Vec::with_capacity(s);
-        for t in 0..s {
-            h = self.enc_fwd.masked_step(&gi_f.get(t)?, &h, &keep.get(t)?)?;
+        for (t, keep) in keep.iter().enumerate() {
+            h = self.enc_fwd.masked_step(&gi_f.get(t)?, &h, keep)?;
             fwd.push(h.clone());
         }
         let fwd_last = h;
@@ -239,15 +249,12 @@ impl Seq2Seq {
         let mut h = zeros;
         let mut bwd = vec![None; s];
         for t in (0..s).rev() {
-            h = self.enc_bwd.masked_step(&gi_b.get(t)?, &h, &keep.get(t)?)?;
+            h = self.enc_bwd.masked_step(&gi_b.get(t)?, &h, &keep[t])?;
             bwd[t] = Some(h.clone());
         }
         let bwd: Vec<Tensor> = bwd.into_iter().flatten().collect();
         let states = Tensor::cat(&[Tensor::stack(&fwd, 1)?, Tensor::stack(&bwd, 1)?], 2)?;
-        let init = self
-            .init
-            .forward(&Tensor::cat(&[&fwd_last, &bwd[0]], 1)?)?
-            .tanh()?;
+        let init = dense(&self.init, &Tensor::cat(&[&fwd_last, &bwd[0]], 1)?)?.tanh()?;
         let keys = self.attention.keys(&states)?;
         let mask_bias = mask.affine(1e9, -1e9)?;
         Ok(Encoded {
@@ -276,10 +283,7 @@ impl Seq2Seq {
 
     /// `tanh(W_r [s; c; e])` for any leading shape `(..., H)`, `(..., 2H)`, `(..., E)`.
     fn readout(&self, s: &Tensor, c: &Tensor, e: &Tensor) -> Result<Tensor> {
-        Ok(self
-            .readout
-            .forward(&Tensor::cat(&[s, c, e], D::Minus1)?)?
-            .tanh()?)
+        Ok(dense(&self.readout, &Tensor::cat(&[s, c, e], D::Minus1)?)?.tanh()?)
     }
 
     /// Ids of the first decoder input (`<s>`) for a batch.
@@ -316,9 +320,7 @@ impl Seq2Seq {
         let gi =
             (self.decoder.project_input(0, &emb)? + self.decoder.project_input(1, &context)?)?;
         let state = self.decoder.step(&gi, state)?;
-        let logits = self
-            .output
-            .forward(&self.readout(&state, &context, &emb)?)?;
+        let logits = dense(&self.output, &self.readout(&state, &context, &emb)?)?;
         Ok(Step {
             logits,
             state,
@@ -363,6 +365,6 @@ impl Seq2Seq {
 
     /// Output scores from readouts: `(N, R) -> (N, V)`.
     pub fn logits(&self, readout: &Tensor) -> Result<Tensor> {
-        Ok(self.output.forward(readout)?)
+        dense(&self.output, readout)
     }
 }

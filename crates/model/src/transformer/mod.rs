@@ -15,16 +15,19 @@
 //! [`Transformer::teacher_forced`] decodes every position at once for training.
 //!
 //! Layer norm, softmax and the bias of every linear layer run as single CPU kernels with
-//! their own backward pass (module `fused`): candle's fused versions have none and silently
+//! their own backward pass (module [`crate::fused`]): candle's fused versions have none and silently
 //! drop gradients, and its differentiable compositions are several times slower. Training and
 //! decoding run the same code, so the attention weights returned are always exactly the
 //! ones the model used, whether or not gradients are tracked.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Init, Linear, Module, VarBuilder, VarMap, embedding, linear};
 
 use crate::config::ModelConfig;
 use crate::dropout::Dropout;
+use crate::fused;
+pub use crate::ops::cross_entropy;
+use crate::ops::{dense, softmax};
 use crate::{Error, Result};
 
 /// Attention bias of a masked position: its weight after the softmax is exactly 0.
@@ -32,61 +35,6 @@ const MASKED: f32 = -1e9;
 const LAYER_NORM_EPS: f32 = 1e-5;
 /// Positions whose sinusoids are computed once; longer sequences compute the rest on demand.
 const POSITION_TABLE: usize = 512;
-
-/// Softmax over the last dimension, as one kernel with a backward pass (see the module
-/// documentation).
-pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    if fused::usable(x) {
-        Ok(x.contiguous()?.apply_op1(fused::Softmax)?)
-    } else {
-        Ok(candle_nn::ops::softmax(x, D::Minus1)?)
-    }
-}
-
-/// `x W^T + b` over the last dimension of `x`, as one matrix product over all leading
-/// dimensions and a fused bias add (whose gradient is a column sum, not candle's strided
-/// reduction).
-///
-/// # Shapes
-/// - `x`: `(..., in)`; returns `(..., out)`
-fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
-    let dims = x.dims();
-    let Some((&in_dim, lead)) = dims.split_last() else {
-        return Err(Error::Invalid(
-            "a linear layer needs at least one dimension".into(),
-        ));
-    };
-    let rows: usize = lead.iter().product();
-    let y = x
-        .contiguous()?
-        .reshape((rows, in_dim))?
-        .matmul(&layer.weight().t()?)?;
-    let y = match layer.bias() {
-        Some(b) if fused::usable(&y) => y.apply_op2(b, fused::BiasAdd)?,
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
-    let mut out = lead.to_vec();
-    out.push(y.dim(1)?);
-    Ok(y.reshape(out)?)
-}
-
-/// Mean cross-entropy of `logits` against `targets`, as `candle_nn::loss::cross_entropy`
-/// computes it, in one pass forward and one back; about three times faster
-/// than candle's at a vocabulary of 8000, where it is a large share of a training step.
-///
-/// # Shapes
-/// - `logits`: `(N, V)` f32, `targets`: `(N,)` u32; returns a scalar
-pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    if fused::usable(logits) && targets.dtype() == DType::U32 {
-        let targets = targets.contiguous()?;
-        Ok(logits
-            .contiguous()?
-            .apply_op2(&targets, fused::CrossEntropy)?)
-    } else {
-        Ok(candle_nn::loss::cross_entropy(logits, targets)?)
-    }
-}
 
 fn apply_dropout(dropout: &mut Option<&mut Dropout>, x: Tensor) -> Result<Tensor> {
     match dropout {
@@ -722,8 +670,6 @@ impl Transformer {
         dense(&self.output, x)
     }
 }
-
-mod fused;
 
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use candle_core::{IndexOp, Var};
+use candle_core::{D, IndexOp, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::adam::AdamW;
 use crate::config::{BOS_ID, PAD_ID};
+use crate::fused;
 use crate::init::init_seeded;
 
 fn tiny_cfg() -> ModelConfig {

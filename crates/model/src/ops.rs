@@ -1,0 +1,64 @@
+//! Differentiable building blocks shared by the architectures, each running as one fused
+//! CPU kernel with its own backward pass where [`crate::fused`] can (contiguous f32 on the
+//! CPU) and as candle's composition otherwise.
+
+use candle_core::{D, DType, Tensor};
+use candle_nn::Linear;
+
+use crate::fused;
+use crate::{Error, Result};
+
+/// Softmax over the last dimension, as one kernel with a backward pass (see the module
+/// documentation).
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    if fused::usable(x) {
+        Ok(x.contiguous()?.apply_op1(fused::Softmax)?)
+    } else {
+        Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+    }
+}
+
+/// `x W^T + b` over the last dimension of `x`, as one matrix product over all leading
+/// dimensions and a fused bias add (whose gradient is a column sum, not candle's strided
+/// reduction).
+///
+/// # Shapes
+/// - `x`: `(..., in)`; returns `(..., out)`
+pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let Some((&in_dim, lead)) = dims.split_last() else {
+        return Err(Error::Invalid(
+            "a linear layer needs at least one dimension".into(),
+        ));
+    };
+    let rows: usize = lead.iter().product();
+    let y = x
+        .contiguous()?
+        .reshape((rows, in_dim))?
+        .matmul(&layer.weight().t()?)?;
+    let y = match layer.bias() {
+        Some(b) if fused::usable(&y) => y.apply_op2(b, fused::BiasAdd)?,
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out = lead.to_vec();
+    out.push(y.dim(1)?);
+    Ok(y.reshape(out)?)
+}
+
+/// Mean cross-entropy of `logits` against `targets`, as `candle_nn::loss::cross_entropy`
+/// computes it, in one pass forward and one back; about three times faster
+/// than candle's at a vocabulary of 8000, where it is a large share of a training step.
+///
+/// # Shapes
+/// - `logits`: `(N, V)` f32, `targets`: `(N,)` u32; returns a scalar
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if fused::usable(logits) && targets.dtype() == DType::U32 {
+        let targets = targets.contiguous()?;
+        Ok(logits
+            .contiguous()?
+            .apply_op2(&targets, fused::CrossEntropy)?)
+    } else {
+        Ok(candle_nn::loss::cross_entropy(logits, targets)?)
+    }
+}
