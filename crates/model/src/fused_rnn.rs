@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor,
 
 /// `e^x` for `x` in about `[-87, 88]` (clamped outside), vectorisable.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Round to nearest with the 1.5 * 2^23 trick (no libm call, vectorises on SSE2).
@@ -49,7 +49,7 @@ fn tanh(x: f32) -> f32 {
 macro_rules! dispatch {
     (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
+        pub(crate) fn $name($($arg: $ty),*) {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
             fn body($($arg: $ty),*) $body
@@ -71,8 +71,10 @@ macro_rules! dispatch {
     };
 }
 
+pub(crate) use dispatch;
+
 /// Runs `f` on the contiguous f32 values of a CPU tensor.
-fn read<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(crate) fn read<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
         bail!("{op}: f32 tensors on the CPU only")
@@ -269,8 +271,16 @@ dispatch! {
         for (i, o) in out.iter_mut().enumerate() {
             let key = &keys[i * a..(i + 1) * a];
             let q = &q[(i / s) * a..(i / s + 1) * a];
-            let mut acc = 0f32;
-            for j in 0..a {
+            // Eight partial sums, so that the loop vectorises.
+            let mut lanes = [0f32; 8];
+            let whole = a / 8 * 8;
+            for c in (0..whole).step_by(8) {
+                for l in 0..8 {
+                    lanes[l] += v[c + l] * tanh(key[c + l] + q[c + l]);
+                }
+            }
+            let mut acc: f32 = lanes.iter().sum();
+            for j in whole..a {
                 acc += v[j] * tanh(key[j] + q[j]);
             }
             *o = acc;
@@ -299,7 +309,7 @@ dispatch! {
             for j in 0..a {
                 let t = tanh(key[j] + q[j]);
                 let d = g * v[j] * (1.0 - t * t);
-                d_key[j] = d;
+                d_key[j] += d;
                 d_qb[j] += d;
                 d_v[j] += g * t;
             }

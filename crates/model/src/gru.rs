@@ -46,6 +46,16 @@ impl GruCell {
         self.hidden_dim
     }
 
+    /// The hidden projection's weight `(3H, H)` and bias `(3H,)`.
+    pub(crate) fn hidden_parts(&self) -> Option<(&Tensor, &Tensor)> {
+        Some((self.hidden.weight(), self.hidden.bias()?))
+    }
+
+    /// The weight `(3H, in_i)` of input part `i`.
+    pub(crate) fn input_weight(&self, i: usize) -> Option<&Tensor> {
+        self.input.get(i).map(Linear::weight)
+    }
+
     /// Projection of input part `i` (any leading shape): `(..., in_i) -> (..., 3H)`.
     pub fn project_input(&self, i: usize, x: &Tensor) -> Result<Tensor> {
         let layer = self

@@ -151,7 +151,7 @@ impl Network {
 
     /// Mean cross-entropy per target token of a batch (teacher forcing).
     pub fn loss(&self, cfg: &ModelConfig, batch: &Batch, mode: &mut TrainMode) -> Result<Tensor> {
-        let rows = match self {
+        match self {
             Network::Gru(m) => {
                 let enc = m.encode(&batch.src, &batch.src_mask)?;
                 let mut attention = match (&mut mode.rng, cfg.attention_training.as_str()) {
@@ -161,17 +161,18 @@ impl Network {
                 };
                 let r = m.teacher_forced(&enc, &batch.tgt_in, &mut attention)?;
                 let (b, t, d) = r.dims3()?;
-                m.logits(&r.reshape((b * t, d))?.index_select(&batch.positions, 0)?)?
+                let rows = r.reshape((b * t, d))?.index_select(&batch.positions, 0)?;
+                m.output_loss(&rows, &batch.labels)
             }
             Network::Transformer(m) => {
                 let mut dropout = if mode.eval { None } else { mode.dropout.take() };
                 let enc = m.encode(&batch.src, &batch.src_mask, dropout.as_mut())?;
                 let r = m.teacher_forced(&enc, &batch.tgt_in, dropout.as_mut())?;
                 let (b, t, d) = r.dims3()?;
-                m.logits(&r.reshape((b * t, d))?.index_select(&batch.positions, 0)?)?
+                let rows = r.reshape((b * t, d))?.index_select(&batch.positions, 0)?;
+                m.output_loss(&rows, &batch.labels)
             }
-        };
-        crate::transformer::cross_entropy(&rows, &batch.labels)
+        }
     }
 
     /// Encoder self-attention, `(B, L, heads, S, S)` (Transformer only).

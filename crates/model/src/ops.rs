@@ -6,6 +6,7 @@ use candle_core::{D, DType, Tensor};
 use candle_nn::Linear;
 
 use crate::fused;
+use crate::fused_loss::OutputLoss;
 use crate::{Error, Result};
 
 /// Softmax over the last dimension, as one kernel with a backward pass (see the module
@@ -61,4 +62,22 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     } else {
         Ok(candle_nn::loss::cross_entropy(logits, targets)?)
     }
+}
+
+/// Mean cross-entropy of `layer`'s scores for `rows` against `targets`: the output layer
+/// and the loss as one op ([`OutputLoss`]) where it can run, else [`dense`] then
+/// [`cross_entropy`].
+///
+/// # Shapes
+/// - `rows`: `(N, R)`, `targets`: `(N,)` u32; returns a scalar
+pub fn output_loss(layer: &Linear, rows: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if let Some(bias) = layer.bias()
+        && fused::usable(rows)
+        && targets.dtype() == DType::U32
+    {
+        let rows = rows.contiguous()?;
+        let op = OutputLoss::run(&rows, layer.weight(), bias, targets.to_vec1::<u32>()?)?;
+        return Ok(rows.apply_op3(layer.weight(), bias, op)?);
+    }
+    cross_entropy(&dense(layer, rows)?, targets)
 }

@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use crate::config::{BOS_ID, ModelConfig};
 use crate::fused::usable;
 use crate::fused_rnn;
+use crate::fused_seq::{self, DecoderLoop, GruSequence, LoopAttention, LoopInputs, LoopScore};
 use crate::gru::GruCell;
 use crate::ops::{dense, softmax};
 use crate::{Error, Result};
@@ -115,13 +116,7 @@ impl TrainAttention<'_> {
             TrainAttention::Soft => softmax(scores),
             TrainAttention::Argmax => one_hot_argmax(scores),
             TrainAttention::Gumbel { rng, tau } => {
-                let n = scores.elem_count();
-                let g: Vec<f32> = (0..n)
-                    .map(|_| {
-                        let u: f32 = rng.random_range(1e-9..1.0);
-                        -(-u.ln()).ln()
-                    })
-                    .collect();
+                let g = gumbel_noise(rng, scores.elem_count());
                 let noisy = (scores + Tensor::from_vec(g, scores.shape(), scores.device())?)?;
                 let soft = softmax(&(noisy.clone() / *tau)?)?;
                 let hard = one_hot_argmax(&noisy)?;
@@ -129,6 +124,16 @@ impl TrainAttention<'_> {
             }
         }
     }
+}
+
+/// `n` draws of standard Gumbel noise.
+fn gumbel_noise(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let u: f32 = rng.random_range(1e-9..1.0);
+            -(-u.ln()).ln()
+        })
+        .collect()
 }
 
 /// One-hot rows at the argmax of the last dimension of a `(B, S)` tensor.
@@ -237,7 +242,44 @@ impl Seq2Seq {
             .contiguous()?;
         // keep[t][b]: 1 at tokens, 0 at padding.
         let keep = mask.t()?.to_vec2::<f32>()?;
-        let zeros = Tensor::zeros((b, self.hidden_dim), DType::F32, src.device())?;
+        let (states, fwd_last, bwd_first) =
+            match (self.enc_fwd.hidden_parts(), self.enc_bwd.hidden_parts()) {
+                (Some((wf, bf)), Some((wb, bb)))
+                    if usable(&gi_f) && s > 0 && fused_seq::enabled() =>
+                {
+                    let op = GruSequence::run(&gi_f, wf, bf, keep.clone(), false)?;
+                    let fwd = gi_f.apply_op3(wf, bf, op)?;
+                    let op = GruSequence::run(&gi_b, wb, bb, keep, true)?;
+                    let bwd = gi_b.apply_op3(wb, bb, op)?;
+                    let states = Tensor::cat(&[&fwd, &bwd], 2)?
+                        .transpose(0, 1)?
+                        .contiguous()?;
+                    (states, fwd.get(s - 1)?, bwd.get(0)?)
+                }
+                _ => self.encode_steps(&gi_f, &gi_b, &keep, b)?,
+            };
+        let init = dense(&self.init, &Tensor::cat(&[&fwd_last, &bwd_first], 1)?)?.tanh()?;
+        let keys = self.attention.keys(&states)?;
+        let mask_bias = mask.affine(1e9, -1e9)?;
+        Ok(Encoded {
+            states,
+            keys,
+            mask_bias,
+            init,
+        })
+    }
+
+    /// The encoder recurrence step by step (devices other than the CPU): states
+    /// `(B, S, 2H)`, the last forward state and the first backward state.
+    fn encode_steps(
+        &self,
+        gi_f: &Tensor,
+        gi_b: &Tensor,
+        keep: &[Vec<f32>],
+        b: usize,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let s = keep.len();
+        let zeros = Tensor::zeros((b, self.hidden_dim), DType::F32, gi_f.device())?;
         let mut h = zeros.clone();
         let mut fwd = Vec::with_capacity(s);
         for (t, keep) in keep.iter().enumerate() {
@@ -254,15 +296,11 @@ impl Seq2Seq {
         }
         let bwd: Vec<Tensor> = bwd.into_iter().flatten().collect();
         let states = Tensor::cat(&[Tensor::stack(&fwd, 1)?, Tensor::stack(&bwd, 1)?], 2)?;
-        let init = dense(&self.init, &Tensor::cat(&[&fwd_last, &bwd[0]], 1)?)?.tanh()?;
-        let keys = self.attention.keys(&states)?;
-        let mask_bias = mask.affine(1e9, -1e9)?;
-        Ok(Encoded {
-            states,
-            keys,
-            mask_bias,
-            init,
-        })
+        let bwd_first = bwd
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Invalid("cannot encode an empty source".into()))?;
+        Ok((states, fwd_last, bwd_first))
     }
 
     /// Masked attention scores of decoder state `s` over the source.
@@ -346,6 +384,9 @@ impl Seq2Seq {
             .project_input(0, &emb)?
             .transpose(0, 1)?
             .contiguous()?;
+        if let Some(out) = self.decoder_loop(enc, &gi_e, attention)? {
+            return Ok(dense(&self.readout, &Tensor::cat(&[&out, &emb], D::Minus1)?)?.tanh()?);
+        }
         let mut s = enc.init.clone();
         let mut states = Vec::with_capacity(t_len);
         let mut contexts = Vec::with_capacity(t_len);
@@ -363,8 +404,70 @@ impl Seq2Seq {
         )
     }
 
+    /// The whole teacher-forced recurrence as one op ([`DecoderLoop`]) on the CPU:
+    /// `(B, T, 3H)`, each position's state then context. `None` where it does not apply.
+    fn decoder_loop(
+        &self,
+        enc: &Encoded,
+        gi_e: &Tensor,
+        attention: &mut TrainAttention,
+    ) -> Result<Option<Tensor>> {
+        let (Some((whh, bhh)), Some(wc)) =
+            (self.decoder.hidden_parts(), self.decoder.input_weight(1))
+        else {
+            return Ok(None);
+        };
+        if !(usable(&enc.keys) && usable(&enc.states) && usable(gi_e) && fused_seq::enabled()) {
+            return Ok(None);
+        }
+        let score = match &self.attention {
+            Scorer::Additive { query, v, .. } => match query.bias() {
+                Some(bq) => LoopScore::Additive {
+                    wq: query.weight().clone(),
+                    bq: bq.clone(),
+                    v: v.weight().clone(),
+                },
+                None => return Ok(None),
+            },
+            Scorer::General { .. } | Scorer::Dot { .. } => LoopScore::Dot,
+        };
+        let (b, s, _) = enc.states.dims3()?;
+        let t_len = gi_e.dim(0)?;
+        let attention = match attention {
+            TrainAttention::Soft => LoopAttention::Soft,
+            TrainAttention::Argmax => LoopAttention::Argmax,
+            TrainAttention::Gumbel { rng, tau } => LoopAttention::Gumbel {
+                noise: (0..t_len).map(|_| gumbel_noise(rng, b * s)).collect(),
+                tau: *tau as f32,
+            },
+        };
+        let inputs = LoopInputs {
+            gi_e,
+            wc,
+            whh,
+            bhh,
+            s0: &enc.init,
+        };
+        let packed = DecoderLoop::pack(&inputs, &score)?;
+        let op = DecoderLoop::run(
+            &enc.keys,
+            &enc.states,
+            &enc.mask_bias,
+            &inputs,
+            &score,
+            &attention,
+        )?;
+        Ok(Some(enc.keys.apply_op3(&enc.states, &packed, op)?))
+    }
+
     /// Output scores from readouts: `(N, R) -> (N, V)`.
     pub fn logits(&self, readout: &Tensor) -> Result<Tensor> {
         dense(&self.output, readout)
+    }
+
+    /// Mean cross-entropy of the output scores of readouts `(N, R)` against `targets`
+    /// `(N,)`.
+    pub fn output_loss(&self, readout: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        crate::ops::output_loss(&self.output, readout, targets)
     }
 }

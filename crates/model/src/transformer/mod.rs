@@ -669,6 +669,11 @@ impl Transformer {
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         dense(&self.output, x)
     }
+
+    /// Mean cross-entropy of the output scores of rows `(N, d)` against `targets` `(N,)`.
+    pub fn output_loss(&self, x: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        crate::ops::output_loss(&self.output, x, targets)
+    }
 }
 
 #[cfg(test)]
