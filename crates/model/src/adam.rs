@@ -52,6 +52,24 @@ fn with_host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     }
 }
 
+/// `Σ x²`, in f32 lanes over blocks of 4,096 values (so that it vectorises) summed in f64.
+fn sum_of_squares(values: &[f32]) -> f64 {
+    values
+        .chunks(4096)
+        .map(|block| {
+            let (x8, tail) = block.as_chunks::<8>();
+            let mut lanes = [0f32; 8];
+            for x in x8 {
+                for l in 0..8 {
+                    lanes[l] += x[l] * x[l];
+                }
+            }
+            let tail: f32 = tail.iter().map(|x| x * x).sum();
+            lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
+        })
+        .sum()
+}
+
 impl AdamW {
     /// An optimiser over every variable of `varmap`, in name order.
     pub fn new(varmap: &VarMap, lr: f64, weight_decay: f64) -> Result<Self> {
@@ -104,9 +122,7 @@ impl AdamW {
         for (_, var) in &self.vars {
             if let Some(g) = grads.get(var.as_tensor()) {
                 sq += if host_f32(g) && g.is_contiguous() {
-                    with_host_slice(g, |s| {
-                        s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
-                    })?
+                    with_host_slice(g, sum_of_squares)?
                 } else {
                     g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64
                 };

@@ -10,7 +10,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, InplaceOp1, Layout, Result, Shape, Tensor, bail};
 
 use crate::fused_rnn::{dispatch, exp};
 
@@ -26,16 +26,16 @@ dispatch! {
                 max = max.max(*x);
             }
             let target = row[t as usize];
+            let (row8, tail) = row.as_chunks_mut::<8>();
             let mut lanes = [0f32; 8];
-            let mut chunks = row.chunks_exact_mut(8);
-            for c in &mut chunks {
+            for c in row8.iter_mut() {
                 for l in 0..8 {
                     c[l] = exp(c[l] - max);
                     lanes[l] += c[l];
                 }
             }
             let mut sum: f32 = lanes.iter().sum();
-            for x in chunks.into_remainder() {
+            for x in tail.iter_mut() {
                 *x = exp(*x - max);
                 sum += *x;
             }
@@ -90,8 +90,8 @@ where
 /// Inputs: readouts `(N, R)`, weight `(V, R)` and bias `(V,)`. Output: a scalar.
 pub struct OutputLoss {
     targets: Vec<u32>,
-    /// The softmax of every row, until the backward pass takes it.
-    probs: Mutex<Option<Vec<f32>>>,
+    /// The softmax of every row `(N, V)`, until the backward pass takes it.
+    probs: Mutex<Option<Tensor>>,
     loss: f32,
     dims: (usize, usize),
 }
@@ -113,20 +113,18 @@ impl OutputLoss {
         if targets.iter().any(|&t| t as usize >= v) {
             bail!("output-loss: a target is outside the vocabulary of {v}")
         }
-        let logits = rows.detach().matmul(&w.detach().t()?)?;
-        let mut probs = logits.flatten_all()?.to_vec1::<f32>()?;
-        let bias = b.detach().to_vec1::<f32>()?;
-        let mut losses = vec![0f32; n];
-        {
-            let losses = Mutex::new(&mut losses);
-            par_blocks(&mut probs, v, &targets, |block, t, first| {
-                let mut part = vec![0f32; t.len()];
-                softmax_rows(v, block, &bias, t, &mut part);
-                if let Ok(mut l) = losses.lock() {
-                    l[first..first + t.len()].copy_from_slice(&part);
-                }
-            });
-        }
+        let probs = rows.detach().matmul(&w.detach().t()?)?;
+        let op = SoftmaxInPlace {
+            v,
+            bias: b.detach().to_vec1::<f32>()?,
+            targets: &targets,
+            losses: Mutex::new(vec![0f32; n]),
+        };
+        probs.inplace_op1(&op)?;
+        let losses = op
+            .losses
+            .into_inner()
+            .map_err(|_| candle_core::Error::Msg("output-loss: a worker panicked".into()))?;
         let total: f64 = losses.iter().map(|&l| l as f64).sum();
         Ok(OutputLoss {
             targets,
@@ -164,7 +162,7 @@ impl CustomOp3 for OutputLoss {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, v) = self.dims;
         let taken = self.probs.lock().ok().and_then(|mut p| p.take());
-        let mut probs = match taken {
+        let d_logits = match taken {
             Some(p) => p,
             // A second backward pass through the same graph: compute the softmax again.
             None => match OutputLoss::run(rows, w, b, self.targets.clone())?
@@ -175,19 +173,17 @@ impl CustomOp3 for OutputLoss {
                 _ => bail!("output-loss: the softmax is unavailable"),
             },
         };
-        let scale = grad.to_scalar::<f32>()? / n.max(1) as f32;
-        let partial = Mutex::new(vec![0f32; v]);
-        par_blocks(&mut probs, v, &self.targets, |block, t, _| {
-            let mut d_bias = vec![0f32; v];
-            gradient_rows(v, block, t, scale, &mut d_bias);
-            if let Ok(mut total) = partial.lock() {
-                total.iter_mut().zip(&d_bias).for_each(|(a, b)| *a += b);
-            }
-        });
-        let d_bias = partial
+        let op = GradientInPlace {
+            v,
+            targets: &self.targets,
+            scale: grad.to_scalar::<f32>()? / n.max(1) as f32,
+            d_bias: Mutex::new(vec![0f32; v]),
+        };
+        d_logits.inplace_op1(&op)?;
+        let d_bias = op
+            .d_bias
             .into_inner()
             .map_err(|_| candle_core::Error::Msg("output-loss: a worker panicked".into()))?;
-        let d_logits = Tensor::from_vec(probs, (n, v), rows.device())?;
         let d_rows = d_logits.matmul(&w.detach())?;
         let d_w = d_logits.t()?.matmul(&rows.detach())?;
         Ok((
@@ -195,6 +191,74 @@ impl CustomOp3 for OutputLoss {
             Some(d_w),
             Some(Tensor::from_vec(d_bias, v, rows.device())?),
         ))
+    }
+}
+
+fn host_mut<'a>(s: &'a mut CpuStorage, l: &Layout, op: &str) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("{op}: f32 tensors only")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut v[a..b]),
+        None => bail!("{op}: contiguous tensors only"),
+    }
+}
+
+/// Logits to their softmax, in place, with each row's loss.
+struct SoftmaxInPlace<'a> {
+    v: usize,
+    bias: Vec<f32>,
+    targets: &'a [u32],
+    losses: Mutex<Vec<f32>>,
+}
+
+impl InplaceOp1 for SoftmaxInPlace<'_> {
+    fn name(&self) -> &'static str {
+        "output-loss-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let data = host_mut(s, l, self.name())?;
+        if data.len() != self.targets.len() * self.v {
+            bail!("output-loss: logits do not match the targets")
+        }
+        par_blocks(data, self.v, self.targets, |block, t, first| {
+            let mut part = vec![0f32; t.len()];
+            softmax_rows(self.v, block, &self.bias, t, &mut part);
+            if let Ok(mut l) = self.losses.lock() {
+                l[first..first + t.len()].copy_from_slice(&part);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// The softmax to the gradient of the mean loss, in place, with the bias gradient.
+struct GradientInPlace<'a> {
+    v: usize,
+    targets: &'a [u32],
+    scale: f32,
+    d_bias: Mutex<Vec<f32>>,
+}
+
+impl InplaceOp1 for GradientInPlace<'_> {
+    fn name(&self) -> &'static str {
+        "output-loss-gradient"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let data = host_mut(s, l, self.name())?;
+        if data.len() != self.targets.len() * self.v {
+            bail!("output-loss: the softmax does not match the targets")
+        }
+        par_blocks(data, self.v, self.targets, |block, t, _| {
+            let mut d_bias = vec![0f32; self.v];
+            gradient_rows(self.v, block, t, self.scale, &mut d_bias);
+            if let Ok(mut total) = self.d_bias.lock() {
+                total.iter_mut().zip(&d_bias).for_each(|(a, b)| *a += b);
+            }
+        });
+        Ok(())
     }
 }
 

@@ -19,10 +19,14 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor,
 pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Round to nearest with the 1.5 * 2^23 trick (no libm call, vectorises on SSE2).
+    // Round to nearest with the 1.5 * 2^23 trick: `t`'s low mantissa bits then hold `n`
+    // as an integer, so neither rounding nor the conversion needs a libm call or a
+    // saturating cast, and the whole function vectorises.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let n_int = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -31,7 +35,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    e * f32::from_bits((n_int.wrapping_add(127) << 23) as u32)
 }
 
 #[inline(always)]
@@ -271,17 +275,19 @@ dispatch! {
         for (i, o) in out.iter_mut().enumerate() {
             let key = &keys[i * a..(i + 1) * a];
             let q = &q[(i / s) * a..(i / s + 1) * a];
-            // Eight partial sums, so that the loop vectorises.
+            // Eight partial sums over arrays of eight, so that the loop vectorises.
+            let (k8, k_tail) = key.as_chunks::<8>();
+            let (q8, q_tail) = q.as_chunks::<8>();
+            let (v8, v_tail) = v.as_chunks::<8>();
             let mut lanes = [0f32; 8];
-            let whole = a / 8 * 8;
-            for c in (0..whole).step_by(8) {
+            for ((k, q), v) in k8.iter().zip(q8).zip(v8) {
                 for l in 0..8 {
-                    lanes[l] += v[c + l] * tanh(key[c + l] + q[c + l]);
+                    lanes[l] += v[l] * tanh(k[l] + q[l]);
                 }
             }
             let mut acc: f32 = lanes.iter().sum();
-            for j in whole..a {
-                acc += v[j] * tanh(key[j] + q[j]);
+            for ((k, q), v) in k_tail.iter().zip(q_tail).zip(v_tail) {
+                acc += v * tanh(k + q);
             }
             *o = acc;
         }

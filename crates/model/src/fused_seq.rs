@@ -37,16 +37,16 @@ fn host(t: &Tensor) -> Result<Vec<f32>> {
 /// `Σ_j a[j] b[j]` in eight lanes, so that it vectorises.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a8, a_tail) = a.as_chunks::<8>();
+    let (b8, b_tail) = b.as_chunks::<8>();
     let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
+    for (x, y) in a8.iter().zip(b8) {
         for l in 0..8 {
             lanes[l] += x[l] * y[l];
         }
     }
     let mut sum: f32 = lanes.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
+    for (x, y) in a_tail.iter().zip(b_tail) {
         sum += x * y;
     }
     sum
