@@ -3,6 +3,7 @@
 
     bench/reference/.venv/bin/python bench/perf.py             # every model in models/
     bench/reference/.venv/bin/python bench/perf.py bahdanau transformer --rounds 7
+    bench/reference/.venv/bin/python bench/perf.py --only train
 
 For each model it first runs `bench/reference/check.py` on it (100 test sentences, identical
 greedy translations, attention and loss within tolerance) and stops if that fails: the
@@ -13,9 +14,17 @@ comparison is the same model doing the same work. Then, round after round, it ti
 - throughput at batch 32 (the model's own attention),
 
 once with `target/release/attnscope-perf` and once with the reference, one thread each
-(RAYON_NUM_THREADS=1; torch.set_num_threads(1)), and reports the median over rounds and
-the ratio candle / PyTorch (below 1: candle is faster). Results go to target/bench/perf.json
-and a Markdown table on stdout. Build first: cargo build --release -p attnscope -p attnscope-perf.
+(RAYON_NUM_THREADS=1; torch.set_num_threads(1)), and
+
+- training: target tokens per second of forward, backward, gradient clipping and AdamW
+  from the shipped weights, on the same batches of 64 test pairs (grouped by length as the
+  trainer groups them), two threads each; and the matrix-multiply GFLOP/s that this
+  achieves, against the machine's measured matmul peak (f32, both libraries, 1 and 2
+  threads).
+
+It reports the median over rounds and the time ratio candle / PyTorch (below 1: candle is
+faster). Results go to target/bench/perf.json and Markdown tables to target/bench/perf.md
+and stdout. Build first: cargo build --release -p attnscope -p attnscope-perf.
 """
 
 from __future__ import annotations
@@ -132,6 +141,88 @@ def torch_throughput(model, ids: list[list[int]], batch: int) -> float:
         return len(ids) / (time.perf_counter() - began)
 
 
+def train_flops(cfg: dict, batches) -> float:
+    """Matrix-multiply FLOPs of one pass of training over `batches` (forward, and twice
+    that backward), counted from the shapes; element-wise work is not counted."""
+    total = 0.0
+    for batch in batches:
+        b = len(batch)
+        s = max(len(src) for src, _ in batch)
+        t = max(len(tgt) + 1 for _, tgt in batch)
+        n = sum(len(tgt) + 1 for _, tgt in batch)
+        v = cfg["tgt_vocab_size"]
+        if cfg["architecture"] == "transformer":
+            d, ff, layers = cfg["embed_dim"], cfg["ff_dim"], cfg["layers"]
+            enc = b * s * (8 * d * d + 4 * d * ff + 4 * s * d)
+            dec = b * t * (8 * d * d + 4 * t * d + 4 * d * d + 4 * s * d + 4 * d * ff) + b * s * 4 * d * d
+            fwd = layers * (enc + dec) + 2 * n * d * v
+        else:
+            e, h, a, r = cfg["embed_dim"], cfg["hidden_dim"], cfg["attention_dim"], cfg["readout_dim"]
+            scorer = cfg["attention"]
+            keys = {"additive": 2 * b * s * 2 * h * a, "general": 2 * b * s * 2 * h * h}.get(scorer, 0)
+            per_step = (2 * b * h * a + 2 * b * s * a if scorer == "additive" else 2 * b * s * h) \
+                + 2 * b * s * 2 * h + 2 * b * 2 * h * 3 * h + 2 * b * h * 3 * h
+            fwd = (2 * 2 * b * s * e * 3 * h + 2 * 2 * b * s * h * 3 * h + 2 * b * 2 * h * h + keys
+                   + 2 * b * t * e * 3 * h + t * per_step + 2 * b * t * (3 * h + e) * r + 2 * n * r * v)
+        total += 3 * fwd
+    return total
+
+
+def candle_gemm(threads: int) -> dict:
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run([str(REPO / "target" / "release" / "attnscope-perf"), "--gemm"],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout)
+
+
+def torch_gemm(threads: int) -> dict:
+    torch.set_num_threads(threads)
+
+    def rate(m: int, k: int, n: int) -> float:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        flops = 2.0 * m * k * n
+        reps = max(3, int(2e9 / flops + 0.999))
+        for _ in range(3):
+            a @ b
+        best = 0.0
+        for _ in range(5):
+            began = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            best = max(best, flops * reps / (time.perf_counter() - began) / 1e9)
+        return best
+
+    return {"square_1024_gflops": rate(1024, 1024, 1024),
+            "output_layer_704x256x8000_gflops": rate(704, 256, 8000)}
+
+
+def markdown(rows: list[dict], peaks: list[dict]) -> str:
+    out = []
+    if peaks:
+        out += ["| f32 matrix multiply | threads | candle GFLOP/s | PyTorch GFLOP/s |", "|---|---|---|---|"]
+        for p in peaks:
+            out.append(f"| {p['what']} | {p['threads']} | {p['candle']:.1f} | {p['pytorch']:.1f} |")
+        out.append("")
+    train = [r for r in rows if r["what"].startswith("training")]
+    if train:
+        out += ["| model | training, batch 64, 2 threads | candle | PyTorch | candle / PyTorch throughput |"
+                " candle GFLOP/s (% of peak) | PyTorch GFLOP/s (% of peak) |",
+                "|---|---|---|---|---|---|---|"]
+        for r in train:
+            out.append(f"| {r['model']} | target tokens / s | {r['candle']:,.0f} | {r['pytorch']:,.0f} | "
+                       f"**{r['candle'] / r['pytorch']:.2f}** | {r['candle_gflops']:.1f} ({r['candle_peak']:.0%}) | "
+                       f"{r['pytorch_gflops']:.1f} ({r['pytorch_peak']:.0%}) |")
+        out.append("")
+    infer = [r for r in rows if not r["what"].startswith("training")]
+    if infer:
+        out += ["| model | measure | unit | candle | PyTorch | time ratio candle / PyTorch |",
+                "|---|---|---|---|---|---|"]
+        for r in infer:
+            out.append(f"| {r['model']} | {r['what']} | {r['unit']} | {r['candle']:.2f} | {r['pytorch']:.2f} | "
+                       f"**{r['ratio']:.2f}** |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="model names (default: every model in models/)")
@@ -145,7 +236,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = args.names or sorted(p.parent.name for p in (REPO / "models").glob("*/config.json"))
-    rows = []
+    rows, peaks = [], []
+    if args.only != "infer":
+        for threads in (1, 2):
+            c, t = candle_gemm(threads), torch_gemm(threads)
+            for key, what in (("square_1024_gflops", "1024 x 1024 x 1024"),
+                              ("output_layer_704x256x8000_gflops", "704 x 256 x 8000 (output layer)")):
+                peaks.append({"what": what, "threads": threads, "candle": c[key], "pytorch": t[key]})
+        torch.set_num_threads(args.threads)
+    # The practical peak at 2 threads: the better of the two libraries' square products.
+    peak = {lib: max(p[lib] for p in peaks if p["threads"] == 2) for lib in ("candle", "pytorch")} if peaks else {}
     for name in names:
         model_dir = REPO / "models" / name
         if not args.skip_check:
@@ -165,8 +265,13 @@ def main() -> None:
                 c_tr.append(candle_train(model_dir, batches, args.train_threads)["target_tokens_per_s"])
                 t_tr.append(torch_train(model_dir, batches)["target_tokens_per_s"])
             c, t = statistics.median(c_tr), statistics.median(t_tr)
+            tokens = sum(len(tgt) + 1 for batch in batches for _, tgt in batch)
+            gflop = train_flops(model.cfg, batches) / 1e9
+            c_gf, t_gf = gflop * c / tokens, gflop * t / tokens
             rows.append({"model": name, "what": f"training, batch 64, {args.train_threads} threads",
-                         "unit": "target tokens / s", "candle": c, "pytorch": t, "ratio": t / c})
+                         "unit": "target tokens / s", "candle": c, "pytorch": t, "ratio": t / c,
+                         "candle_gflops": c_gf, "pytorch_gflops": t_gf,
+                         "candle_peak": c_gf / peak["candle"], "pytorch_peak": t_gf / peak["pytorch"]})
             torch.set_num_threads(args.threads)
         if args.only == "train":
             print(f"{name}: done", file=sys.stderr)
@@ -193,11 +298,10 @@ def main() -> None:
         print(f"{name}: done", file=sys.stderr)
     out = REPO / "target" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "perf.json").write_text(json.dumps(rows, indent=1))
-    print("| model | measure | unit | candle | PyTorch | time ratio candle / PyTorch |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['what']} | {r['unit']} | {r['candle']:.2f} | {r['pytorch']:.2f} | {r['ratio']:.2f} |")
+    (out / "perf.json").write_text(json.dumps({"rows": rows, "matmul": peaks}, indent=1))
+    table = markdown(rows, peaks)
+    (out / "perf.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
 //! - training (`--train`): stdin is JSON `{"batches": [[[src ids], [tgt ids]], ...]}`; each
 //!   batch is one step of forward, backward and AdamW from the shipped weights, `--reps`
 //!   passes after one warm-up step; target tokens per second (see `train.rs`).
+//! - matrix multiply (`--gemm`): GFLOP/s of candle's f32 matmul at a square size and at
+//!   the output layer's shape, the machine's practical peak for this code.
 //!
 //! Model loading is not timed. Set the thread count with `RAYON_NUM_THREADS`.
 
@@ -27,8 +29,8 @@ mod train;
 #[command(version, about)]
 struct Args {
     /// The model folder (e.g. models/bahdanau).
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required_unless_present = "gemm")]
+    model: Option<PathBuf>,
     /// Attention mode: soft, hard, sampled or sparsemax (default: the model's own).
     #[arg(long)]
     attention: Option<String>,
@@ -41,6 +43,30 @@ struct Args {
     /// Time training steps on the batches of token ids given as JSON on stdin.
     #[arg(long)]
     train: bool,
+    /// Measure the f32 matrix-multiply rate instead (no model or stdin needed).
+    #[arg(long)]
+    gemm: bool,
+}
+
+/// GFLOP/s of `(m, k) x (k, n)` products, best of five timed batches of about 2 GFLOP.
+fn gemm_rate(m: usize, k: usize, n: usize) -> Result<f64> {
+    use candle_core::{Device, Tensor};
+    let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
+    let flops = 2.0 * (m * k * n) as f64;
+    let reps = ((2e9 / flops).ceil() as usize).max(3);
+    for _ in 0..3 {
+        a.matmul(&b)?;
+    }
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let began = Instant::now();
+        for _ in 0..reps {
+            a.matmul(&b)?;
+        }
+        best = best.max(flops * reps as f64 / began.elapsed().as_secs_f64() / 1e9);
+    }
+    Ok(best)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -54,10 +80,21 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.gemm {
+        let report = serde_json::json!({
+            "square_1024_gflops": gemm_rate(1024, 1024, 1024)?,
+            "output_layer_704x256x8000_gflops": gemm_rate(704, 256, 8000)?,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    let Some(model_dir) = args.model.as_deref() else {
+        bail!("give the model folder with --model (e.g. --model models/bahdanau)");
+    };
     if args.train {
         let input: train::TrainInput = serde_json::from_reader(std::io::stdin().lock())
             .context("stdin is not training batches as JSON ({\"batches\": [[[src], [tgt]]]})")?;
-        println!("{}", train::run(&args.model, &input, args.reps)?);
+        println!("{}", train::run(model_dir, &input, args.reps)?);
         return Ok(());
     }
     let sentences: Vec<String> = std::io::stdin()
@@ -71,8 +108,8 @@ fn main() -> Result<()> {
     if sentences.is_empty() {
         bail!("no sentences on stdin: give one per line");
     }
-    let model = Translator::load(&args.model)
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let model = Translator::load(model_dir)
+        .with_context(|| format!("cannot load {}", model_dir.display()))?;
     let attention = args
         .attention
         .as_deref()

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use crate::config::{BOS_ID, ModelConfig};
 use crate::fused::usable;
 use crate::fused_rnn;
-use crate::fused_seq::{self, DecoderLoop, GruSequence, LoopAttention, LoopInputs, LoopScore};
+use crate::fused_seq::{self, BiGruSequence, DecoderLoop, LoopAttention, LoopInputs, LoopScore};
 use crate::gru::GruCell;
 use crate::ops::{dense, softmax};
 use crate::{Error, Result};
@@ -247,14 +247,17 @@ impl Seq2Seq {
                 (Some((wf, bf)), Some((wb, bb)))
                     if usable(&gi_f) && s > 0 && fused_seq::enabled() =>
                 {
-                    let op = GruSequence::run(&gi_f, wf, bf, keep.clone(), false)?;
-                    let fwd = gi_f.apply_op3(wf, bf, op)?;
-                    let op = GruSequence::run(&gi_b, wb, bb, keep, true)?;
-                    let bwd = gi_b.apply_op3(wb, bb, op)?;
-                    let states = Tensor::cat(&[&fwd, &bwd], 2)?
-                        .transpose(0, 1)?
-                        .contiguous()?;
-                    (states, fwd.get(s - 1)?, bwd.get(0)?)
+                    let gi = Tensor::stack(&[&gi_f, &gi_b], 0)?;
+                    let w = Tensor::stack(&[wf, wb], 0)?;
+                    let bias = Tensor::stack(&[bf, bb], 0)?;
+                    let op = BiGruSequence::run(&gi, &w, &bias, keep)?;
+                    let out = gi.apply_op3(&w, &bias, op)?; // (2, S, B, H)
+                    let states = out.permute((2, 1, 0, 3))?.contiguous()?.reshape((
+                        b,
+                        s,
+                        2 * self.hidden_dim,
+                    ))?;
+                    (states, out.get(0)?.get(s - 1)?, out.get(1)?.get(0)?)
                 }
                 _ => self.encode_steps(&gi_f, &gi_b, &keep, b)?,
             };
