@@ -244,8 +244,10 @@ impl Seq2Seq {
         let keep = mask.t()?.to_vec2::<f32>()?;
         let (states, fwd_last, bwd_first) =
             match (self.enc_fwd.hidden_parts(), self.enc_bwd.hidden_parts()) {
+                // The sequence op when training; decoding (no gradient) keeps the step loop,
+                // which allocates less per sentence and stays on one thread.
                 (Some((wf, bf)), Some((wb, bb)))
-                    if usable(&gi_f) && s > 0 && fused_seq::enabled() =>
+                    if gi_f.track_op() && usable(&gi_f) && s > 0 && fused_seq::enabled() =>
                 {
                     let gi = Tensor::stack(&[&gi_f, &gi_b], 0)?;
                     let w = Tensor::stack(&[wf, wb], 0)?;
