@@ -1,5 +1,6 @@
-//! Whole recurrences as single differentiable ops: the encoder's GRU over a sentence, and
-//! the teacher-forced attention decoder over a target (training only).
+//! Whole recurrences as single differentiable ops, used when gradients are tracked: the
+//! encoder's bidirectional GRU over a sentence, and the teacher-forced attention decoder
+//! over a target. (Decoding keeps the step loop, which allocates less per sentence.)
 //!
 //! Step by step, candle's autograd records a dozen nodes per time step, and every step's
 //! use of a sequence-wide tensor costs a full-size gradient on the way back: reading step
