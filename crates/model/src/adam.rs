@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Storage, Tensor, Var};
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::{Error, Result};
@@ -38,18 +38,6 @@ pub struct AdamW {
 /// Whether `t` is an f32 tensor on the CPU (the fused kernels' domain).
 fn host_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
-}
-
-/// Runs `f` on the contiguous f32 values of a CPU tensor.
-fn with_host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        return Err(Error::Invalid("expected an f32 tensor on the CPU".into()));
-    };
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(f(&data[a..b])),
-        None => Err(Error::Invalid("expected a contiguous tensor".into())),
-    }
 }
 
 /// `Σ x²`, in f32 lanes over blocks of 4,096 values (so that it vectorises) summed in f64.
@@ -122,7 +110,7 @@ impl AdamW {
         for (_, var) in &self.vars {
             if let Some(g) = grads.get(var.as_tensor()) {
                 sq += if host_f32(g) && g.is_contiguous() {
-                    with_host_slice(g, sum_of_squares)?
+                    crate::fused::read(g, "gradient norm", sum_of_squares)?
                 } else {
                     g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64
                 };
@@ -282,14 +270,8 @@ impl InplaceOp2 for FusedUpdate<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
-        let (CpuStorage::F32(theta), CpuStorage::F32(g)) = (s1, s2) else {
-            candle_core::bail!("adamw-update: f32 tensors only")
-        };
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("adamw-update: contiguous tensors only")
-        };
-        let (theta, g) = (&mut theta[a1..b1], &g[a2..b2]);
+        let theta = crate::fused::slice_mut(s1, l1, "adamw-update")?;
+        let g = crate::fused::slice(s2, l2, "adamw-update")?;
         let mut m = self.m.borrow_mut();
         let mut v = self.v.borrow_mut();
         if theta.len() != g.len() || theta.len() != m.len() || theta.len() != v.len() {

@@ -16,7 +16,8 @@ pub fn usable(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+/// The contiguous f32 values of a CPU storage.
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         bail!("{op}: f32 tensors only")
     };
@@ -24,6 +25,27 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
         Some((a, b)) => Ok(&v[a..b]),
         None => bail!("{op}: contiguous tensors only"),
     }
+}
+
+/// The contiguous f32 values of a CPU storage, for an in-place op.
+pub(crate) fn slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, op: &str) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("{op}: f32 tensors only")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut v[a..b]),
+        None => bail!("{op}: contiguous tensors only"),
+    }
+}
+
+/// Runs `f` on the contiguous f32 values of a CPU tensor (e.g. in a backward pass, which
+/// gets tensors rather than storages).
+pub(crate) fn read<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*storage else {
+        bail!("{op}: tensors on the CPU only")
+    };
+    Ok(f(slice(s, layout, op)?))
 }
 
 fn last_dim(l: &Layout, op: &str) -> Result<usize> {

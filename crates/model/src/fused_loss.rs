@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, InplaceOp1, Layout, Result, Shape, Tensor, bail};
 
+use crate::fused::slice_mut;
 use crate::fused_rnn::{dispatch, exp};
 
 /// Rows a thread takes at least.
@@ -194,16 +195,6 @@ impl CustomOp3 for OutputLoss {
     }
 }
 
-fn host_mut<'a>(s: &'a mut CpuStorage, l: &Layout, op: &str) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("{op}: f32 tensors only")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&mut v[a..b]),
-        None => bail!("{op}: contiguous tensors only"),
-    }
-}
-
 /// Logits to their softmax, in place, with each row's loss.
 struct SoftmaxInPlace<'a> {
     v: usize,
@@ -218,7 +209,7 @@ impl InplaceOp1 for SoftmaxInPlace<'_> {
     }
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
-        let data = host_mut(s, l, self.name())?;
+        let data = slice_mut(s, l, self.name())?;
         if data.len() != self.targets.len() * self.v {
             bail!("output-loss: logits do not match the targets")
         }
@@ -247,7 +238,7 @@ impl InplaceOp1 for GradientInPlace<'_> {
     }
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
-        let data = host_mut(s, l, self.name())?;
+        let data = slice_mut(s, l, self.name())?;
         if data.len() != self.targets.len() * self.v {
             bail!("output-loss: the softmax does not match the targets")
         }

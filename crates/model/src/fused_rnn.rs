@@ -12,7 +12,9 @@
 //! The backward passes read the forward inputs and recompute the activations instead of
 //! storing them, so inference (no gradient) costs nothing extra.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+
+use crate::fused::{read, slice};
 
 /// `e^x` for `x` in about `[-87, 88]` (clamped outside), vectorisable.
 #[inline(always)]
@@ -76,28 +78,6 @@ macro_rules! dispatch {
 }
 
 pub(crate) use dispatch;
-
-/// Runs `f` on the contiguous f32 values of a CPU tensor.
-pub(crate) fn read<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        bail!("{op}: f32 tensors on the CPU only")
-    };
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(f(&data[a..b])),
-        None => bail!("{op}: contiguous tensors only"),
-    }
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("{op}: f32 tensors only")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("{op}: contiguous tensors only"),
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // GRU cell
