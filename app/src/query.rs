@@ -1,7 +1,8 @@
 //! The shareable URL: `/?text=<sentence>&model=<name>&mode=<mode>`, plus
 //! `&compare=1&model2=<name>&mode2=<mode>` for a side-by-side comparison. Pure Rust,
 //! unit-tested natively. The view settings add `layout=lines`, `words=1`, `scale=log`,
-//! `palette=<name>` and `threshold=<weight>` when they differ from the defaults.
+//! `palette=<name>` and `threshold=<weight>` when they differ from the defaults; `seg=0`
+//! turns sentence segmentation off.
 
 use crate::view::{Layout, Palette, Scale, ViewSettings};
 
@@ -24,6 +25,8 @@ pub struct Query {
     pub beam: Option<usize>,
     /// `beam2`: the second run's beam width, when searching.
     pub beam2: Option<usize>,
+    /// `seg=0`: translate the whole text as one sequence, not sentence by sentence.
+    pub whole: bool,
     /// How the heatmaps are drawn.
     pub view: ViewSettings,
 }
@@ -93,6 +96,10 @@ impl Query {
                     q.compare = matches!(value.as_str(), "1" | "true" | "yes");
                     continue;
                 }
+                "seg" => {
+                    q.whole = matches!(value.as_str(), "0" | "false" | "no");
+                    continue;
+                }
                 _ => continue,
             };
             if slot.is_none() && !value.is_empty() {
@@ -114,6 +121,7 @@ impl Query {
         put("model", &self.model);
         put("mode", &self.mode);
         put("beam", &self.beam.map(|b| b.to_string()));
+        put("seg", &self.whole.then(|| "0".to_owned()));
         if self.compare {
             put("compare", &Some("1".into()));
             put("model2", &self.model2);
@@ -243,6 +251,10 @@ mod tests {
         };
         assert_eq!(single.to_url("/"), "/?text=I%20am%20cold.&mode=soft");
         assert!(!Query::parse("?compare=0").compare);
+        let whole = Query::parse("?text=a&seg=0");
+        assert!(whole.whole);
+        assert_eq!(whole.to_url("/"), "/?text=a&seg=0");
+        assert!(!Query::parse("?text=a&seg=1").whole);
         let beams = Query::parse("?text=a&beam=4&compare=1&beam2=99");
         assert_eq!((beams.beam, beams.beam2), (Some(4), None));
         assert_eq!(beams.to_url("/"), "/?text=a&beam=4&compare=1");

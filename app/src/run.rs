@@ -2,7 +2,7 @@
 //! its stream (phase, tokens, attention rows, error). The page has one run, or two when
 //! comparing; each streams on its own and can be cancelled by the next request.
 
-use attnscope_protocol::{HypothesisInfo, InterventionSpec, TranslateRequest};
+use attnscope_protocol::{HypothesisInfo, InterventionSpec, SentenceInfo, TranslateRequest};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::AbortController;
@@ -10,7 +10,7 @@ use web_sys::AbortController;
 use crate::api;
 use crate::events::StreamEvent;
 use crate::heads::{Heads, StepHeads, unpack_encoder};
-use crate::tokens::{Row, detokenize, fit_row};
+use crate::tokens::{Row, detokenize, fit_row, piece_blocks, sentence_of_row};
 
 /// Where a run stands (`data-state` of its panel and of the page's `<main>`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,6 +78,8 @@ pub struct Run {
     pub phase: RwSignal<Phase>,
     pub error: RwSignal<Option<String>>,
     pub source: RwSignal<Vec<String>>,
+    /// The input's sentences (from the `start` event; with their translations after `done`).
+    pub sentences: RwSignal<Vec<SentenceInfo>>,
     pub rows: RwSignal<Vec<Row>>,
     pub translation: RwSignal<String>,
     /// The model and mode that produced the rows (from the `start` and `done` events).
@@ -90,6 +92,8 @@ pub struct Run {
     pub what_if: RwSignal<WhatIf>,
     /// The text of the last request, for re-decoding.
     text: StoredValue<String>,
+    /// Whether the last request turned segmentation off (whole text as one sequence).
+    whole: StoredValue<bool>,
     /// Bumped by every request; events of an older request are dropped.
     run: StoredValue<u64>,
     /// Cancels the request in flight when a new one starts.
@@ -107,6 +111,7 @@ impl Run {
             phase: RwSignal::new(Phase::Idle),
             error: RwSignal::new(None),
             source: RwSignal::new(Vec::new()),
+            sentences: RwSignal::new(Vec::new()),
             rows: RwSignal::new(Vec::new()),
             translation: RwSignal::new(String::new()),
             used_model: RwSignal::new(None),
@@ -115,6 +120,7 @@ impl Run {
             heads: RwSignal::new(Heads::default()),
             what_if: RwSignal::new(WhatIf::default()),
             text: StoredValue::new(String::new()),
+            whole: StoredValue::new(false),
             run: StoredValue::new(0),
             abort: StoredValue::new_local(None),
         }
@@ -139,6 +145,7 @@ impl Run {
         let run = self.run.get_value() + 1;
         self.run.set_value(run);
         let n = self.source.with_untracked(Vec::len);
+        let blocks = self.sentences.with_untracked(|s| piece_blocks(s));
         self.rows.set(
             h.target_tokens
                 .into_iter()
@@ -148,6 +155,7 @@ impl Run {
                     run,
                     index,
                     token,
+                    sentence: sentence_of_row(&weights, &blocks),
                     weights: fit_row(weights, n),
                     forced: false,
                     intervened: false,
@@ -166,9 +174,11 @@ impl Run {
     }
 
     /// Starts translating `text` afresh (cancelling this run's translation in flight and
-    /// dropping any what-if); `on_done` runs after a successful `done` event.
-    pub fn submit(self, text: String, on_done: impl Fn() + 'static) {
+    /// dropping any what-if), sentence by sentence unless `whole`; `on_done` runs after a
+    /// successful `done` event.
+    pub fn submit(self, text: String, whole: bool, on_done: impl Fn() + 'static) {
         self.what_if.set(WhatIf::default());
+        self.whole.set_value(whole);
         self.start(text, on_done);
     }
 
@@ -228,6 +238,7 @@ impl Run {
         self.phase.set(Phase::Streaming);
         self.error.set(None);
         self.source.set(Vec::new());
+        self.sentences.set(Vec::new());
         self.rows.set(Vec::new());
         self.translation.set(String::new());
         self.used_model.set(None);
@@ -246,6 +257,7 @@ impl Run {
             beam: config.beam.filter(|b| *b > 1),
             interventions: what_if.interventions,
             target_prefix: (!prefix.is_empty()).then_some(prefix),
+            segment: self.whole.get_value().then_some(false),
             ..TranslateRequest::new(text)
         };
         spawn_local(async move {
@@ -272,6 +284,7 @@ impl Run {
             StreamEvent::Start(start) => {
                 self.used_model.set(Some(start.model));
                 self.source.set(start.source_tokens);
+                self.sentences.set(start.sentences);
             }
             StreamEvent::Step(step) => {
                 if let Some(h) = &step.heads {
@@ -288,6 +301,7 @@ impl Run {
                         run,
                         index: rows.len(),
                         token: step.token,
+                        sentence: step.sentence,
                         weights: fit_row(step.attention, n),
                         forced: step.forced,
                         intervened: step.intervened,
@@ -312,6 +326,9 @@ impl Run {
                 self.elapsed_ms.set(Some(done.elapsed_ms));
                 self.used_mode.set(Some(done.mode));
                 self.hypotheses.set(done.hypotheses);
+                if !done.sentences.is_empty() {
+                    self.sentences.set(done.sentences);
+                }
                 self.phase.set(Phase::Done);
                 return true;
             }

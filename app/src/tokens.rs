@@ -65,6 +65,40 @@ pub struct Row {
     /// Revision of the row's content: a word's row changes when another of its pieces
     /// arrives, so it is the number of pieces merged into it (0 for a piece's row).
     pub rev: usize,
+    /// The input sentence this row translates (0 unless the input was segmented).
+    pub sentence: usize,
+}
+
+/// The source columns `[start, end)` of each input sentence, from the server's sentence
+/// list (empty for an input of one sentence: no blocks to draw).
+pub fn piece_blocks(sentences: &[attnscope_protocol::SentenceInfo]) -> Vec<(usize, usize)> {
+    if sentences.len() < 2 {
+        return Vec::new();
+    }
+    sentences
+        .iter()
+        .map(|s| (s.source[0], s.source[1]))
+        .collect()
+}
+
+/// The sentence of a row, read off its weights: the block that holds its largest weight
+/// (rows attend only within their sentence); 0 without blocks.
+pub fn sentence_of_row(weights: &[f32], blocks: &[(usize, usize)]) -> usize {
+    let Some(peak) = argmax(weights) else {
+        return 0;
+    };
+    blocks
+        .iter()
+        .position(|&(a, b)| (a..b).contains(&peak))
+        .unwrap_or(0)
+}
+
+/// Whether column `col` lies outside the block of sentence `sentence` (always false without
+/// blocks).
+pub fn outside_block(blocks: &[(usize, usize)], sentence: usize, col: usize) -> bool {
+    blocks
+        .get(sentence)
+        .is_some_and(|&(a, b)| !(a..b).contains(&col))
 }
 
 /// What the pointer is on: a target row, a source column, or a cell (both).
@@ -150,6 +184,31 @@ mod tests {
     fn rows_fit_the_source() {
         assert_eq!(fit_row(vec![0.5, 0.5], 3), vec![0.5, 0.5, 0.0]);
         assert_eq!(fit_row(vec![0.2, 0.3, 0.5], 2), vec![0.2, 0.3]);
+    }
+
+    #[test]
+    fn blocks_from_sentences() {
+        use attnscope_protocol::SentenceInfo;
+        let s = |a, b| SentenceInfo {
+            text: "x".into(),
+            source: [a, b],
+            target: None,
+            translation: None,
+        };
+        assert!(piece_blocks(&[s(0, 4)]).is_empty());
+        let blocks = piece_blocks(&[s(0, 4), s(4, 7)]);
+        assert_eq!(blocks, vec![(0, 4), (4, 7)]);
+        assert_eq!(
+            sentence_of_row(&[0.0, 0.0, 0.0, 0.0, 0.2, 0.7, 0.1], &blocks),
+            1
+        );
+        assert_eq!(
+            sentence_of_row(&[0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0], &blocks),
+            0
+        );
+        assert!(outside_block(&blocks, 0, 5));
+        assert!(!outside_block(&blocks, 1, 5));
+        assert!(!outside_block(&[], 0, 5));
     }
 
     #[test]

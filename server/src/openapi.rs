@@ -28,6 +28,7 @@ use utoipa::OpenApi;
         wire::HeadsAttention,
         wire::PackedWeights,
         wire::HypothesisInfo,
+        wire::SentenceInfo,
         wire::ModelInfo,
         wire::RenderRequest,
         wire::ErrorBody,

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Translation, Translator};
+use attnscope_model::{
+    DecodeOptions, DecodeStep, Intervention, Mode, Segmentation, TextSource, Translation,
+    Translator,
+};
 use attnscope_protocol::{
     DoneEvent, ErrorBody, StartEvent, TranslateRequest, TranslateResponse, event,
 };
@@ -163,8 +166,8 @@ pub(crate) async fn list_models(
 struct Job {
     model_name: String,
     model: Arc<Translator>,
-    ids: Vec<u32>,
-    source_tokens: Vec<String>,
+    /// The text, split into sentences (or whole) and tokenised.
+    source: TextSource,
     opts: DecodeOptions,
     /// Holds the job's place until its decoding ends.
     admission: crate::Admission,
@@ -209,13 +212,16 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
     }
     let (model_name, model) = st.models.get(req.model.as_deref())?;
     let opts = options(&req)?;
-    let (ids, source_tokens) = model.source(&req.text)?;
-    model.check_options(ids.len(), &opts)?;
+    let segmentation = match req.segment {
+        Some(false) => Segmentation::Whole,
+        _ => Segmentation::Sentences,
+    };
+    let source = model.text_source(&req.text, segmentation)?;
+    model.check_text(&source, &opts)?;
     Ok(Job {
         model_name,
         model,
-        ids,
-        source_tokens,
+        source,
         opts,
         admission: st.admit()?,
         began: Instant::now(),
@@ -279,8 +285,7 @@ impl Job {
         let (stats, metrics, gate) = (st.stats.clone(), st.metrics.clone(), st.gate.clone());
         let Job {
             model,
-            ids,
-            source_tokens,
+            source,
             opts,
             admission,
             began,
@@ -290,7 +295,7 @@ impl Job {
             let (_admission, _permit) = (admission, permit);
             let _busy = Busy::new(&stats);
             let mut slot = gate.acquire(Turn::First);
-            let out = model.translate_source(&ids, source_tokens, &opts, |s| {
+            let out = model.translate_text(&source, &opts, |s| {
                 if s.index == 0 {
                     metrics.first_step.observe(began.elapsed().as_secs_f64());
                 }
@@ -336,7 +341,8 @@ async fn stream(
     let (tx, rx) = mpsc::channel::<Event>(16);
     let start = StartEvent {
         model: job.model_name.clone(),
-        source_tokens: job.source_tokens.clone(),
+        source_tokens: job.source.tokens(),
+        sentences: wire::source_sentences(&job.source),
     };
     // The channel has room, so the start event goes out before any decoding.
     let _ = tx.try_send(sse_event(event::START, &start));
@@ -368,6 +374,7 @@ async fn stream(
                     event::DONE,
                     &DoneEvent {
                         hypotheses: wire::hypotheses(&t),
+                        sentences: wire::sentences(&t),
                         log_prob: t.log_prob,
                         mode: t.mode.to_string(),
                         translation: t.translation,

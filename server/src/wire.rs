@@ -3,9 +3,10 @@
 //! Transformer heads travel packed ([`PackedWeights`]); packing fails only on a ragged block,
 //! which would be a bug in the model crate.
 
-use attnscope_model::{DecodeStep, Translation};
+use attnscope_model::{DecodeStep, TextSource, Translation};
 use attnscope_protocol::{
-    HeadsAttention, HypothesisInfo, PackError, PackedWeights, StepEvent, TranslateResponse,
+    HeadsAttention, HypothesisInfo, PackError, PackedWeights, SentenceInfo, StepEvent,
+    TranslateResponse,
 };
 
 /// The wire form of one decoding step.
@@ -25,7 +26,34 @@ pub fn step_event(s: &DecodeStep) -> Result<StepEvent, PackError> {
         forced: s.forced,
         intervened: s.intervened,
         heads,
+        sentence: s.sentence,
     })
+}
+
+/// The input's sentences as the `start` event announces them.
+pub fn source_sentences(src: &TextSource) -> Vec<SentenceInfo> {
+    src.sentences
+        .iter()
+        .map(|s| SentenceInfo {
+            text: s.text.clone(),
+            source: [s.start, s.start + s.ids.len()],
+            target: None,
+            translation: None,
+        })
+        .collect()
+}
+
+/// Every sentence of a finished translation with its steps and translation.
+pub fn sentences(t: &Translation) -> Vec<SentenceInfo> {
+    t.sentences
+        .iter()
+        .map(|s| SentenceInfo {
+            text: s.text.clone(),
+            source: [s.source.start, s.source.end],
+            target: Some([s.target.start, s.target.end]),
+            translation: Some(s.translation.clone()),
+        })
+        .collect()
 }
 
 /// The encoder self-attention of a Transformer translation, packed.
@@ -57,6 +85,7 @@ pub fn response(model: String, t: Translation) -> Result<TranslateResponse, Pack
         steps: t.steps.iter().map(step_event).collect::<Result<_, _>>()?,
         hypotheses: hypotheses(&t),
         encoder_attention: encoder_attention(&t)?,
+        sentences: sentences(&t),
         log_prob: t.log_prob,
         mode: t.mode.to_string(),
         source_tokens: t.source_tokens,

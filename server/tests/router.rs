@@ -90,6 +90,71 @@ async fn sse_answer_streams_start_steps_and_done() {
 }
 
 #[tokio::test]
+async fn a_paragraph_is_translated_sentence_by_sentence_unless_asked_not_to() {
+    let (st, _d) = state();
+    let text = "I am cold. You are here. Mr. Smith is late.";
+    let r = translate_json(&st, &format!(r#"{{"text":"{text}","max_len":6}}"#)).await;
+    assert_eq!(r.sentences.len(), 3, "{:?}", r.sentences);
+    assert_eq!(r.sentences[2].text, "Mr. Smith is late.");
+    let mut at = 0;
+    for (k, s) in r.sentences.iter().enumerate() {
+        let [a, b] = s.target.unwrap();
+        assert_eq!(a, at);
+        at = b;
+        for step in &r.steps[a..b] {
+            assert_eq!(step.sentence, k);
+            let inside: f32 = step.attention[s.source[0]..s.source[1]].iter().sum();
+            assert!(
+                (inside - 1.0).abs() < 1e-4,
+                "row attends within its sentence"
+            );
+        }
+    }
+    assert_eq!(at, r.steps.len());
+    assert_eq!(r.sentences.last().unwrap().source[1], r.source_tokens.len());
+    // The stream announces the sentences first and tags each step.
+    let (_, _, body) = post(
+        &st,
+        &format!(r#"{{"text":"{text}","max_len":6}}"#),
+        "text/event-stream",
+    )
+    .await;
+    let text_body = String::from_utf8(body).unwrap();
+    let data: Vec<serde_json::Value> = text_body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(data[0]["sentences"].as_array().unwrap().len(), 3);
+    assert!(data[0]["sentences"][0]["target"].is_null());
+    let last_step = &data[data.len() - 2];
+    assert_eq!(last_step["sentence"], 2);
+    assert_eq!(
+        data.last().unwrap()["sentences"].as_array().unwrap().len(),
+        3
+    );
+    // segment: false reads the whole text as one sequence.
+    let whole = translate_json(
+        &st,
+        &format!(r#"{{"text":"{text}","segment":false,"max_len":6}}"#),
+    )
+    .await;
+    assert_eq!(whole.sentences.len(), 1);
+    assert!(whole.steps.iter().all(|s| s.sentence == 0));
+    assert_eq!(
+        whole.source_tokens.iter().filter(|t| *t == "</s>").count(),
+        1
+    );
+    // A forced target must give one translation per sentence.
+    expect_error(
+        &format!(r#"{{"text":"{text}","force_target":"Salut."}}"#),
+        StatusCode::BAD_REQUEST,
+        "invalid_option",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn transformer_steps_carry_every_head_packed() {
     let (st, _d) = common::state_of(&[("tiny-transformer", "transformer")]);
     let body = r#"{"text":"You are here.","max_len":6}"#;
@@ -447,9 +512,11 @@ async fn the_openapi_document_describes_every_endpoint_and_option() {
         "force_target",
         "target_prefix",
         "interventions",
+        "segment",
     ] {
         assert!(req[field].is_object(), "TranslateRequest.{field} missing");
     }
     assert!(doc["components"]["schemas"]["HeadsAttention"]["properties"]["self"].is_object());
+    assert!(doc["components"]["schemas"]["SentenceInfo"]["properties"]["source"].is_object());
     assert!(doc["paths"]["/api/translate"]["post"]["responses"]["503"].is_object());
 }

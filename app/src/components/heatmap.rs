@@ -6,7 +6,7 @@ use wasm_bindgen::JsCast;
 use crate::compare::{entropy, max_weight};
 use crate::components::heatmap_canvas::{CANVAS_MIN_COLS, CELL, HeatmapCanvas};
 use crate::components::token::TokenText;
-use crate::tokens::{Hover, Row, argmax, readout};
+use crate::tokens::{Hover, Row, argmax, outside_block, readout};
 use crate::view::ViewSettings;
 
 /// Reads which cell or label an event happened on (event delegation: one listener for the
@@ -65,7 +65,9 @@ fn readout_text(hover: Hover, source: &[String], rows: &[Row]) -> Option<String>
 /// target labels (`.tgt-label[data-row]`) start the rows; the labels of the hovered cell get
 /// the class `hl`. Each row ends with its step's entropy and peak weight
 /// (`.row-stat[data-entropy][data-max]`). Rows are appended as steps arrive. `testid` names
-/// the grid (`data-testid`), so two heatmaps on one page stay apart.
+/// the grid (`data-testid`), so two heatmaps on one page stay apart. A segmented input draws
+/// its sentences as blocks: a cell outside its row's sentence has the class `off` (hatched),
+/// and the first column and row of each later sentence the class `sent-start` (a rule).
 #[component]
 pub fn Heatmap(
     /// Source pieces or words (columns).
@@ -82,6 +84,9 @@ pub fn Heatmap(
     /// `data-testid` of the grid.
     #[prop(default = "heatmap")]
     testid: &'static str,
+    /// The columns `[start, end)` of each input sentence (empty: one sentence).
+    #[prop(into, default = Signal::stored(Vec::new()))]
+    blocks: Signal<Vec<(usize, usize)>>,
     /// Called with `(target row, source column)` when a cell is clicked, or chosen with the
     /// keyboard (arrow keys move, Enter or Space picks).
     #[prop(optional)]
@@ -157,6 +162,7 @@ pub fn Heatmap(
                 data-rows=move || rows.with(Vec::len).to_string()
                 data-cols=move || cols().to_string()
                 data-canvas=move || on_canvas().to_string()
+                data-sentences=move || blocks.with(Vec::len).max(1).to_string()
                 style=move || {
                     let cell = if on_canvas() { format!(";--cell:{CELL}px") } else { String::new() };
                     format!("--cols:{}{cell}", cols().max(1))
@@ -182,6 +188,7 @@ pub fn Heatmap(
                             view! {
                                 <div
                                     class="src-label"
+                                    class:sent-start=move || blocks.with(|b| b.iter().skip(1).any(|&(a, _)| a == i))
                                     role="columnheader"
                                     data-col=i.to_string()
                                     class:hl=move || hover.get().src == Some(i)
@@ -200,21 +207,34 @@ pub fn Heatmap(
                 <For
                     each=move || {
                         let v = view.get();
-                        rows.get().into_iter().map(move |row| (row, v))
+                        let b = blocks.get();
+                        let rows = rows.get();
+                        let starts: Vec<bool> = rows
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| b.len() > 1 && i > 0 && rows[i - 1].sentence != r.sentence)
+                            .collect();
+                        rows.into_iter()
+                            .zip(starts)
+                            .map(move |(row, start)| (row, v, start, b.clone()))
+                            .collect::<Vec<_>>()
                     }
-                    key=|(row, v)| (row.run, row.index, row.token.clone(), row.rev, v.key())
-                    children=move |(row, v)| {
+                    key=|(row, v, start, b)| (row.run, row.index, row.token.clone(), row.rev, v.key(), *start, b.len())
+                    children=move |(row, v, start, b)| {
                         let t = row.index;
                         let tgt = t.to_string();
                         let drawn = !on_canvas();
+                        let sentence = row.sentence;
                         let cells = drawn.then(|| row
                             .weights
                             .iter()
                             .enumerate()
                             .map(|(s, &w)| {
+                                let off = outside_block(&b, sentence, s);
                                 view! {
                                     <div
                                         class="cell"
+                                        class:off=off
                                         role="gridcell"
                                         data-src=s.to_string()
                                         data-tgt=tgt.clone()
@@ -229,7 +249,7 @@ pub fn Heatmap(
                             .collect_view());
                         let (h, peak) = (entropy(&row.weights), max_weight(&row.weights));
                         view! {
-                            <div class="hm-row" role="row">
+                            <div class="hm-row" class:sent-start=start role="row" data-sentence=sentence.to_string()>
                                 <div
                                     class="tgt-label"
                                     class:intervened=row.intervened
@@ -264,6 +284,7 @@ pub fn Heatmap(
                     <HeatmapCanvas
                         source=source
                         rows=rows
+                        blocks=blocks
                         view=view
                         hover=hover
                         on_pick=on_pick
@@ -319,6 +340,7 @@ mod tests {
                 forced: false,
                 intervened: false,
                 rev: 0,
+                sentence: 0,
             },
             Row {
                 run: 1,
@@ -328,6 +350,7 @@ mod tests {
                 forced: false,
                 intervened: false,
                 rev: 0,
+                sentence: 0,
             },
         ];
         let h = |tgt, src| Hover { tgt, src };

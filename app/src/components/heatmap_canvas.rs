@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::CanvasRenderingContext2d;
 
-use crate::tokens::{Hover, Row};
+use crate::tokens::{Hover, Row, outside_block};
 use crate::view::ViewSettings;
 
 /// Side of a cell on the canvas, in CSS pixels (the grid's `--cell` in canvas mode).
@@ -27,6 +27,8 @@ struct Drawn {
     rows: usize,
     run: u64,
     view: Option<ViewSettings>,
+    /// Sentences drawn as blocks.
+    blocks: usize,
     width: u32,
     height: u32,
 }
@@ -35,18 +37,36 @@ fn context(canvas: &web_sys::HtmlCanvasElement) -> Option<CanvasRenderingContext
     canvas.get_context("2d").ok()??.dyn_into().ok()
 }
 
-fn draw_cell(ctx: &CanvasRenderingContext2d, view: &ViewSettings, t: usize, s: usize, w: f32) {
+/// The colour of a cell outside its row's sentence (a segmented input's off-block cells).
+const OFF_BLOCK: &str = "rgba(128, 128, 128, 0.22)";
+
+fn draw_cell(
+    ctx: &CanvasRenderingContext2d,
+    view: &ViewSettings,
+    (t, s): (usize, usize),
+    w: f32,
+    off: bool,
+) {
     let (x, y) = (f64::from(s as u32 * PITCH), f64::from(t as u32 * PITCH));
     ctx.clear_rect(x, y, f64::from(CELL), f64::from(CELL));
-    if let Some(colour) = view.css(w) {
+    if off {
+        ctx.set_fill_style_str(OFF_BLOCK);
+        ctx.fill_rect(x, y, f64::from(CELL), f64::from(CELL));
+    } else if let Some(colour) = view.css(w) {
         ctx.set_fill_style_str(&colour);
         ctx.fill_rect(x, y, f64::from(CELL), f64::from(CELL));
     }
 }
 
-fn draw_row(ctx: &CanvasRenderingContext2d, view: &ViewSettings, t: usize, row: &Row) {
+fn draw_row(
+    ctx: &CanvasRenderingContext2d,
+    view: &ViewSettings,
+    t: usize,
+    row: &Row,
+    blocks: &[(usize, usize)],
+) {
     for (s, &w) in row.weights.iter().enumerate() {
-        draw_cell(ctx, view, t, s, w);
+        draw_cell(ctx, view, (t, s), w, outside_block(blocks, row.sentence, s));
     }
 }
 
@@ -70,6 +90,9 @@ pub fn HeatmapCanvas(
     #[prop(into)] source: Signal<Vec<String>>,
     #[prop(into)] rows: Signal<Vec<Row>>,
     #[prop(into)] view: Signal<ViewSettings>,
+    /// The columns `[start, end)` of each input sentence (empty: one sentence).
+    #[prop(into)]
+    blocks: Signal<Vec<(usize, usize)>>,
     hover: RwSignal<Hover>,
     on_pick: Option<Callback<(usize, usize)>>,
 ) -> impl IntoView {
@@ -78,6 +101,7 @@ pub fn HeatmapCanvas(
     Effect::new(move |_| {
         let v = view.get();
         let cols = source.with(Vec::len);
+        let b = blocks.get();
         rows.with(|rows| {
             let Some(canvas) = canvas_ref.get() else {
                 return;
@@ -97,7 +121,11 @@ pub fn HeatmapCanvas(
             let Some(ctx) = context(&canvas) else {
                 return;
             };
-            let full = resized || before.run != run || before.view != Some(v) || before.rows > n;
+            let full = resized
+                || before.run != run
+                || before.view != Some(v)
+                || before.rows > n
+                || before.blocks != b.len();
             let start = if full {
                 ctx.clear_rect(0.0, 0.0, f64::from(width), f64::from(height));
                 0
@@ -105,7 +133,7 @@ pub fn HeatmapCanvas(
                 before.rows.saturating_sub(1)
             };
             for (t, row) in rows.iter().enumerate().skip(start) {
-                draw_row(&ctx, &v, t, row);
+                draw_row(&ctx, &v, t, row, &b);
             }
             let h = hover.get_untracked();
             if let (Some(t), Some(s)) = (h.tgt, h.src)
@@ -115,6 +143,7 @@ pub fn HeatmapCanvas(
                 draw_ring(&ctx, t, s);
             }
             drawn.set_value(Drawn {
+                blocks: b.len(),
                 rows: n,
                 run,
                 view: Some(v),
@@ -131,11 +160,13 @@ pub fn HeatmapCanvas(
             return;
         };
         let v = view.get_untracked();
+        let b = blocks.get_untracked();
         rows.with_untracked(|rows| {
             if let Some((t, s)) = ringed.get_value()
-                && let Some(&w) = rows.get(t).and_then(|r| r.weights.get(s))
+                && let Some(row) = rows.get(t)
+                && let Some(&w) = row.weights.get(s)
             {
-                draw_cell(&ctx, &v, t, s, w);
+                draw_cell(&ctx, &v, (t, s), w, outside_block(&b, row.sentence, s));
             }
             let now = match (h.tgt, h.src) {
                 (Some(t), Some(s)) if rows.get(t).is_some_and(|r| s < r.weights.len()) => {

@@ -13,7 +13,7 @@ use crate::components::model_picker::{ModePicker, ModelPicker};
 use crate::components::token::TokenText;
 use crate::components::token_strip::{Axis, TokenStrip};
 use crate::run::{Phase, Run};
-use crate::tokens::{Hover, Row};
+use crate::tokens::{Hover, Row, detokenize, piece_blocks};
 use crate::view::{Layout, ViewSettings, merge_words, word_groups, word_label};
 
 /// Element ids and test ids of one panel, distinct for the first and the second run.
@@ -118,9 +118,64 @@ pub fn RunPanel(
                 forced: g.iter().any(|&t| rows[t].forced),
                 intervened: g.iter().any(|&t| rows[t].intervened),
                 rev: g.len(),
+                sentence: g.first().map_or(0, |&t| rows[t].sentence),
             })
             .collect()
     });
+    // The sentences' column ranges as shown (pieces, or the words that hold them).
+    let shown_blocks = Memo::new(move |_| {
+        let blocks = run.sentences.with(|s| piece_blocks(s));
+        if !view.get().words || blocks.is_empty() {
+            return blocks;
+        }
+        let groups = run.source.with(|s| word_groups(s));
+        let word_of = |piece: usize| {
+            groups
+                .iter()
+                .position(|g| g.contains(&piece))
+                .unwrap_or(groups.len())
+        };
+        blocks
+            .iter()
+            .map(|&(a, b)| (word_of(a), word_of(b.saturating_sub(1)) + 1))
+            .collect()
+    });
+    // Each sentence with its translation so far (a segmented input only).
+    let sentence_list = move || {
+        let sentences = run.sentences.get();
+        if sentences.len() < 2 {
+            return None;
+        }
+        let rows = run.rows.get();
+        let items = sentences
+            .into_iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let pieces: Vec<&str> = rows
+                    .iter()
+                    .filter(|r| r.sentence == k)
+                    .map(|r| r.token.as_str())
+                    .collect();
+                let translation = s.translation.clone().unwrap_or_else(|| detokenize(&pieces));
+                view! {
+                    <li data-sentence=k.to_string() data-source=format!("{}-{}", s.source[0], s.source[1])>
+                        <span class="sent-src">{s.text}</span>
+                        <span class="sent-arrow" aria-hidden="true">" \u{2192} "</span>
+                        <span class="sent-tgt" data-testid="sentence-translation">{translation}</span>
+                    </li>
+                }
+            })
+            .collect_view();
+        Some(view! {
+            <div class="sentences">
+                <h3>"Sentence by sentence"</h3>
+                <p class="hint">
+                    "The text was split into sentences and each was translated on its own: a row attends only to its own sentence (the hatched cells are outside it). Turn off \u{201c}Split into sentences\u{201d} to see the model read the whole text at once."
+                </p>
+                <ol data-testid="sentences">{items}</ol>
+            </div>
+        })
+    };
     let streaming = move || run.phase.get() == Phase::Streaming;
     let target_tokens = Signal::derive(move || run.target_tokens());
     let source_tokens = Signal::derive(move || run.source.get());
@@ -326,6 +381,7 @@ pub fn RunPanel(
                 {move || run.translation.get()}
             </p>
             {diff}
+            {sentence_list}
             <Show when=move || run.hypotheses.with(|h| h.len() > 1)>
                 <div class="hypotheses">
                     <h3>"Beam hypotheses"</h3>
@@ -473,6 +529,7 @@ pub fn RunPanel(
                     testid=ids.heatmap
                     on_pick=on_pick
                     view=view
+                    blocks=shown_blocks
                 />
             </Show>
             <HeadsGrid heads=run.heads source=run.source target=target_tokens />

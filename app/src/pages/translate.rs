@@ -106,6 +106,8 @@ struct State {
     models: RwSignal<Vec<ModelInfo>>,
     models_error: RwSignal<Option<String>>,
     compare: RwSignal<bool>,
+    /// Segmentation off: translate the whole text as one sequence.
+    whole: RwSignal<bool>,
     a: Run,
     b: Run,
     hover: RwSignal<Hover>,
@@ -119,6 +121,7 @@ impl State {
             models: RwSignal::new(Vec::new()),
             models_error: RwSignal::new(None),
             compare: RwSignal::new(query.compare),
+            whole: RwSignal::new(query.whole),
             a: Run::new(RunConfig {
                 beam: query.beam,
                 ..config(query.model.as_deref(), query.mode.as_deref())
@@ -135,10 +138,11 @@ impl State {
     /// Translates the text in the box with the first run, and the second when comparing.
     fn submit(self) {
         let text = self.text.get_untracked();
+        let whole = self.whole.get_untracked();
         self.hover.set(Hover::default());
-        self.a.submit(text.clone(), move || self.share());
+        self.a.submit(text.clone(), whole, move || self.share());
         if self.compare.get_untracked() {
-            self.b.submit(text, move || self.share());
+            self.b.submit(text, whole, move || self.share());
         }
     }
 
@@ -170,6 +174,7 @@ impl State {
             mode2: b.mode,
             beam: a.beam.filter(|b| *b > 1),
             beam2: b.beam.filter(|b| *b > 1),
+            whole: self.whole.get_untracked(),
             view: self.view.get_untracked(),
         });
     }
@@ -288,13 +293,13 @@ pub fn TranslatePage() -> impl IntoView {
                     state.submit();
                 }>
                     <label for="source-input" class="field-label">
-                        "English sentence"
+                        "English text"
                     </label>
                     <textarea
                         id="source-input"
                         data-testid="source-input"
-                        rows="2"
-                        placeholder="Type an English sentence, then press Enter"
+                        rows="3"
+                        placeholder="Type or paste English, one sentence or several, then press Enter"
                         prop:value=move || state.text.get()
                         on:input=move |ev| state.text.set(event_target_value(&ev))
                         on:keydown=on_keydown
@@ -310,6 +315,17 @@ pub fn TranslatePage() -> impl IntoView {
                                 }
                             />
                             "Compare two runs side by side"
+                        </label>
+                        <label class="toggle" title="Translate each sentence on its own (the models are trained on sentences); off: the whole text as one sequence">
+                            <input
+                                type="checkbox"
+                                data-testid="segment-toggle"
+                                prop:checked=move || !state.whole.get()
+                                on:change=move |ev| {
+                                    state.whole.set(!event_target_checked(&ev));
+                                }
+                            />
+                            "Split into sentences"
                         </label>
                         <button type="submit" class="primary" data-testid="translate-button">
                             "Translate"

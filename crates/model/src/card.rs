@@ -77,6 +77,79 @@ fn pct(x: f64) -> String {
     format!("{:.1}", 100.0 * x)
 }
 
+/// Images beside the card, by file name.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Figures<'a> {
+    /// The loss curve.
+    pub loss: Option<&'a str>,
+    /// BLEU by source length.
+    pub lengths: Option<&'a str>,
+}
+
+/// What the training data adds to the Tatoeba pairs: a second domain and joined pairs.
+fn extra_data(opts: &TrainOptions) -> String {
+    let mut out = String::new();
+    for p in &opts.extra_data {
+        let file = p
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if file.starts_with("multi30k") {
+            out += &format!(
+                "Added to training: `{file}`, the **Multi30k** image descriptions (Elliott et al. \
+2016, *Multi30K: Multilingual English-German Image Descriptions*; Elliott et al. 2017 for \
+French), a second, descriptive domain with sentences about twice as long. Multi30k is provided \
+**for non-commercial research and educational purposes only**, and so is this model.\n\n"
+            );
+        } else {
+            out += &format!("Added to training: `{file}`.\n\n");
+        }
+    }
+    if opts.joined > 0.0 {
+        out += &format!(
+            "Also added: multi-sentence pairs, {:.0} % as many as the training pairs, each 2 to 4 \
+random training pairs joined by a space on both sides (seeded), so that the model sees inputs \
+longer than one sentence.\n\n",
+            100.0 * opts.joined
+        );
+    }
+    out
+}
+
+/// The section on long inputs, pasted sentences and another domain.
+fn robustness_section(rows: &[crate::robustness::SetScore], lengths: Option<&str>) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = "## Long inputs and another domain\n\n\
+Greedy decoding with the model's own attention. BLEU against every reference the data gives \
+for a sentence (Tatoeba often has several), chrF against the first. *Pasted*: 500 inputs of 3 or \
+4 test sentences joined by a space, decoded sentence by sentence as the app does by default \
+(segmented), or as one sequence. Multi30k test2016 is the standard test set of the WMT \
+multimodal task (image descriptions, one reference; scored cased and detokenised, so not \
+directly comparable with the lowercased, tokenised scores of that task's papers).\n\n\
+| set | slice | segmented | sentences | BLEU | chrF |\n|---|---|---|---|---|---|\n"
+        .to_string();
+    for r in rows {
+        out += &format!(
+            "| {} | {} | {} | {} | {:.1} | {:.1} |\n",
+            r.set,
+            r.slice,
+            if r.segmented { "yes" } else { "no" },
+            r.sentences,
+            r.bleu,
+            r.chrf
+        );
+    }
+    out += "\n";
+    if let Some(img) = lengths {
+        out += &format!(
+            "![BLEU by source length]({img})\n\n(Buckets with fewer than 20 sentences are left out of the chart.)\n\n"
+        );
+    }
+    out
+}
+
 /// The model card (`models/<name>/README.md`) from the options the model was trained with and
 /// its `config.json` (training summary and, once `attnscope eval` ran, attention analysis).
 /// `loss_plot` names the loss-curve image beside the card, if there is one.
@@ -84,8 +157,9 @@ pub fn model_card(
     opts: &TrainOptions,
     cfg: &ModelConfig,
     parameters: usize,
-    loss_plot: Option<&str>,
+    figures: Figures,
 ) -> String {
+    let loss_plot = figures.loss;
     let s = cfg.training.clone().unwrap_or_default();
     let score = |v: Option<f64>| {
         v.map(|x| format!("{x:.1}"))
@@ -108,6 +182,7 @@ contributors, as compiled by **www.manythings.org/anki**, licensed **CC BY 2.0 F
 (creativecommons.org/licenses/by/2.0). Split by English sentence with seed {seed}, so no test \
 sentence was seen in training: {train} training pairs (at most {maxlen} pieces a side), \
 {dev} dev pairs, {test} test sentences.\n\n\
+{extra}\
 ## Training\n\n\
 {steps} steps of {batch} sentence pairs ({epochs:.2} epochs), AdamW (lr {lr}, warm-up {warm} \
 steps, linear decay to a tenth), gradient norm clipped at 1, on {hw} in {time}. Final \
@@ -117,6 +192,7 @@ training loss {tl:.3}, dev loss {dl:.3} (cross-entropy per target piece).\n\n",
         sv = cfg.src_vocab_size,
         tv = cfg.tgt_vocab_size,
         data = s.data,
+        extra = extra_data(opts),
         seed = s.seed,
         train = s.train_pairs,
         maxlen = cfg.max_len,
@@ -179,6 +255,7 @@ sentences in training, lowercased parliamentary text here.\n\n\
             }
             out += "\n";
         }
+        out += &robustness_section(&ev.scores, figures.lengths);
     }
     let flags = train_flags(opts);
     out += &format!(
@@ -217,6 +294,15 @@ fn train_flags(o: &TrainOptions) -> String {
         if o.attention_training != "soft" {
             f += &format!(" --attention-training {}", o.attention_training);
         }
+    }
+    for p in &o.extra_data {
+        f += &format!(" --extra-data {}", p.display());
+    }
+    if o.joined > 0.0 {
+        f += &format!(" --joined {}", o.joined);
+    }
+    if o.max_len != 48 {
+        f += &format!(" --max-len {}", o.max_len);
     }
     f += &format!(" --lr {} --warmup {}", o.lr, o.warmup_steps);
     f

@@ -71,6 +71,10 @@ pub struct Evaluation {
     /// Word alignments from attention against a gold set, when one fits the languages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alignment: Vec<AlignmentResult>,
+    /// Scores by source length, on pasted sentences and on another domain
+    /// ([`crate::robustness`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<crate::robustness::SetScore>,
 }
 
 /// AER, precision and recall (percent) of one alignment-extraction method.

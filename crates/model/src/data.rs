@@ -101,6 +101,38 @@ pub fn split(pairs: &[Pair], seed: u64, dev_sentences: usize, test_sentences: us
     }
 }
 
+/// `count` multi-sentence pairs, each made of 2 to 4 pairs of `pairs` drawn at random (with
+/// `seed`) and joined by a space on both sides: the remedy for models that have only ever
+/// seen one short sentence at a time (long and pasted inputs). Empty when `pairs` has fewer
+/// than two pairs.
+pub fn joined(pairs: &[Pair], count: usize, seed: u64) -> Vec<Pair> {
+    use rand::Rng;
+    if pairs.len() < 2 {
+        return Vec::new();
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6a6f_696e);
+    (0..count)
+        .map(|_| {
+            let k = rng.random_range(2..=4usize);
+            let parts: Vec<&Pair> = (0..k)
+                .map(|_| &pairs[rng.random_range(0..pairs.len())])
+                .collect();
+            Pair {
+                src: parts
+                    .iter()
+                    .map(|p| p.src.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                tgt: parts
+                    .iter()
+                    .map(|p| p.tgt.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            }
+        })
+        .collect()
+}
+
 /// A tokenised pair: source ids end with `</s>`; target ids have no special token.
 #[derive(Clone, Debug)]
 pub struct Example {
@@ -218,6 +250,33 @@ mod tests {
         let b = split(&p, 7, 5, 10);
         assert_eq!(a.test, b.test);
         assert_ne!(split(&p, 8, 5, 10).test, a.test);
+    }
+
+    #[test]
+    fn joined_pairs_concatenate_two_to_four_pairs_on_both_sides() {
+        let p: Vec<Pair> = (0..20)
+            .map(|i| Pair {
+                src: format!("s{i}."),
+                tgt: format!("t{i}."),
+            })
+            .collect();
+        let j = joined(&p, 200, 3);
+        assert_eq!(j.len(), 200);
+        let mut sizes = std::collections::BTreeSet::new();
+        for pair in &j {
+            let (s, t): (Vec<&str>, Vec<&str>) =
+                (pair.src.split(' ').collect(), pair.tgt.split(' ').collect());
+            assert_eq!(s.len(), t.len());
+            assert!((2..=4).contains(&s.len()));
+            sizes.insert(s.len());
+            for (a, b) in s.iter().zip(&t) {
+                assert_eq!(a[1..], b[1..], "pieces stay paired: {pair:?}");
+            }
+        }
+        assert_eq!(sizes.len(), 3, "all of 2, 3 and 4 occur");
+        assert_eq!(j, joined(&p, 200, 3));
+        assert_ne!(j, joined(&p, 200, 4));
+        assert!(joined(&p[..1], 5, 3).is_empty());
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub struct DecodeStep {
     pub intervened: bool,
     /// Per layer and head (Transformer only).
     pub heads: Option<StepHeads>,
+    /// The input sentence this step translates (0 unless the input was segmented into
+    /// several, see [`crate::sentences`]).
+    pub sentence: usize,
 }
 
 /// One finished beam-search hypothesis.
@@ -134,6 +137,22 @@ pub struct Translation {
     pub hypotheses: Vec<Hypothesis>,
     /// True when the callback asked to stop before the end of the sentence.
     pub stopped: bool,
+    /// The input's sentences, each with its source positions and target steps: one span
+    /// over everything unless the input was segmented into several ([`crate::sentences`]).
+    pub sentences: Vec<SentenceSpan>,
+}
+
+/// One input sentence of a [`Translation`] and the part of the output that translates it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentenceSpan {
+    /// The sentence as it was in the input.
+    pub text: String,
+    /// Its source positions (its pieces and its `</s>`).
+    pub source: std::ops::Range<usize>,
+    /// The decoding steps that translate it.
+    pub target: std::ops::Range<usize>,
+    /// Its translation, detokenized.
+    pub translation: String,
 }
 
 /// A loaded model with its vocabularies, ready to translate.
@@ -250,7 +269,11 @@ impl Translator {
         on_step: impl FnMut(&DecodeStep) -> ControlFlow<()>,
     ) -> Result<Translation> {
         let (ids, source_tokens) = self.source(text)?;
-        self.translate_source(&ids, source_tokens, opts, on_step)
+        let mut t = self.translate_source(&ids, source_tokens, opts, on_step)?;
+        if let Some(span) = t.sentences.first_mut() {
+            span.text = text.trim().to_string();
+        }
+        Ok(t)
     }
 
     /// Checks options against a source of `src_len` pieces (so a server can reject a bad
@@ -263,7 +286,7 @@ impl Translator {
 
     /// Checks options against a source of `src_len` pieces; returns the forced target ids
     /// (with `</s>`), the prefix ids and the length limit.
-    fn plan(
+    pub(crate) fn plan(
         &self,
         src_len: usize,
         opts: &DecodeOptions,
@@ -401,10 +424,18 @@ impl Translator {
             .map(|s| s.token_id)
             .filter(|&t| t != EOS_ID)
             .collect();
+        let translation = self.tgt.decode(&out_ids)?;
+        let sentences = vec![SentenceSpan {
+            text: String::new(),
+            source: 0..source_tokens.len(),
+            target: 0..steps.len(),
+            translation: translation.clone(),
+        }];
         Ok(Translation {
             source_tokens,
             target_tokens: steps.iter().map(|s| s.token.clone()).collect(),
-            translation: self.tgt.decode(&out_ids)?,
+            translation,
+            sentences,
             attention: steps.iter().map(|s| s.attention.clone()).collect(),
             log_prob: steps.iter().map(|s| s.log_prob).sum(),
             steps,
@@ -517,6 +548,7 @@ impl Translator {
             forced,
             intervened,
             heads,
+            sentence: 0,
         })
     }
 

@@ -33,12 +33,16 @@ pub mod metrics;
 pub mod network;
 pub mod ops;
 pub mod rnn;
+pub mod robustness;
+pub mod segment;
+pub mod sentences;
 pub mod train;
 pub mod transformer;
 pub mod vocab;
 
 pub use attention::Mode;
 pub use config::ModelConfig;
-pub use decode::{DecodeOptions, DecodeStep, Intervention, Translation, Translator};
+pub use decode::{DecodeOptions, DecodeStep, Intervention, SentenceSpan, Translation, Translator};
 pub use error::{Error, Result};
+pub use sentences::{Segmentation, TextSource};
 pub use vocab::Vocab;

@@ -1,6 +1,8 @@
 //! Corpus BLEU and chrF computed as sacrebleu 2.x does by default (BLEU: 13a tokenisation,
 //! 4-grams, exponential smoothing; chrF: character 6-grams, beta 2, whitespace ignored),
-//! with one reference per sentence.
+//! with one reference per sentence, or several for BLEU ([`corpus_bleu_multi`]: n-gram counts
+//! clipped by their largest count in any reference, the reference length closest to the
+//! hypothesis's, as sacrebleu scores several reference streams).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -60,15 +62,39 @@ fn matches<T: std::hash::Hash + Eq>(
 
 /// Corpus BLEU (0-100) of `hyps` against one reference each.
 pub fn corpus_bleu(hyps: &[String], refs: &[String]) -> f64 {
+    let refs: Vec<&[String]> = refs.iter().map(std::slice::from_ref).collect();
+    bleu_of(hyps, &refs)
+}
+
+/// Corpus BLEU (0-100) of `hyps` against every reference of each (at least one each).
+pub fn corpus_bleu_multi(hyps: &[String], refs: &[Vec<String>]) -> f64 {
+    let refs: Vec<&[String]> = refs.iter().map(Vec::as_slice).collect();
+    bleu_of(hyps, &refs)
+}
+
+fn bleu_of(hyps: &[String], refs: &[&[String]]) -> f64 {
     let (mut correct, mut total) = ([0usize; 4], [0usize; 4]);
     let (mut sys_len, mut ref_len) = (0usize, 0usize);
-    for (h, r) in hyps.iter().zip(refs) {
-        let (h, r) = (tokenize_13a(h), tokenize_13a(r));
+    for (h, rs) in hyps.iter().zip(refs) {
+        let h = tokenize_13a(h);
+        let rs: Vec<Vec<String>> = rs.iter().map(|r| tokenize_13a(r)).collect();
         sys_len += h.len();
-        ref_len += r.len();
+        // The closest reference length, the shorter one on a tie.
+        ref_len += rs
+            .iter()
+            .map(Vec::len)
+            .min_by_key(|&l| (l.abs_diff(h.len()), l))
+            .unwrap_or(0);
         for n in 1..=4 {
             let hg = ngrams(&h, n);
-            correct[n - 1] += matches(&hg, &ngrams(&r, n));
+            let mut most: HashMap<Vec<String>, usize> = HashMap::new();
+            for r in &rs {
+                for (g, c) in ngrams(r, n) {
+                    let m = most.entry(g).or_insert(0);
+                    *m = (*m).max(c);
+                }
+            }
+            correct[n - 1] += matches(&hg, &most);
             total[n - 1] += h.len().saturating_sub(n - 1);
         }
     }
@@ -167,6 +193,26 @@ mod tests {
             * 100.0;
         let got = corpus_bleu(&v(&["the cat sat on mat"]), &v(&["the cat sat on the mat"]));
         assert!((got - expect).abs() < 1e-9, "{got} vs {expect}");
+    }
+
+    #[test]
+    fn multi_reference_bleu_clips_by_the_best_reference() {
+        let h = v(&["the cat sat on the mat"]);
+        let one = corpus_bleu(&h, &v(&["a cat sat on a mat"]));
+        let multi = corpus_bleu_multi(&h, &[v(&["a cat sat on a mat", "the cat sat on the mat"])]);
+        assert!((multi - 100.0).abs() < 1e-9, "{multi}");
+        assert!(one < 50.0);
+        // One reference each: the same as corpus_bleu.
+        let refs = v(&["the cat sat on the mat", "il fait froid"]);
+        let hyps = v(&["the cat sat on mat", "il fait très froid"]);
+        let single: Vec<Vec<String>> = refs.iter().map(|r| vec![r.clone()]).collect();
+        assert_eq!(corpus_bleu(&hyps, &refs), corpus_bleu_multi(&hyps, &single));
+        // The closest reference length sets the brevity penalty.
+        let short = corpus_bleu_multi(
+            &v(&["the cat sat on"]),
+            &[v(&["the cat sat on", "the cat sat on the mat"])],
+        );
+        assert!(short > 99.0, "{short}");
     }
 
     #[test]

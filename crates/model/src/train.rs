@@ -70,6 +70,18 @@ pub struct TrainOptions {
     pub ff_dim: usize,
     #[serde(default)]
     pub dropout: f64,
+    /// More `source<TAB>target` files added whole to the training part (a second domain, such
+    /// as Multi30k); the dev and test splits still come from `data` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_data: Vec<PathBuf>,
+    /// Multi-sentence pairs added to training, as a fraction of the training pairs: each joins
+    /// 2 to 4 random training pairs ([`data::joined`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub joined: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn default_architecture() -> String {
@@ -110,6 +122,8 @@ impl TrainOptions {
             heads: 0,
             ff_dim: 0,
             dropout: 0.0,
+            extra_data: Vec::new(),
+            joined: 0.0,
         }
     }
 
@@ -323,6 +337,10 @@ pub fn train(
     if let Some(n) = opts.limit {
         split.train.truncate(n);
     }
+    for extra in &opts.extra_data {
+        progress(Event::Phase(format!("reading {}", extra.display())));
+        split.train.extend(data::read_tsv(extra)?);
+    }
 
     let src_path = run_dir.join(format!("tokenizer.{}.json", opts.source_lang));
     let tgt_path = run_dir.join(format!("tokenizer.{}.json", opts.target_lang));
@@ -337,7 +355,12 @@ pub fn train(
         (s, t)
     };
     progress(Event::Phase("tokenising".into()));
-    let train_ex = encode_pairs(&split.train, &src_vocab, &tgt_vocab, opts.max_len)?;
+    let mut train_ex = encode_pairs(&split.train, &src_vocab, &tgt_vocab, opts.max_len)?;
+    if opts.joined > 0.0 {
+        let n = (opts.joined * split.train.len() as f64).round() as usize;
+        let joined = data::joined(&split.train, n, opts.seed);
+        train_ex.extend(encode_pairs(&joined, &src_vocab, &tgt_vocab, opts.max_len)?);
+    }
     let mut dev_ex = encode_pairs(&split.dev, &src_vocab, &tgt_vocab, opts.max_len)?;
     dev_ex.truncate(2000);
     if train_ex.is_empty() {
@@ -526,7 +549,7 @@ pub fn train(
     if log.is_file() {
         std::fs::copy(&log, model_dir.join(LOG_FILE)).map_err(|e| Error::io(&log, e))?;
     }
-    let card_text = card::model_card(&opts, &config, parameters, None);
+    let card_text = card::model_card(&opts, &config, parameters, card::Figures::default());
     let card_path = model_dir.join("README.md");
     std::fs::write(&card_path, card_text).map_err(|e| Error::io(&card_path, e))?;
     Ok(Some(TrainReport {

@@ -63,6 +63,10 @@ pub struct LossCurve<'a> {
     pub dev: &'a [(f64, f64)],
     /// Label of the x axis, e.g. `"step"`.
     pub x_label: &'a str,
+    /// Label of the y axis, e.g. `"loss"`.
+    pub y_label: &'a str,
+    /// Legend names of the two series, e.g. `["train", "dev"]`.
+    pub labels: [&'a str; 2],
 }
 
 /// Why a figure could not be drawn.

@@ -19,6 +19,8 @@ const SIZE: (f64, f64) = (760.0, 460.0);
 pub(crate) struct Plot {
     title: String,
     x_label: String,
+    y_label: String,
+    labels: [String; 2],
     k: f64,
     x: (f64, f64),
     y: (f64, f64),
@@ -117,6 +119,8 @@ impl Plot {
         Ok(Plot {
             title: text::printable(curve.title),
             x_label: text::printable(curve.x_label),
+            y_label: text::printable(curve.y_label),
+            labels: curve.labels.map(text::printable),
             k,
             x,
             y,
@@ -158,7 +162,7 @@ impl Plot {
         chart
             .configure_mesh()
             .x_desc(&self.x_label)
-            .y_desc("loss")
+            .y_desc(&self.y_label)
             .label_style(text::font(u(13.0)).color(&INK))
             .axis_desc_style(text::font(u(15.0)).color(&INK))
             .axis_style(INK.stroke_width(px(1.0)))
@@ -188,7 +192,7 @@ impl Plot {
                     TRAIN.stroke_width(width),
                 ))
                 .map_err(crate::draw_error)?
-                .label("train")
+                .label(&self.labels[0])
                 .legend(legend_line(TRAIN));
         }
         if !curve.dev.is_empty() {
@@ -198,7 +202,7 @@ impl Plot {
                     DEV.stroke_width(width),
                 ))
                 .map_err(crate::draw_error)?
-                .label("dev")
+                .label(&self.labels[1])
                 .legend(legend_line(DEV));
             let radius = px(3.5);
             chart

@@ -304,6 +304,8 @@ fn bad_input_is_an_error_not_a_panic() {
             train: &[],
             dev: &[],
             x_label: "step",
+            y_label: "loss",
+            labels: ["train", "dev"],
         };
         assert!(matches!(
             loss_curve(&empty_curve, format),
@@ -394,6 +396,8 @@ fn loss_curve_renders_in_both_formats() {
         train: &train,
         dev: &dev,
         x_label: "step",
+        y_label: "loss",
+        labels: ["train", "dev"],
     };
     let png = loss_curve(&curve, Format::Png).expect("png");
     save("loss-curve.png", &png);
@@ -415,6 +419,8 @@ fn loss_curve_renders_in_both_formats() {
         train: &[(5.0, 2.0)],
         dev: &[],
         x_label: "epoch",
+        y_label: "loss",
+        labels: ["train", "dev"],
     };
     decode_png(&loss_curve(&single, Format::Png).expect("single point"));
 }

@@ -72,6 +72,11 @@ pub struct TranslateRequest {
     /// Force the attention of some steps onto one source position each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interventions: Vec<InterventionSpec>,
+    /// Split the text into sentences and translate each on its own (default `true`); the
+    /// rows of one sentence attend only to its own source tokens. `false` translates the
+    /// whole text as one sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<bool>,
 }
 
 impl TranslateRequest {
@@ -88,8 +93,26 @@ impl TranslateRequest {
             force_target: None,
             target_prefix: None,
             interventions: Vec::new(),
+            segment: None,
         }
     }
+}
+
+/// One sentence of the input and, once decoded, the part of the output that translates it.
+/// Ranges are half-open `[start, end)` positions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SentenceInfo {
+    /// The sentence as it is in the input.
+    pub text: String,
+    /// Its source tokens (its pieces and its [`EOS`]).
+    pub source: [usize; 2],
+    /// The steps (target tokens) that translate it; absent in the `start` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<[usize; 2]>,
+    /// Its translation; absent in the `start` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation: Option<String>,
 }
 
 /// At decoding step `step` (0-based target position), attend only to source token `source`
@@ -179,8 +202,12 @@ pub struct ModelInfo {
 pub struct StartEvent {
     /// The model that translates.
     pub model: String,
-    /// Source pieces, ending with [`EOS`].
+    /// Source pieces, ending with [`EOS`] (one [`EOS`] per sentence when segmented).
     pub source_tokens: Vec<String>,
+    /// The input's sentences and their source tokens (one when the input has one sentence
+    /// or segmentation is off).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentences: Vec<SentenceInfo>,
 }
 
 /// Event `step`: one decoding step.
@@ -206,6 +233,13 @@ pub struct StepEvent {
     /// Every layer's and head's attention (Transformer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<HeadsAttention>,
+    /// The input sentence this step translates (absent: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sentence: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -231,9 +265,13 @@ pub struct DoneEvent {
     /// With beam search, every final hypothesis, best first (the first is this translation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<HypothesisInfo>,
-    /// Encoder self-attention of shape `[layer, head, query, key]` (Transformer only).
+    /// Encoder self-attention of shape `[layer, head, query, key]` (Transformer only;
+    /// block diagonal when segmented).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder_attention: Option<PackedWeights>,
+    /// Every input sentence with its source tokens, its steps and its translation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentences: Vec<SentenceInfo>,
 }
 
 /// The JSON answer of `POST /api/translate` (`Accept: application/json`).
@@ -259,9 +297,13 @@ pub struct TranslateResponse {
     /// With beam search, every final hypothesis, best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<HypothesisInfo>,
-    /// Encoder self-attention of shape `[layer, head, query, key]` (Transformer only).
+    /// Encoder self-attention of shape `[layer, head, query, key]` (Transformer only;
+    /// block diagonal when segmented).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder_attention: Option<PackedWeights>,
+    /// Every input sentence with its source tokens, its steps and its translation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentences: Vec<SentenceInfo>,
 }
 
 /// Body of `POST /api/render`: an attention matrix to export as an image (PNG, SVG) or as raw
@@ -348,6 +390,7 @@ mod tests {
                 cross: PackedWeights::pack(vec![1, 1, 2], &[0.25, 0.75]).unwrap(),
                 self_attention: PackedWeights::pack(vec![1, 1, 2], &[0.4, 0.6]).unwrap(),
             }),
+            sentence: 1,
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<StepEvent>(&json).unwrap(), s);

@@ -8,13 +8,21 @@ use anyhow::{Context, Result, bail};
 use attnscope_model::align::{self, AlignmentCounts, Extraction, Symmetrization};
 use attnscope_model::attention::entropy;
 use attnscope_model::config::{AlignmentResult, Evaluation};
+use attnscope_model::data::TestItem;
+use attnscope_model::robustness::{self, SetScore};
 use attnscope_model::train::{self, LOG_FILE, LogLine, OPTIONS_FILE, TrainOptions};
-use attnscope_model::{DecodeOptions, Translator, card, data};
+use attnscope_model::{DecodeOptions, Segmentation, Translator, card, data};
 
 /// Where the Hansards gold alignments live, relative to the project root.
 const HANSARDS: &str = "../shared/data/align-gold-en-fr-hansards-naacl2003";
 /// File name of the loss curve beside the card.
 const LOSS_PLOT: &str = "loss.png";
+/// File name of the BLEU-by-length chart beside the card.
+const LENGTH_PLOT: &str = "bleu-by-length.png";
+/// Multi30k (a second domain: image descriptions), relative to the project root.
+const MULTI30K: &str = "../shared/data/multi30k";
+/// Pasted inputs (3 or 4 test sentences joined) scored per model.
+const PASTED: usize = 500;
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -157,12 +165,15 @@ fn report_with(
         alignment = align_eval(&translator, gold, 0.3)?;
         print_alignment(name, &alignment);
     }
+    let scores = robustness_scores(&translator, &opts)?;
+    print_scores(name, &scores);
     let mut cfg = translator.config().clone();
     cfg.evaluation = Some(Evaluation {
         sentences: n,
         mean_entropy: ent,
         mean_max_weight: maxw,
         alignment,
+        scores,
     });
     cfg.save(&dir.join("config.json"))?;
     let plot = if log_copy.is_file() {
@@ -171,10 +182,143 @@ fn report_with(
     } else {
         None
     };
-    let card = card::model_card(&opts, &cfg, translator.parameters(), plot);
+    let length_plot = match cfg.evaluation.as_ref() {
+        Some(ev) if write_length_plot(&ev.scores, &dir.join(LENGTH_PLOT), name)? => {
+            Some(LENGTH_PLOT)
+        }
+        _ => None,
+    };
+    let card = card::model_card(
+        &opts,
+        &cfg,
+        translator.parameters(),
+        card::Figures {
+            loss: plot,
+            lengths: length_plot,
+        },
+    );
     std::fs::write(dir.join("README.md"), card)?;
     println!("wrote {}", dir.join("README.md").display());
     Ok(())
+}
+
+/// The Multi30k test2016 file for a model's languages, if the data has one.
+fn multi30k_test(source: &str, target: &str) -> Option<PathBuf> {
+    let tgt = match (source, target) {
+        ("en", "fr") => "fra",
+        ("en", "de") => "deu",
+        _ => return None,
+    };
+    let p = Path::new(MULTI30K).join(format!("multi30k-eng-{tgt}.test2016.tsv"));
+    p.is_file().then_some(p)
+}
+
+/// BLEU by source length on the test split, on pasted test sentences (segmented and whole),
+/// and on Multi30k test2016 when the languages have it.
+fn robustness_scores(t: &Translator, opts: &TrainOptions) -> Result<Vec<SetScore>> {
+    let pairs = data::read_tsv(&opts.data).with_context(|| {
+        format!(
+            "the test split is rebuilt from the training data; pass --data if {} moved",
+            opts.data.display()
+        )
+    })?;
+    let split = data::split(&pairs, opts.seed, opts.dev_sentences, opts.test_sentences);
+    let progress = super::Progress::new("{spinner} {msg}")?;
+    let mut out = Vec::new();
+    progress.bar.set_message("scoring by source length");
+    let hyps = robustness::translate(t, &split.test, Segmentation::Whole)?;
+    out.extend(robustness::by_length(
+        "tatoeba test",
+        false,
+        &split.test,
+        &hyps,
+    ));
+    let pasted = robustness::pasted(&split.test, PASTED, opts.seed);
+    for seg in [Segmentation::Sentences, Segmentation::Whole] {
+        progress.bar.set_message("scoring pasted sentences");
+        let hyps = robustness::translate(t, &pasted, seg)?;
+        let segmented = seg == Segmentation::Sentences;
+        out.push(robustness::score(
+            "tatoeba test, 3-4 pasted",
+            "all",
+            segmented,
+            &pasted,
+            &hyps,
+        ));
+    }
+    let c = t.config();
+    if let Some(path) = multi30k_test(&c.source_lang, &c.target_lang) {
+        progress.bar.set_message("scoring Multi30k test2016");
+        let items: Vec<TestItem> = data::read_tsv(&path)?
+            .into_iter()
+            .map(|p| TestItem {
+                src: p.src,
+                refs: vec![p.tgt],
+            })
+            .collect();
+        let hyps = robustness::translate(t, &items, Segmentation::Sentences)?;
+        out.extend(robustness::by_length(
+            "multi30k test2016",
+            true,
+            &items,
+            &hyps,
+        ));
+    }
+    progress.bar.finish_and_clear();
+    Ok(out)
+}
+
+fn print_scores(name: &str, rows: &[SetScore]) {
+    println!("{name}: BLEU by input (greedy; BLEU against every reference, chrF the first)");
+    println!(
+        "{:<28} {:<12} {:>9} {:>6} {:>6} {:>6}",
+        "set", "slice", "segmented", "n", "BLEU", "chrF"
+    );
+    for r in rows {
+        println!(
+            "{:<28} {:<12} {:>9} {:>6} {:>6.1} {:>6.1}",
+            r.set,
+            r.slice,
+            if r.segmented { "yes" } else { "no" },
+            r.sentences,
+            r.bleu,
+            r.chrf
+        );
+    }
+}
+
+/// The chart of BLEU by source length (test split, and Multi30k when scored); false when
+/// there is nothing to draw.
+fn write_length_plot(rows: &[SetScore], out: &Path, name: &str) -> Result<bool> {
+    let points = |set: &str| -> Vec<(f64, f64)> {
+        robustness::LENGTH_BUCKETS
+            .iter()
+            .filter_map(|&(lo, hi)| {
+                let slice = format!("{lo}-{hi} words");
+                rows.iter()
+                    .find(|r| r.set == set && r.slice == slice && r.sentences >= 20)
+                    .map(|r| ((lo + hi) as f64 / 2.0, r.bleu))
+            })
+            .collect()
+    };
+    let (tatoeba, multi30k) = (points("tatoeba test"), points("multi30k test2016"));
+    if tatoeba.is_empty() && multi30k.is_empty() {
+        return Ok(false);
+    }
+    let title = format!("{name}: BLEU by source length");
+    let png = attnscope_plot::loss_curve(
+        &attnscope_plot::LossCurve {
+            title: &title,
+            train: &tatoeba,
+            dev: &multi30k,
+            x_label: "source length (words, bucket midpoint: 1-5, 6-10, 11-20, 21-40)",
+            y_label: "BLEU",
+            labels: ["Tatoeba test", "Multi30k test2016"],
+        },
+        attnscope_plot::Format::Png,
+    )?;
+    std::fs::write(out, png).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(true)
 }
 
 /// Mean entropy and mean largest weight of the attention rows of greedy translations.
@@ -346,6 +490,8 @@ fn write_loss_plot(log: &Path, out: &Path, name: &str) -> Result<()> {
             train: &train_pts,
             dev: &dev_pts,
             x_label: "training step",
+            y_label: "loss",
+            labels: ["train", "dev"],
         },
         attnscope_plot::Format::Png,
     )?;

@@ -13,6 +13,14 @@ pub struct TrainArgs {
     /// Tab-separated `source<TAB>target` pairs.
     #[arg(long, default_value = "../shared/data/tatoeba-eng-fra.tsv")]
     data: PathBuf,
+    /// More pairs added whole to training, e.g. a second domain (repeatable); dev and test
+    /// come from --data alone.
+    #[arg(long = "extra-data", value_name = "TSV")]
+    extra_data: Vec<PathBuf>,
+    /// Add this many multi-sentence pairs (2 to 4 training pairs joined), as a fraction of the
+    /// training pairs; raise --max-len to fit them.
+    #[arg(long, default_value_t = 0.0)]
+    joined: f64,
     #[arg(long, default_value = "en")]
     source_lang: String,
     #[arg(long, default_value = "fr")]
@@ -108,6 +116,11 @@ pub fn run(models: &Path, a: TrainArgs) -> Result<()> {
     opts.test_sentences = a.test_sentences;
     opts.dev_sentences = a.dev_sentences;
     opts.limit = a.limit;
+    opts.extra_data = a.extra_data;
+    opts.joined = a.joined;
+    if !(opts.joined.is_finite() && (0.0..=10.0).contains(&opts.joined)) {
+        bail!("--joined must be a fraction between 0 and 10");
+    }
     opts.checkpoint_every = a.checkpoint_every.max(1);
     let positive = |x: f64| x.is_finite() && x > 0.0;
     if opts.batch_size == 0 || !positive(opts.lr) || !positive(opts.epochs) {

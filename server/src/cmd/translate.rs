@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use attnscope_model::{DecodeOptions, Intervention, Mode};
+use attnscope_model::{DecodeOptions, Intervention, Mode, Segmentation};
 
 #[derive(clap::Args)]
 pub struct TranslateArgs {
@@ -44,6 +44,11 @@ pub struct TranslateArgs {
     /// and target tokens, the attention and every step (as the API answers).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
+    /// Translate each line as one sequence, instead of sentence by sentence (by default a
+    /// line of several sentences is split, each translated on its own, and the JSON says
+    /// which sentence every step belongs to).
+    #[arg(long)]
+    no_segment: bool,
 }
 
 fn parse_intervention(s: &str) -> Result<Intervention, String> {
@@ -74,6 +79,14 @@ impl TranslateArgs {
             interventions: self.interventions.clone(),
         }
     }
+
+    fn segmentation(&self) -> Segmentation {
+        if self.no_segment {
+            Segmentation::Whole
+        } else {
+            Segmentation::Sentences
+        }
+    }
 }
 
 pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
@@ -85,7 +98,7 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
     if opts == DecodeOptions::default() && a.format == "text" {
         let mut lines = Vec::new();
         let flush = |lines: &mut Vec<String>, out: &mut std::io::StdoutLock| -> Result<()> {
-            for t in translator.translate_batch(lines, a.batch)? {
+            for t in translator.translate_batch_text(lines, a.batch, a.segmentation())? {
                 writeln!(out, "{t}")?;
             }
             out.flush()?;
@@ -107,7 +120,11 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
             continue;
         }
         let t = translator
-            .translate(&line, &opts, |_| ControlFlow::Continue(()))
+            .text_source(&line, a.segmentation())
+            .and_then(|src| {
+                translator.check_text(&src, &opts)?;
+                translator.translate_text(&src, &opts, |_| ControlFlow::Continue(()))
+            })
             .with_context(|| format!("line {}", n + 1))?;
         if a.format == "json" {
             let doc = attnscope::wire::response(a.model.clone(), t)?;
