@@ -145,6 +145,108 @@ async fn typing_a_sentence_streams_a_translation_and_a_full_heatmap() {
     c.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasted_paragraph_is_translated_sentence_by_sentence_in_blocks() {
+    let (addr, _driver, c) = session().await;
+    let text = "I am cold. Where is the train station? We will go to the beach tomorrow.";
+    let want = expected(addr, text).await;
+    assert_eq!(want.sentences.len(), 3, "{:?}", want.sentences);
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    let input = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=source-input]"))
+        .await
+        .unwrap();
+    input.send_keys(text).await.unwrap();
+    click(&c, "[data-testid=translate-button]").await;
+    let (rows, cols) = (want.target_tokens.len(), want.source_tokens.len());
+    let cells = wait_for_heatmap(&c, rows * cols, &want.translation).await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+
+    // Each sentence is listed with its own translation.
+    let items = c
+        .find_all(Locator::Css("[data-testid=sentences] li"))
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 3);
+    for (item, s) in items.iter().zip(&want.sentences) {
+        let shown = item
+            .find(Locator::Css("[data-testid=sentence-translation]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(Some(shown.trim()), s.translation.as_deref());
+    }
+    // The matrix is block diagonal: exactly the cells outside a row's sentence are hatched,
+    // and they hold no weight.
+    let mut off = 0;
+    for cell in &cells {
+        let src: usize = attr(cell, "data-src").await;
+        let tgt: usize = attr(cell, "data-tgt").await;
+        let w: f32 = attr(cell, "data-weight").await;
+        let class = cell.attr("class").await.unwrap().unwrap_or_default();
+        let sentence = want.steps[tgt].sentence;
+        let [a, b] = want.sentences[sentence].source;
+        let outside = !(a..b).contains(&src);
+        assert_eq!(
+            class.contains("off"),
+            outside,
+            "cell ({tgt}, {src}): {class}"
+        );
+        if outside {
+            assert_eq!(w, 0.0);
+            off += 1;
+        }
+    }
+    assert!(off > 0);
+    let starts = c
+        .find_all(Locator::Css("[data-testid=heatmap] .hm-row.sent-start"))
+        .await
+        .unwrap();
+    assert_eq!(
+        starts.len(),
+        2,
+        "a rule before the second and third sentence"
+    );
+    c.execute(
+        "document.querySelector('[data-testid=sentences]').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    save_screenshot(&c, "paragraph.png").await;
+
+    // Segmentation off: one sequence, no blocks, and the permalink says so.
+    click(&c, "[data-testid=segment-toggle]").await;
+    click(&c, "[data-testid=translate-button]").await;
+    let whole = api_translate(addr, serde_json::json!({ "text": text, "segment": false })).await;
+    wait_for_heatmap(
+        &c,
+        whole.target_tokens.len() * whole.source_tokens.len(),
+        &whole.translation,
+    )
+    .await;
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    assert!(
+        c.find_all(Locator::Css("[data-testid=heatmap] .cell.off"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.find_all(Locator::Css("[data-testid=sentences] li"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let url = c.current_url().await.unwrap();
+    assert!(url.query().unwrap_or("").contains("seg=0"), "{url}");
+    c.close().await.unwrap();
+}
+
 /// The `data-weight`s of a heatmap's cells, as rows.
 async fn heatmap_rows(c: &Client, testid: &str) -> Vec<Vec<f32>> {
     let mut rows: Vec<Vec<f32>> = Vec::new();

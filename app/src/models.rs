@@ -64,6 +64,7 @@ mod tests {
             bleu: Some(31.24),
             chrf: None,
             aer: None,
+            error: None,
         }
     }
 

@@ -148,6 +148,7 @@ fn model(name: &str, modes: &[&str], default_mode: &str) -> ModelInfo {
         bleu: None,
         chrf: None,
         aer: None,
+        error: None,
     }
 }
 

@@ -18,6 +18,8 @@ pub enum AppError {
         name: String,
         available: Vec<String>,
     },
+    #[error("the model {name:?} could not be loaded when the server started: {why}")]
+    ModelUnavailable { name: String, why: String },
     #[error("{0}")]
     UnknownMode(String),
     #[error("{0}")]
@@ -57,7 +59,9 @@ impl AppError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             AppError::UnknownModel { .. } => StatusCode::NOT_FOUND,
-            AppError::Unavailable | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::Busy { .. } | AppError::ModelUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) | AppError::RenderFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,6 +72,7 @@ impl AppError {
             AppError::EmptyText => "empty_text",
             AppError::TextTooLong(_) => "text_too_long",
             AppError::UnknownModel { .. } => "unknown_model",
+            AppError::ModelUnavailable { .. } => "model_unavailable",
             AppError::UnknownMode(_) => "unknown_mode",
             AppError::InvalidOption(_) => "invalid_option",
             AppError::InvalidRender(_) => "invalid_render",
@@ -79,6 +84,15 @@ impl AppError {
             AppError::Unavailable => "unavailable",
             AppError::Busy { .. } => "busy",
             AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// The error for a body that could not be read: too large for `limit`, or unreadable.
+    pub fn from_body(e: axum::extract::rejection::BytesRejection, limit: usize) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::BodyTooLarge { limit }
+        } else {
+            AppError::InvalidJson(e.body_text())
         }
     }
 

@@ -15,15 +15,20 @@ use crate::AppError;
 
 pub struct Models {
     by_name: BTreeMap<String, Arc<Translator>>,
+    /// Folders that look like models but could not be loaded, with the reason.
+    broken: BTreeMap<String, String>,
     default: String,
 }
 
 impl Models {
-    /// Loads every subfolder of `dir` that has a `config.json`; `default` must be among them.
+    /// Loads every subfolder of `dir` that has a `config.json`. A folder that fails to load
+    /// (half copied, corrupt) is logged and listed as broken, and the others are served;
+    /// `default` must load.
     pub fn load_dir(dir: &Path, default: &str) -> anyhow::Result<Self> {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read the models folder {}", dir.display()))?;
         let mut by_name = BTreeMap::new();
+        let mut broken = BTreeMap::new();
         for entry in entries {
             let path = entry?.path();
             if !path.join("config.json").is_file() {
@@ -33,12 +38,29 @@ impl Models {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let t =
-                Translator::load(&path).with_context(|| format!("cannot load model {name:?}"))?;
-            by_name.insert(name, Arc::new(t));
+            match Translator::load(&path) {
+                Ok(t) => {
+                    by_name.insert(name, Arc::new(t));
+                }
+                Err(e) => {
+                    let why = format!(
+                        "{e}; copy the folder again or retrain it with `attnscope train --name {name}`"
+                    );
+                    tracing::warn!(model = %name, error = %why, "model not loaded; serving the others");
+                    broken.insert(name, why);
+                }
+            }
         }
-        Self::new(by_name, default)
-            .with_context(|| format!("in the models folder {}", dir.display()))
+        if let Some(why) = broken.get(default) {
+            bail!(
+                "the default model {default:?} in {} cannot be loaded: {why}; or pass --default-model to serve another",
+                dir.display()
+            );
+        }
+        let mut models = Self::new(by_name, default)
+            .with_context(|| format!("in the models folder {}", dir.display()))?;
+        models.broken = broken;
+        Ok(models)
     }
 
     pub fn new(by_name: BTreeMap<String, Arc<Translator>>, default: &str) -> anyhow::Result<Self> {
@@ -50,6 +72,7 @@ impl Models {
         }
         Ok(Models {
             by_name,
+            broken: BTreeMap::new(),
             default: default.to_string(),
         })
     }
@@ -58,9 +81,20 @@ impl Models {
         self.by_name.keys().cloned().collect()
     }
 
+    /// The folders that could not be loaded, with the reason.
+    pub fn broken(&self) -> &BTreeMap<String, String> {
+        &self.broken
+    }
+
     /// The named model, or the default one.
     pub fn get(&self, name: Option<&str>) -> Result<(String, Arc<Translator>), AppError> {
         let name = name.unwrap_or(&self.default);
+        if let Some(why) = self.broken.get(name) {
+            return Err(AppError::ModelUnavailable {
+                name: name.to_string(),
+                why: why.clone(),
+            });
+        }
         match self.by_name.get(name) {
             Some(t) => Ok((name.to_string(), t.clone())),
             None => Err(AppError::UnknownModel {
@@ -104,8 +138,27 @@ impl Models {
                                 .or(e.alignment.first())
                         })
                         .map(|a| a.aer),
+                    error: None,
                 }
             })
+            .chain(self.broken.iter().map(|(name, why)| ModelInfo {
+                name: name.clone(),
+                architecture: String::new(),
+                attention: String::new(),
+                attention_training: String::new(),
+                default_mode: String::new(),
+                modes: Vec::new(),
+                layers: 0,
+                heads: 0,
+                source_lang: String::new(),
+                target_lang: String::new(),
+                default: false,
+                parameters: 0,
+                bleu: None,
+                chrf: None,
+                aer: None,
+                error: Some(why.clone()),
+            }))
             .collect()
     }
 }

@@ -17,7 +17,7 @@ use attnscope_protocol::RenderRequest;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -342,15 +342,7 @@ pub async fn render(
         Some(f) => f.parse::<Format>()?,
         None => Format::default(),
     };
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::BodyTooLarge {
-                limit: MAX_BODY_BYTES,
-            }
-        } else {
-            AppError::InvalidJson(e.body_text())
-        }
-    })?;
+    let body = body.map_err(|e| AppError::from_body(e, MAX_BODY_BYTES))?;
     let request: RenderRequest =
         serde_json::from_slice(&body).map_err(|e| AppError::InvalidJson(e.to_string()))?;
     let validated = validate(request)?;

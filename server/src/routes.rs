@@ -129,11 +129,23 @@ async fn track(
     res
 }
 
-/// `GET /healthz`: 200 while the server runs, with the number of models.
+/// `GET /healthz`: 200 while the server runs, with the number of models served; `degraded`
+/// with the folders that could not be loaded, if any.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "`{\"status\": \"ok\", \"models\": N}`")))]
+    responses((status = 200, description = "`{\"status\": \"ok\", \"models\": N}`, or `\"degraded\"` with `broken`: `[{\"name\", \"error\"}]`")))]
 pub(crate) async fn healthz(State(st): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok", "models": st.models.names().len()}))
+    let broken: Vec<serde_json::Value> = st
+        .models
+        .broken()
+        .iter()
+        .map(|(name, error)| serde_json::json!({"name": name, "error": error}))
+        .collect();
+    let models = st.models.names().len();
+    if broken.is_empty() {
+        Json(serde_json::json!({"status": "ok", "models": models}))
+    } else {
+        Json(serde_json::json!({"status": "degraded", "models": models, "broken": broken}))
+    }
 }
 
 /// `GET /metrics`: Prometheus text.
@@ -250,15 +262,16 @@ fn wants_sse(headers: &HeaderMap) -> bool {
             )),
         (status = 400, description = "Empty text, invalid JSON, unknown mode or an option out of range", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 413, description = "Text over the limit", body = ErrorBody),
+        (status = 413, description = "Text or body over the limit", body = ErrorBody),
         (status = 503, description = "Decoding slots and queue full; retry after the `Retry-After` seconds", body = ErrorBody),
     )
 )]
 pub(crate) async fn translate(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, AppError> {
+    let body = body.map_err(|e| AppError::from_body(e, MAX_BODY_BYTES))?;
     let job = parse(&st, &body)?;
     if wants_sse(&headers) {
         Ok(stream(st, job).await.into_response())

@@ -228,6 +228,24 @@ async fn bad_input_gets_a_4xx_json_error() {
 }
 
 #[tokio::test]
+async fn an_over_large_or_deeply_nested_body_gets_a_json_error() {
+    let (st, _d) = state();
+    let big = format!(r#"{{"text":"{}"}}"#, "a".repeat(100 * 1024));
+    let (status, ctype, body) = post(&st, &big, "application/json").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    let e: ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!(e.error, "body_too_large");
+    assert!(e.message.contains("65536"), "{}", e.message);
+    let nested = format!(
+        r#"{{"text":"a","model":{}1{}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    expect_error(&nested, StatusCode::BAD_REQUEST, "invalid_json").await;
+}
+
+#[tokio::test]
 async fn bad_decoding_options_get_a_4xx_json_error() {
     let bad = StatusCode::BAD_REQUEST;
     expect_error(
@@ -374,6 +392,57 @@ async fn a_missing_default_model_is_a_clear_startup_error() {
         err.to_string().contains("attnscope train --name bahdanau"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_broken_model_folder_is_listed_with_its_error_and_the_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    attnscope_model::fixtures::write_tiny_model(&dir.path().join("good"), 1).unwrap();
+    let half = dir.path().join("half");
+    attnscope_model::fixtures::write_tiny_model(&half, 2).unwrap();
+    // A half-copied folder: the weights are cut short.
+    let weights = half.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
+    let models = Models::load_dir(dir.path(), "good").unwrap();
+    assert_eq!(models.names(), vec!["good".to_string()]);
+    assert!(
+        models.broken()["half"].contains("model.safetensors"),
+        "{:?}",
+        models.broken()
+    );
+    let dist = dir.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    let st = AppState::new(models, dist);
+    let res = app(st.clone())
+        .oneshot(Request::get("/api/models").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let list: Vec<ModelInfo> =
+        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+    let names: Vec<(&str, bool)> = list
+        .iter()
+        .map(|m| (m.name.as_str(), m.error.is_some()))
+        .collect();
+    assert_eq!(names, vec![("good", false), ("half", true)]);
+    let res = app(st.clone())
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let health: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["models"], 1);
+    assert_eq!(health["broken"][0]["name"], "half");
+    let (status, _, body) = post(&st, r#"{"text":"Hi.","model":"half"}"#, "application/json").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let e: ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!(e.error, "model_unavailable");
+    let (status, _, _) = post(&st, r#"{"text":"Hi."}"#, "application/json").await;
+    assert_eq!(status, StatusCode::OK, "the good default still translates");
+    // A broken default is a clear start-up error.
+    let err = Models::load_dir(dir.path(), "half").err().unwrap();
+    assert!(err.to_string().contains("cannot be loaded"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,10 +53,17 @@ pub fn ModelPicker(
                             let name = name.clone();
                             move || current().as_deref() == Some(name.as_str())
                         };
+                        let broken = m.error.clone();
                         view! {
-                            <option value=name.clone() prop:selected=is_current>
+                            <option
+                                value=name.clone()
+                                prop:selected=is_current
+                                disabled=broken.is_some()
+                                title=broken.clone().unwrap_or_default()
+                            >
                                 {name.clone()}
                                 {m.default.then_some(" (default)")}
+                                {broken.is_some().then_some(" (cannot be loaded)")}
                             </option>
                         }
                     }

@@ -45,7 +45,7 @@ fn config(model: Option<&str>, mode: Option<&str>) -> RunConfig {
 /// run's model, or the default), and, when the models exist, soft- vs hard-trained,
 /// additive vs multiplicative, French vs German, and RNN vs Transformer.
 pub fn presets(models: &[ModelInfo], current: Option<&str>) -> Vec<Preset> {
-    let has = |name: &str| models.iter().any(|m| m.name == name);
+    let has = |name: &str| models.iter().any(|m| m.name == name && m.error.is_none());
     let current = current.or_else(|| default_name(models));
     let mut out = vec![Preset {
         label: "Soft vs hard attention",
@@ -439,6 +439,7 @@ mod tests {
             bleu: None,
             chrf: None,
             aer: None,
+            error: None,
         }
     }
 

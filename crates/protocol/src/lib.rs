@@ -194,6 +194,10 @@ pub struct ModelInfo {
     /// Alignment error rate (%) of attention on the Hansards gold set, when measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aer: Option<f64>,
+    /// Why the model could not be loaded (a broken or half-copied folder): such an entry has
+    /// only its name and this message, and requests for it answer `unknown_model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Event `start`: the source as the model sees it.
