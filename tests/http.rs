@@ -129,9 +129,14 @@ async fn graceful_shutdown_lets_a_running_stream_finish() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(attnscope::serve_until(listener, state.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(attnscope::serve_until(
+        listener,
+        state.clone(),
+        attnscope::listen::Limits::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     // Hold every decoding slot, so the request is admitted but cannot start decoding.
     let slots = state
         .workers

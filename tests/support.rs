@@ -42,7 +42,9 @@ pub async fn start_server() -> Result<SocketAddr> {
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
-    if let Err(e) = axum::serve(listener, router).await {
+    let limits = attnscope::listen::Limits::default();
+    if let Err(e) = attnscope::listen::serve(listener, router, limits, std::future::pending()).await
+    {
         eprintln!("test server stopped: {e}");
     }
 }

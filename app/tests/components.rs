@@ -49,6 +49,7 @@ fn rows(n: usize, cols: usize) -> Vec<Row> {
                 forced: false,
                 intervened: false,
                 rev: 0,
+                sentence: 0,
             }
         })
         .collect()
@@ -106,6 +107,73 @@ async fn heatmap_cells_grow_with_the_stream_and_hover_reads_a_weight() {
     }
     assert_eq!(transparent, 6);
     drop(handle);
+}
+
+#[wasm_bindgen_test]
+async fn a_segmented_input_draws_its_sentences_as_blocks_on_the_grid_and_the_canvas() {
+    for cols in [6usize, 60] {
+        let el = host();
+        let half = cols / 2;
+        let source = RwSignal::new(
+            (0..cols)
+                .map(|i| format!("\u{2581}w{i}"))
+                .collect::<Vec<_>>(),
+        );
+        // Rows 0-1 translate sentence 0 (columns 0..half), rows 2-3 sentence 1.
+        let block_rows: Vec<Row> = (0..4)
+            .map(|t| {
+                let sentence = t / 2;
+                let mut weights = vec![0.0; cols];
+                weights[sentence * half] = 1.0;
+                Row {
+                    run: 1,
+                    index: t,
+                    token: format!("\u{2581}t{t}"),
+                    weights,
+                    forced: false,
+                    intervened: false,
+                    rev: 0,
+                    sentence,
+                }
+            })
+            .collect();
+        let shown = RwSignal::new(block_rows);
+        let hover = RwSignal::new(Hover::default());
+        let blocks = Signal::stored(vec![(0, half), (half, cols)]);
+        let handle = leptos::mount::mount_to(el.clone(), move || {
+            view! { <Heatmap source=source rows=shown hover=hover blocks=blocks /> }
+        });
+        tick().await;
+        assert_eq!(count(&el, ".hm-row.sent-start"), 1, "{cols} columns");
+        assert_eq!(count(&el, ".src-label.sent-start"), 1);
+        if cols < 48 {
+            assert_eq!(count(&el, ".cell.off"), (4 * half) as u32);
+        } else {
+            let canvas: web_sys::HtmlCanvasElement = el
+                .query_selector("canvas")
+                .unwrap()
+                .unwrap()
+                .dyn_into()
+                .unwrap();
+            let ctx: web_sys::CanvasRenderingContext2d = canvas
+                .get_context("2d")
+                .unwrap()
+                .unwrap()
+                .dyn_into()
+                .unwrap();
+            let alpha = |t: usize, s: usize| {
+                let (x, y) = ((s * 13 + 6) as f64, (t * 13 + 6) as f64);
+                ctx.get_image_data(x, y, 1.0, 1.0).unwrap().data().0[3]
+            };
+            assert_eq!(alpha(0, 1), 255, "inside the block: the weight's colour");
+            assert!(
+                alpha(0, half + 1) < 100,
+                "outside the block: the faint off-block grey"
+            );
+            assert!(alpha(3, 1) < 100);
+        }
+        drop(handle);
+    }
 }
 
 #[wasm_bindgen_test]

@@ -10,6 +10,7 @@
 
 mod error;
 pub mod gate;
+pub mod listen;
 pub mod metrics;
 mod models;
 mod openapi;
@@ -53,6 +54,8 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Translations decoding at once.
     pub streams: usize,
+    /// Connection caps and the header-read timeout.
+    pub limits: listen::Limits,
 }
 
 /// Counters of the decoding work, for tests and monitoring.
@@ -177,6 +180,7 @@ pub fn init_tracing() {
 
 /// Loads the models, binds `addr` and serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> {
+    listen::check(&config.limits)?;
     let models = Models::load_dir(&config.models_dir, &config.default_model)?;
     if !config.dist.join("index.html").is_file() {
         anyhow::bail!(
@@ -192,28 +196,19 @@ pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> 
     let state = AppState::new(models, config.dist)
         .with_queue(config.queue)
         .with_streams(config.streams);
-    serve_until(listener, state, shutdown_signal()).await
+    serve_until(listener, state, config.limits, shutdown_signal()).await
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting connections
-/// and returns once every open connection (streams in progress included) has finished.
+/// Serves `state` on `listener` within `limits` until `shutdown` resolves, then stops
+/// accepting connections and returns once every open connection (streams in progress
+/// included) has finished.
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: listen::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt as _;
-    // Without TCP_NODELAY a small SSE event waits for the client's delayed ACK of the one
-    // before it (up to 40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server error")
+    listen::serve(listener, app(state), limits, shutdown).await
 }
 
 async fn shutdown_signal() {

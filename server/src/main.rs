@@ -73,6 +73,16 @@ enum Command {
         /// step, on one CPU slot per core.
         #[arg(long, default_value_t = attnscope::DEFAULT_STREAMS)]
         streams: usize,
+        /// Open connections at most; more are answered 503 and closed.
+        #[arg(long, default_value_t = attnscope::listen::Limits::default().max_connections)]
+        max_connections: usize,
+        /// Open connections from one IP address at most.
+        #[arg(long, default_value_t = attnscope::listen::Limits::default().per_client)]
+        per_client: usize,
+        /// Seconds a client has to send a request header; also the longest an idle
+        /// keep-alive connection is kept open.
+        #[arg(long, default_value_t = attnscope::listen::Limits::default().header_read_timeout.as_secs_f64())]
+        header_timeout: f64,
     },
 }
 
@@ -124,14 +134,24 @@ fn run(cli: Cli) -> Result<()> {
             default_model,
             queue,
             streams,
+            max_connections,
+            per_client,
+            header_timeout,
         } => {
             attnscope::init_tracing();
+            let header_read_timeout = std::time::Duration::try_from_secs_f64(header_timeout)
+                .context("--header-timeout must be a number of seconds, e.g. 10")?;
             let config = attnscope::ServeConfig {
                 models_dir: cli.models,
                 dist,
                 default_model,
                 queue,
                 streams,
+                limits: attnscope::listen::Limits {
+                    max_connections,
+                    per_client,
+                    header_read_timeout,
+                },
             };
             // One blocking thread per decoding stream, plus room for file serving.
             let rt = tokio::runtime::Builder::new_multi_thread()
