@@ -226,8 +226,9 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Writes `config.json` crash-safely ([`crate::files`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+        crate::files::write(path, text + "\n")
     }
 }

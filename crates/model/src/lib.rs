@@ -22,6 +22,7 @@ pub mod data;
 pub mod decode;
 pub mod dropout;
 mod error;
+pub mod files;
 pub mod fixtures;
 pub(crate) mod fused;
 pub(crate) mod fused_loss;

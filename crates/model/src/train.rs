@@ -218,6 +218,9 @@ struct CheckpointInfo {
     last_dev_loss: f64,
 }
 
+/// The checkpoint's own record of the steps it has made (beside the weights and moments).
+const STEP_TENSOR: &str = "attnscope.step";
+
 /// One line of `log.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogLine {
@@ -231,12 +234,32 @@ pub struct LogLine {
 
 fn json_write<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    crate::files::write(path, text)
 }
 
 fn json_read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))
+}
+
+/// Keeps the lines of the checkpoint log up to checkpoint `step`: a run killed while it
+/// appended a line, or after its last checkpoint, left a torn or stale last line there.
+fn repair_log(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<LogLine>(l).is_ok_and(|line| line.step <= step))
+        .collect();
+    if kept.len() != text.lines().count() || !text.ends_with('\n') {
+        let mut out = kept.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        crate::files::write(path, out)?;
+    }
+    Ok(())
 }
 
 /// Reads training options saved by [`train`] (`options.json` in a run, or
@@ -399,9 +422,17 @@ pub fn train(
                 var.set(t)?;
             }
         }
-        opt.load_state(&tensors, info.step)?;
+        // The weights know their own step: a run killed between writing them and
+        // `checkpoint.json` must not pair new weights with an old step count.
+        let saved_step = match tensors.get(STEP_TENSOR) {
+            Some(t) => t.to_vec1::<i64>()?.first().map(|&s| s as usize),
+            None => None,
+        }
+        .unwrap_or(info.step);
+        opt.load_state(&tensors, saved_step)?;
+        repair_log(&run_dir.join("log.jsonl"), saved_step)?;
         (step, elapsed_before, last_train, last_dev) = (
-            info.step,
+            saved_step,
             info.elapsed_seconds,
             info.last_train_loss,
             info.last_dev_loss,
@@ -473,9 +504,10 @@ pub fn train(
             {
                 tensors.insert(v.0.clone(), v.1.as_tensor().clone());
             }
-            let tmp = run_dir.join("checkpoint.safetensors.tmp");
-            candle_core::safetensors::save(&tensors, &tmp)?;
-            std::fs::rename(&tmp, &ckpt_path).map_err(|e| Error::io(&ckpt_path, e))?;
+            tensors.insert(STEP_TENSOR.into(), Tensor::new(&[step as i64], &device)?);
+            crate::files::write_with(&ckpt_path, |tmp| {
+                Ok(candle_core::safetensors::save(&tensors, tmp)?)
+            })?;
             let info = CheckpointInfo {
                 step,
                 elapsed_seconds: elapsed,
@@ -517,7 +549,8 @@ pub fn train(
     std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
     src_vocab.save(&model_dir.join(&config.source_tokenizer))?;
     tgt_vocab.save(&model_dir.join(&config.target_tokenizer))?;
-    varmap.save(model_dir.join(WEIGHTS_FILE))?;
+    let weights = model_dir.join(WEIGHTS_FILE);
+    crate::files::write_with(&weights, |tmp| Ok(varmap.save(tmp)?))?;
 
     let translator =
         Translator::from_parts(config.clone(), model, src_vocab, tgt_vocab, parameters)?;
@@ -547,11 +580,11 @@ pub fn train(
     json_write(&model_dir.join(OPTIONS_FILE), &opts)?;
     let log = run_dir.join("log.jsonl");
     if log.is_file() {
-        std::fs::copy(&log, model_dir.join(LOG_FILE)).map_err(|e| Error::io(&log, e))?;
+        crate::files::copy(&log, &model_dir.join(LOG_FILE))?;
     }
     let card_text = card::model_card(&opts, &config, parameters, card::Figures::default());
     let card_path = model_dir.join("README.md");
-    std::fs::write(&card_path, card_text).map_err(|e| Error::io(&card_path, e))?;
+    crate::files::write(&card_path, card_text)?;
     Ok(Some(TrainReport {
         model_dir,
         summary,

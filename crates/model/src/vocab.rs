@@ -88,10 +88,13 @@ impl Vocab {
         Ok(vocab)
     }
 
+    /// Writes the tokenizer file crash-safely ([`crate::files`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.tokenizer
-            .save(path, false)
-            .map_err(|e| Error::bad_file(path, e))
+        crate::files::write_with(path, |tmp| {
+            self.tokenizer
+                .save(tmp, false)
+                .map_err(|e| Error::bad_file(path, e))
+        })
     }
 
     fn check_specials(&self) -> Result<()> {

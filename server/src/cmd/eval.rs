@@ -133,13 +133,12 @@ fn report_with(
     // Keep what the card's figures come from beside the model.
     let opts_copy = dir.join(OPTIONS_FILE);
     if !opts_copy.is_file() {
-        std::fs::write(&opts_copy, serde_json::to_string_pretty(&opts)? + "\n")?;
+        attnscope_model::files::write(&opts_copy, serde_json::to_string_pretty(&opts)? + "\n")?;
     }
     let log_copy = dir.join(LOG_FILE);
     let run_log = runs.join(name).join("log.jsonl");
     if run_log.is_file() {
-        std::fs::copy(&run_log, &log_copy)
-            .with_context(|| format!("cannot copy {}", run_log.display()))?;
+        attnscope_model::files::copy(&run_log, &log_copy)?;
     }
 
     let test_src = runs.join(name).join("test.src");
@@ -197,7 +196,7 @@ fn report_with(
             lengths: length_plot,
         },
     );
-    std::fs::write(dir.join("README.md"), card)?;
+    attnscope_model::files::write(&dir.join("README.md"), card)?;
     println!("wrote {}", dir.join("README.md").display());
     Ok(())
 }
@@ -317,7 +316,7 @@ fn write_length_plot(rows: &[SetScore], out: &Path, name: &str) -> Result<bool> 
         },
         attnscope_plot::Format::Png,
     )?;
-    std::fs::write(out, png).with_context(|| format!("cannot write {}", out.display()))?;
+    attnscope_model::files::write(out, png)?;
     Ok(true)
 }
 
@@ -495,6 +494,6 @@ fn write_loss_plot(log: &Path, out: &Path, name: &str) -> Result<()> {
         },
         attnscope_plot::Format::Png,
     )?;
-    std::fs::write(out, png).with_context(|| format!("cannot write {}", out.display()))?;
+    attnscope_model::files::write(out, png)?;
     Ok(())
 }
