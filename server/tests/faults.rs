@@ -132,3 +132,83 @@ async fn connections_beyond_the_caps_get_a_json_503_and_the_server_recovers() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(translate(addr).await, "HTTP/1.1 200 OK");
 }
+
+/// Sends `body` as an SSE request and returns the connection after the response head.
+async fn open_stream(addr: SocketAddr, body: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /api/translate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    tcp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storms_of_dropped_streams_slow_readers_and_limit_requests_leave_normal_clients_served() {
+    let (addr, _d) = start(Limits::default()).await;
+    let long_text = "I am cold. ".repeat(180);
+    let limit_body = serde_json::json!({
+        "text": long_text.trim(),
+        "beam": 16,
+        "max_len": 256,
+        "attention": "sparsemax",
+        "temperature": 0.05,
+    })
+    .to_string();
+    let mut tasks = Vec::new();
+    // Clients that go away mid-stream, in waves.
+    for wave in 0..4 {
+        for _ in 0..25 {
+            tasks.push(tokio::spawn(async move {
+                let mut tcp =
+                    open_stream(addr, r#"{"text":"I am cold. You are here.","max_len":40}"#).await;
+                let mut buf = [0u8; 256];
+                let _ = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await;
+                drop(tcp);
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20 * wave)).await;
+    }
+    // Slow readers: a byte now and then.
+    for _ in 0..10 {
+        tasks.push(tokio::spawn(async move {
+            let mut tcp = open_stream(addr, r#"{"text":"You are here.","max_len":30}"#).await;
+            let mut byte = [0u8; 1];
+            for _ in 0..50 {
+                if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    // Requests with every option at its limit.
+    for _ in 0..4 {
+        let body = limit_body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tcp = open_stream(addr, &body).await;
+            let (text, _) = read_until_closed(&mut tcp, Duration::from_secs(2)).await;
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 200"),
+                "{text}"
+            );
+        }));
+    }
+    // Meanwhile every normal client is answered.
+    let mut ok = 0;
+    for _ in 0..20 {
+        if translate(addr).await == "HTTP/1.1 200 OK" {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 20, "normal clients failed during the storm");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        translate(addr).await,
+        "HTTP/1.1 200 OK",
+        "the server lives on"
+    );
+}
