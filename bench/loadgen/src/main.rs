@@ -64,6 +64,10 @@ struct Args {
     /// Append the result as one JSON line to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Start no new translation after this many seconds (a soak: `-n` then only bounds the
+    /// count).
+    #[arg(long)]
+    seconds: Option<f64>,
 }
 
 /// What one streamed translation measured.
@@ -180,6 +184,7 @@ async fn main() -> Result<()> {
     let url = format!("{}/api/translate", args.url.trim_end_matches('/'));
     let next = Arc::new(AtomicUsize::new(0));
     let began = Instant::now();
+    let stop_at = args.seconds.map(|s| began + Duration::from_secs_f64(s.max(0.0)));
     let mut tasks = Vec::with_capacity(args.concurrency);
     for k in 0..args.concurrency {
         let (client, url, next) = (client.clone(), url.clone(), next.clone());
@@ -193,6 +198,9 @@ async fn main() -> Result<()> {
             tokio::time::sleep(delay).await;
             let mut samples = Vec::new();
             loop {
+                if stop_at.is_some_and(|t| Instant::now() >= t) {
+                    return samples;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= requests {
                     return samples;
@@ -224,6 +232,7 @@ async fn main() -> Result<()> {
     }
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.error.is_none()).collect();
     let steps: usize = ok.iter().map(|s| s.steps).sum();
+    let requests = samples.len();
     let report = Report {
         concurrency: args.concurrency,
         requests,
