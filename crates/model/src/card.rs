@@ -180,7 +180,7 @@ the attention weights it used, which attnscope streams to the browser.\n\n\
 `{data}`: {src}–{tgt} sentence pairs from the **Tatoeba Project** (tatoeba.org) and its \
 contributors, as compiled by **www.manythings.org/anki**, licensed **CC BY 2.0 FR** \
 (creativecommons.org/licenses/by/2.0). Split by English sentence with seed {seed}, so no test \
-sentence was seen in training: {train} training pairs (at most {maxlen} pieces a side), \
+sentence was seen in training: {train} training pairs{all} (at most {maxlen} pieces a side), \
 {dev} dev pairs, {test} test sentences.\n\n\
 {extra}\
 ## Training\n\n\
@@ -193,6 +193,11 @@ training loss {tl:.3}, dev loss {dl:.3} (cross-entropy per target piece).\n\n",
         tv = cfg.tgt_vocab_size,
         data = s.data,
         extra = extra_data(opts),
+        all = if opts.extra_data.is_empty() && opts.joined == 0.0 {
+            ""
+        } else {
+            " in all, with the additions below"
+        },
         seed = s.seed,
         train = s.train_pairs,
         maxlen = cfg.max_len,
