@@ -184,7 +184,9 @@ async fn main() -> Result<()> {
     let url = format!("{}/api/translate", args.url.trim_end_matches('/'));
     let next = Arc::new(AtomicUsize::new(0));
     let began = Instant::now();
-    let stop_at = args.seconds.map(|s| began + Duration::from_secs_f64(s.max(0.0)));
+    let stop_at = args
+        .seconds
+        .map(|s| began + Duration::from_secs_f64(s.max(0.0)));
     let mut tasks = Vec::with_capacity(args.concurrency);
     for k in 0..args.concurrency {
         let (client, url, next) = (client.clone(), url.clone(), next.clone());
