@@ -380,6 +380,23 @@ fn join_sentences(parts: &[String]) -> String {
         .join(" ")
 }
 
+/// `[layer][head][position]` decoder self-attention of a step placed after `offset` earlier
+/// output positions (of earlier sentences), which get zero.
+fn shift_self_attention(rows: &[Vec<Vec<f32>>], offset: usize) -> Vec<Vec<Vec<f32>>> {
+    rows.iter()
+        .map(|layer| {
+            layer
+                .iter()
+                .map(|r| {
+                    let mut row = vec![0.0; offset];
+                    row.extend_from_slice(r);
+                    row
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Where one sentence's steps go in the whole translation.
 #[derive(Clone, Copy)]
 struct Placement {
@@ -406,22 +423,7 @@ impl Placement {
                 .iter()
                 .map(|layer| layer.iter().map(|r| self.row(r)).collect())
                 .collect(),
-            // Decoder self-attention over the whole output so far: earlier sentences'
-            // positions get zero.
-            self_attention: h
-                .self_attention
-                .iter()
-                .map(|layer| {
-                    layer
-                        .iter()
-                        .map(|r| {
-                            let mut row = vec![0.0; self.step_offset];
-                            row.extend_from_slice(r);
-                            row
-                        })
-                        .collect()
-                })
-                .collect(),
+            self_attention: shift_self_attention(&h.self_attention, self.step_offset),
         });
         DecodeStep {
             index: s.index + self.step_offset,
@@ -466,24 +468,9 @@ fn combine_hypotheses(per_sentence: &[Vec<Hypothesis>]) -> Vec<Hypothesis> {
                 let offset = steps.len();
                 steps.extend(h.steps.iter().map(|s| DecodeStep {
                     index: s.index + offset,
-                    heads: s.heads.as_ref().map(|hd| {
-                        StepHeads {
-                            cross: hd.cross.clone(),
-                            self_attention: hd
-                                .self_attention
-                                .iter()
-                                .map(|layer| {
-                                    layer
-                                        .iter()
-                                        .map(|r| {
-                                            let mut row = vec![0.0; offset];
-                                            row.extend_from_slice(r);
-                                            row
-                                        })
-                                        .collect()
-                                })
-                                .collect(),
-                        }
+                    heads: s.heads.as_ref().map(|hd| StepHeads {
+                        cross: hd.cross.clone(),
+                        self_attention: shift_self_attention(&hd.self_attention, offset),
                     }),
                     ..s.clone()
                 }));
