@@ -40,6 +40,9 @@ pub enum AppError {
     Unavailable,
     #[error("the server is busy ({waiting} translations are waiting); retry in a second")]
     Busy { waiting: usize },
+    /// A connection refused at accept (over a connection cap), answered `busy`.
+    #[error("{0}")]
+    TooManyConnections(&'static str),
     #[error("translation failed: {0}")]
     Internal(String),
 }
@@ -59,9 +62,10 @@ impl AppError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             AppError::UnknownModel { .. } => StatusCode::NOT_FOUND,
-            AppError::Unavailable | AppError::Busy { .. } | AppError::ModelUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Unavailable
+            | AppError::Busy { .. }
+            | AppError::TooManyConnections(_)
+            | AppError::ModelUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) | AppError::RenderFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,7 +86,7 @@ impl AppError {
             AppError::BodyTooLarge { .. } => "body_too_large",
             AppError::RenderFailed(_) => "render_failed",
             AppError::Unavailable => "unavailable",
-            AppError::Busy { .. } => "busy",
+            AppError::Busy { .. } | AppError::TooManyConnections(_) => "busy",
             AppError::Internal(_) => "internal",
         }
     }

@@ -81,9 +81,9 @@ impl Drop for ClientSlot {
 }
 
 /// Answers a refused connection with a `503` JSON error and closes it.
-async fn refuse(mut tcp: tokio::net::TcpStream, message: &str) {
-    let body = crate::AppError::Busy { waiting: 0 }.body();
-    let body = serde_json::json!({"error": body.error, "message": message}).to_string();
+async fn refuse(mut tcp: tokio::net::TcpStream, message: &'static str) {
+    let body = serde_json::to_string(&crate::AppError::TooManyConnections(message).body())
+        .unwrap_or_default();
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
         body.len()

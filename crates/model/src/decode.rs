@@ -13,8 +13,9 @@ use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::attention::{Distribution, Mode};
-use crate::config::{EOS_ID, ModelConfig, PAD_ID};
+use crate::config::{EOS_ID, ModelConfig};
 use crate::network::{DecoderState, Memory, NetStep, Network};
+use crate::sentences::SentenceSpan;
 use crate::vocab::Vocab;
 use crate::{Error, Result, beam};
 
@@ -140,19 +141,6 @@ pub struct Translation {
     /// The input's sentences, each with its source positions and target steps: one span
     /// over everything unless the input was segmented into several ([`crate::sentences`]).
     pub sentences: Vec<SentenceSpan>,
-}
-
-/// One input sentence of a [`Translation`] and the part of the output that translates it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SentenceSpan {
-    /// The sentence as it was in the input.
-    pub text: String,
-    /// Its source positions (its pieces and its `</s>`).
-    pub source: std::ops::Range<usize>,
-    /// The decoding steps that translate it.
-    pub target: std::ops::Range<usize>,
-    /// Its translation, detokenized.
-    pub translation: String,
 }
 
 /// A loaded model with its vocabularies, ready to translate.
@@ -344,30 +332,7 @@ impl Translator {
                 MAX_OUTPUT - 1
             )));
         }
-        let mut seen = std::collections::HashSet::new();
-        for iv in &opts.interventions {
-            if iv.source >= src_len {
-                return Err(Error::Invalid(format!(
-                    "intervention at step {} names source position {}, but the source has {src_len} pieces (0 to {})",
-                    iv.step,
-                    iv.source,
-                    src_len - 1
-                )));
-            }
-            if iv.step >= max_len {
-                return Err(Error::Invalid(format!(
-                    "intervention at step {} is past the last step ({})",
-                    iv.step,
-                    max_len - 1
-                )));
-            }
-            if !seen.insert(iv.step) {
-                return Err(Error::Invalid(format!(
-                    "two interventions at step {}; give one per step",
-                    iv.step
-                )));
-            }
-        }
+        check_interventions(&opts.interventions, src_len, Some(max_len))?;
         Ok((forced, prefix, max_len))
     }
 
@@ -551,74 +516,6 @@ impl Translator {
             sentence: 0,
         })
     }
-
-    /// Greedy translations of many sentences with the model's own attention, decoded
-    /// together in batches of `batch` (for evaluation and scripting). Empty lines translate
-    /// to empty strings.
-    pub fn translate_batch(&self, texts: &[String], batch: usize) -> Result<Vec<String>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(batch.max(1)) {
-            out.extend(self.greedy_chunk(chunk)?);
-        }
-        Ok(out)
-    }
-
-    fn greedy_chunk(&self, texts: &[String]) -> Result<Vec<String>> {
-        let mut sources = Vec::with_capacity(texts.len());
-        for t in texts {
-            sources.push(match self.source(t) {
-                Ok((ids, _)) => ids,
-                Err(Error::EmptyInput) => vec![EOS_ID],
-                Err(e) => return Err(e),
-            });
-        }
-        let b = sources.len();
-        let s = sources.iter().map(Vec::len).max().unwrap_or(1);
-        let mut ids = vec![PAD_ID; b * s];
-        let mut mask = vec![0f32; b * s];
-        for (i, src) in sources.iter().enumerate() {
-            ids[i * s..i * s + src.len()].copy_from_slice(src);
-            mask[i * s..i * s + src.len()]
-                .iter_mut()
-                .for_each(|m| *m = 1.0);
-        }
-        let memory = self.network.encode(
-            &Tensor::from_vec(ids, (b, s), &self.device)?,
-            &Tensor::from_vec(mask, (b, s), &self.device)?,
-        )?;
-        let mut dist = Distribution::new(self.default_mode(), 1.0, 0)?;
-        let mut prev = Tensor::full(crate::config::BOS_ID, b, &self.device)?;
-        let mut state = self.network.initial_state(&memory)?;
-        let mut outs: Vec<Vec<u32>> = vec![Vec::new(); b];
-        let mut done = vec![false; b];
-        // The same per-sentence length limit as `translate`.
-        let limits: Vec<usize> = sources
-            .iter()
-            .map(|s| Self::default_max_len(s.len()))
-            .collect();
-        for _ in 0..Self::default_max_len(s) {
-            let step = self
-                .network
-                .step(&memory, &state, &prev, &mut |sc| dist.weights(sc))?;
-            let next = step.logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            for (i, &tok) in next.iter().enumerate() {
-                if !done[i] {
-                    if tok == EOS_ID {
-                        done[i] = true;
-                    } else {
-                        outs[i].push(tok);
-                        done[i] = outs[i].len() >= limits[i];
-                    }
-                }
-            }
-            if done.iter().all(|&d| d) {
-                break;
-            }
-            prev = Tensor::from_vec(next, b, &self.device)?;
-            state = step.state;
-        }
-        outs.iter().map(|o| self.tgt.decode(o)).collect()
-    }
 }
 
 /// What every step of one decoding shares: the network, the encoded source and the
@@ -657,6 +554,42 @@ impl StepContext<'_> {
         };
         Ok((net, forced.is_some()))
     }
+}
+
+/// Checks interventions against a source of `src_len` pieces and, when it is known, a
+/// length limit of `max_len` steps: each names a source position, and one per step.
+pub(crate) fn check_interventions(
+    interventions: &[Intervention],
+    src_len: usize,
+    max_len: Option<usize>,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for iv in interventions {
+        if iv.source >= src_len {
+            return Err(Error::Invalid(format!(
+                "intervention at step {} names source position {}, but the source has {src_len} pieces (0 to {})",
+                iv.step,
+                iv.source,
+                src_len.saturating_sub(1)
+            )));
+        }
+        if let Some(max_len) = max_len
+            && iv.step >= max_len
+        {
+            return Err(Error::Invalid(format!(
+                "intervention at step {} is past the last step ({})",
+                iv.step,
+                max_len - 1
+            )));
+        }
+        if !seen.insert(iv.step) {
+            return Err(Error::Invalid(format!(
+                "two interventions at step {}; give one per step",
+                iv.step
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `(L, heads, S, S)` to nested vectors.

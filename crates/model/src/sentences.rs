@@ -19,9 +19,23 @@
 use std::ops::ControlFlow;
 
 use crate::decode::{
-    DecodeOptions, DecodeStep, Hypothesis, Intervention, SentenceSpan, StepHeads, Translation,
+    DecodeOptions, DecodeStep, Hypothesis, Intervention, StepHeads, Translation,
+    check_interventions,
 };
 use crate::{Error, Result, Translator, segment};
+
+/// One input sentence of a [`Translation`] and the part of the output that translates it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentenceSpan {
+    /// The sentence as it was in the input.
+    pub text: String,
+    /// Its source positions (its pieces and its `</s>`).
+    pub source: std::ops::Range<usize>,
+    /// The decoding steps that translate it.
+    pub target: std::ops::Range<usize>,
+    /// Its translation, detokenized.
+    pub translation: String,
+}
 
 /// Whether to split an input into sentences before translating it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -206,26 +220,9 @@ impl Translator {
         if let [one] = src.sentences.as_slice() {
             return self.check_options(one.ids.len(), opts);
         }
-        let n = src.sentences.len();
-        let total = src.len();
-        let mut seen = std::collections::HashSet::new();
-        for iv in &opts.interventions {
-            if iv.source >= total {
-                return Err(Error::Invalid(format!(
-                    "intervention at step {} names source position {}, but the source has {total} pieces (0 to {})",
-                    iv.step,
-                    iv.source,
-                    total - 1
-                )));
-            }
-            if !seen.insert(iv.step) {
-                return Err(Error::Invalid(format!(
-                    "two interventions at step {}; give one per step",
-                    iv.step
-                )));
-            }
-        }
-        let plan = SentencePlan::new(opts, n)?;
+        // Whole-output steps: a sentence's length is known only once it is decoded.
+        check_interventions(&opts.interventions, src.len(), None)?;
+        let plan = SentencePlan::new(opts, src.sentences.len())?;
         for (k, s) in src.sentences.iter().enumerate() {
             // Interventions are placed once the offsets are known (a limit of 0 leaves them
             // out here); the rest of each sentence's options are checked now.
@@ -235,7 +232,8 @@ impl Translator {
     }
 
     /// Decodes every sentence of `src` in order; `on_step` sees each step in the whole
-    /// input's coordinates and may stop decoding by returning `ControlFlow::Break`.
+    /// input's coordinates and may stop decoding by returning `ControlFlow::Break`. Call
+    /// [`Self::check_text`] first to reject bad options before any step is reported.
     pub fn translate_text(
         &self,
         src: &TextSource,
@@ -249,7 +247,9 @@ impl Translator {
             }
             return Ok(t);
         }
-        self.check_text(src, opts)?;
+        // What can be checked up front (check_text does all of it, before anything streams);
+        // each sentence's own options are checked again as it is decoded.
+        check_interventions(&opts.interventions, src.len(), None)?;
         let plan = SentencePlan::new(opts, src.sentences.len())?;
         let total = src.len();
         let mut out = Translation {

@@ -7,7 +7,6 @@
 //! `models/<name>/` and scored on its test split.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,8 +19,9 @@ use crate::config::{GRU, ModelConfig, TRANSFORMER, TrainingSummary};
 use crate::data::{self, Batch, Example, Pair, TestItem};
 use crate::decode::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::network::{Network, TrainMode};
+pub use crate::run_log::LogLine;
 use crate::vocab::Vocab;
-use crate::{Error, Result, Translator, card, init, metrics};
+use crate::{Error, Result, Translator, card, init, metrics, run_log};
 
 /// The training options, copied into the model directory.
 pub const OPTIONS_FILE: &str = "training-options.json";
@@ -221,17 +221,6 @@ struct CheckpointInfo {
 /// The checkpoint's own record of the steps it has made (beside the weights and moments).
 const STEP_TENSOR: &str = "attnscope.step";
 
-/// One line of `log.jsonl`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LogLine {
-    pub step: usize,
-    pub epoch: f64,
-    pub train_loss: f64,
-    pub dev_loss: f64,
-    pub lr: f64,
-    pub elapsed_seconds: f64,
-}
-
 fn json_write<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| Error::Invalid(e.to_string()))?;
     crate::files::write(path, text)
@@ -240,26 +229,6 @@ fn json_write<T: Serialize>(path: &Path, v: &T) -> Result<()> {
 fn json_read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))
-}
-
-/// Keeps the lines of the checkpoint log up to checkpoint `step`: a run killed while it
-/// appended a line, or after its last checkpoint, left a torn or stale last line there.
-fn repair_log(path: &Path, step: usize) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| serde_json::from_str::<LogLine>(l).is_ok_and(|line| line.step <= step))
-        .collect();
-    if kept.len() != text.lines().count() || !text.ends_with('\n') {
-        let mut out = kept.join("\n");
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        crate::files::write(path, out)?;
-    }
-    Ok(())
 }
 
 /// Reads training options saved by [`train`] (`options.json` in a run, or
@@ -430,7 +399,7 @@ pub fn train(
         }
         .unwrap_or(info.step);
         opt.load_state(&tensors, saved_step)?;
-        repair_log(&run_dir.join("log.jsonl"), saved_step)?;
+        run_log::repair(&run_dir.join(run_log::FILE), saved_step)?;
         (step, elapsed_before, last_train, last_dev) = (
             saved_step,
             info.elapsed_seconds,
@@ -523,18 +492,7 @@ pub fn train(
                 lr: opt.lr,
                 elapsed_seconds: elapsed,
             };
-            let log_path = run_dir.join("log.jsonl");
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(|e| Error::io(&log_path, e))?;
-            writeln!(
-                f,
-                "{}",
-                serde_json::to_string(&line).map_err(|e| Error::Invalid(e.to_string()))?
-            )
-            .map_err(|e| Error::io(&log_path, e))?;
+            run_log::append(&run_dir.join(run_log::FILE), &line)?;
             progress(Event::Checkpoint {
                 step,
                 train_loss: last_train,
@@ -578,7 +536,7 @@ pub fn train(
     config.training = Some(summary.clone());
     config.save(&model_dir.join(CONFIG_FILE))?;
     json_write(&model_dir.join(OPTIONS_FILE), &opts)?;
-    let log = run_dir.join("log.jsonl");
+    let log = run_dir.join(run_log::FILE);
     if log.is_file() {
         crate::files::copy(&log, &model_dir.join(LOG_FILE))?;
     }

@@ -136,7 +136,7 @@ fn report_with(
         attnscope_model::files::write(&opts_copy, serde_json::to_string_pretty(&opts)? + "\n")?;
     }
     let log_copy = dir.join(LOG_FILE);
-    let run_log = runs.join(name).join("log.jsonl");
+    let run_log = runs.join(name).join(attnscope_model::run_log::FILE);
     if run_log.is_file() {
         attnscope_model::files::copy(&run_log, &log_copy)?;
     }
