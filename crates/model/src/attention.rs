@@ -1,6 +1,8 @@
 //! How attention scores become the distribution a decoder uses: softmax, hard (one-hot at the
 //! argmax), sampled (one position drawn from the softmax, seeded) or sparsemax, at a
-//! temperature, and interventions that force one source position.
+//! temperature, and interventions that force one source position. Two more replace the
+//! attention to test whether it matters (Jain & Wallace 2019): uniform weights, and the
+//! softmax's own weights shuffled over the source (seeded).
 //!
 //! Every function here maps masked scores of any shape `(..., S)` (padding at -1e9) to
 //! weights of the same shape whose rows sum to 1 and that are 0 at padding.
@@ -27,10 +29,22 @@ pub enum Mode {
     /// `sparsemax(scores / T)` (Martins & Astudillo 2016): the Euclidean projection of the
     /// scores onto the simplex, which gives many weights exactly 0.
     Sparsemax,
+    /// The same weight on every source token: attention switched off.
+    Uniform,
+    /// `softmax(scores / T)` randomly permuted over the source positions (seeded): the same
+    /// weights, on the wrong tokens.
+    Shuffled,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Soft, Mode::Hard, Mode::Sampled, Mode::Sparsemax];
+    pub const ALL: [Mode; 6] = [
+        Mode::Soft,
+        Mode::Hard,
+        Mode::Sampled,
+        Mode::Sparsemax,
+        Mode::Uniform,
+        Mode::Shuffled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +52,8 @@ impl Mode {
             Mode::Hard => "hard",
             Mode::Sampled => "sampled",
             Mode::Sparsemax => "sparsemax",
+            Mode::Uniform => "uniform",
+            Mode::Shuffled => "shuffled",
         }
     }
 }
@@ -56,11 +72,14 @@ impl FromStr for Mode {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown attention mode {s:?}; use soft, hard, sampled or sparsemax"
+                    "unknown attention mode {s:?}; use soft, hard, sampled, sparsemax, uniform or shuffled"
                 ))
             })
     }
 }
+
+/// Scores at or below this are padding (masked scores are -1e9).
+const MASKED: f32 = -1e8;
 
 /// The largest temperature accepted, and the smallest.
 pub const TEMPERATURE_RANGE: (f32, f32) = (0.05, 20.0);
@@ -126,6 +145,25 @@ impl Distribution {
                     o[pick] = 1.0;
                 }
                 Mode::Sparsemax => o.copy_from_slice(&sparsemax(row)),
+                Mode::Uniform => {
+                    let n = row.iter().filter(|&&v| v > MASKED).count().max(1);
+                    for (w, &v) in o.iter_mut().zip(row) {
+                        *w = if v > MASKED { 1.0 / n as f32 } else { 0.0 };
+                    }
+                }
+                Mode::Shuffled => {
+                    // Fisher-Yates over the unmasked positions only.
+                    let p = softmax(row);
+                    let mut at: Vec<usize> = (0..s).filter(|&j| row[j] > MASKED).collect();
+                    let targets = at.clone();
+                    for i in (1..at.len()).rev() {
+                        let j = self.rng.random_range(0..=i);
+                        at.swap(i, j);
+                    }
+                    for (&from, &to) in targets.iter().zip(&at) {
+                        o[to] = p[from];
+                    }
+                }
             }
         }
         Ok(Tensor::from_vec(out, shape, scores.device())?)
@@ -240,6 +278,28 @@ mod tests {
         // Seeded: the same seed draws the same positions; some seed draws a non-argmax.
         assert_eq!(rows(Mode::Sampled, 1.0, 3), rows(Mode::Sampled, 1.0, 3));
         assert!((0..20).any(|s| rows(Mode::Sampled, 1.0, s)[1][3] == 1.0));
+    }
+
+    #[test]
+    fn uniform_spreads_evenly_and_shuffled_permutes_the_softmax() {
+        let u = rows(Mode::Uniform, 1.0, 0);
+        assert_eq!(u[0], vec![1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.0]);
+        assert_eq!(u[1], vec![0.25; 4]);
+        let soft = rows(Mode::Soft, 1.0, 0);
+        let mut moved = false;
+        for seed in 0..10 {
+            let s = rows(Mode::Shuffled, 1.0, seed);
+            for (a, b) in s.iter().zip(&soft) {
+                let (mut x, mut y) = (a.clone(), b.clone());
+                x.sort_by(f32::total_cmp);
+                y.sort_by(f32::total_cmp);
+                assert_eq!(x, y, "the same weights");
+            }
+            assert_eq!(s[0][3], 0.0, "padding stays empty");
+            moved |= s[1] != soft[1];
+        }
+        assert!(moved);
+        assert_eq!(rows(Mode::Shuffled, 1.0, 4), rows(Mode::Shuffled, 1.0, 4));
     }
 
     #[test]

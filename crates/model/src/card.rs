@@ -261,6 +261,9 @@ sentences in training, lowercased parliamentary text here.\n\n\
             out += "\n";
         }
         out += &robustness_section(&ev.scores, figures.lengths);
+        if let Some(f) = &ev.faithfulness {
+            out += &faithfulness_section(f);
+        }
     }
     let flags = train_flags(opts);
     out += &format!(
@@ -274,6 +277,63 @@ scripts/check-sacrebleu.sh --hyp runs/{name}/test.hyp --ref runs/{name}/test.ref
 An interrupted run continues with `train --name {name} --resume` from its last checkpoint \
 and makes the same updates as an uninterrupted run.\n"
     );
+    out
+}
+
+/// Does the attention explain the output? Agreement with attributions, and what replacing it
+/// changes ([`crate::faithfulness`]).
+fn faithfulness_section(f: &crate::faithfulness::Faithfulness) -> String {
+    let label = |name: &str| {
+        name.parse::<crate::Method>()
+            .map(|m| m.label().to_string())
+            .unwrap_or_else(|_| name.to_string())
+    };
+    let mut out = format!(
+        "## Faithfulness: does the attention explain the output?
+
+Over the greedy translations of {n} test sentences ({steps} steps), each step's attention row against three attributions of the same emitted token's log-probability to the source tokens (integrated gradients with {ig} Gauss–Legendre points from a zero baseline): Kendall's τ-b between the two rows, and how often both put their largest weight on the same token.
+
+| attribution | mean τ with attention | same top token |
+|---|---|---|
+",
+        n = f.sentences,
+        steps = f.steps,
+        ig = f.ig_steps,
+    );
+    for a in &f.agreement {
+        out += &format!(
+            "| {} | {:.2} | {} % |
+",
+            label(&a.method),
+            a.mean_tau,
+            pct(a.argmax_agreement)
+        );
+    }
+    out += "
+The same sentences decoded again with every step's attention replaced (every layer and head of a Transformer), as Jain & Wallace (2019) test it: tokens and sentences of the output that change, and the drop in the original translation's log-probability per token when it is forced under the replaced attention. Attention that matters changes the output.
+
+| attention replaced by | tokens changed | sentences changed | log-prob drop per token |
+|---|---|---|---|
+";
+    for c in &f.counterfactuals {
+        let what = match c.attention.as_str() {
+            "uniform" => "uniform weights",
+            "shuffled" => "its own weights, shuffled",
+            "hard" => "a one-hot at its argmax",
+            other => other,
+        };
+        out += &format!(
+            "| {what} | {} % | {} % | {:.3} nats |
+",
+            pct(c.tokens_changed),
+            pct(c.sentences_changed),
+            c.log_prob_drop
+        );
+    }
+    out += "
+Reproduce with `attnscope faithfulness --model NAME`; the page shows each row's τ beside its entropy when the heatmap shows an attribution.
+
+";
     out
 }
 

@@ -75,6 +75,10 @@ pub struct Evaluation {
     /// ([`crate::robustness`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scores: Vec<crate::robustness::SetScore>,
+    /// Attention against attributions and counterfactual attention
+    /// ([`crate::faithfulness`]), once `attnscope faithfulness` has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<crate::faithfulness::Faithfulness>,
 }
 
 /// AER, precision and recall (percent) of one alignment-extraction method.

@@ -6,7 +6,8 @@
 //! Transformer; [`network::Network`] puts both behind one interface, and their decoder steps
 //! *return* the attention they used. [`Translator`] loads a model directory (`config.json`,
 //! `tokenizer.*.json`, `model.safetensors`) and decodes (greedy, beam search, forced,
-//! with interventions; soft, hard, sampled or sparsemax attention, see [`attention`]),
+//! with interventions; soft, hard, sampled, sparsemax, uniform or shuffled attention, see
+//! [`attention`]),
 //! calling back once per step with the emitted token and its attention. [`train`] trains such
 //! a model from a TSV of sentence pairs with resumable checkpoints, and [`metrics`] scores
 //! translations with BLEU and chrF as sacrebleu computes them.
@@ -23,6 +24,8 @@ pub mod data;
 pub mod decode;
 pub mod dropout;
 mod error;
+pub mod explain;
+pub mod faithfulness;
 pub mod files;
 pub mod fixtures;
 pub(crate) mod fused;
@@ -47,5 +50,6 @@ pub use attention::Mode;
 pub use config::ModelConfig;
 pub use decode::{DecodeOptions, DecodeStep, Intervention, Translation, Translator};
 pub use error::{Error, Result};
+pub use explain::{Attribution, ExplainOptions, Method};
 pub use sentences::{Segmentation, SentenceSpan, TextSource};
 pub use vocab::Vocab;

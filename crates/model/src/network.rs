@@ -106,6 +106,29 @@ impl Network {
         })
     }
 
+    /// The source embeddings the encoder reads (token embeddings, before a Transformer's
+    /// scaling and positions).
+    ///
+    /// # Shapes
+    /// - `src`: `(B, S)` u32; returns `(B, S, E)`
+    pub fn embed_source(&self, src: &Tensor) -> Result<Tensor> {
+        match self {
+            Network::Gru(m) => m.embed_source(src),
+            Network::Transformer(m) => m.embed_source(src),
+        }
+    }
+
+    /// [`Self::encode`] from source embeddings (see [`Self::embed_source`]).
+    ///
+    /// # Shapes
+    /// - `emb`: `(B, S, E)`; `mask`: `(B, S)` f32, 1 at tokens
+    pub fn encode_embedded(&self, emb: &Tensor, mask: &Tensor) -> Result<Memory> {
+        Ok(match self {
+            Network::Gru(m) => Memory::Gru(m.encode_embedded(emb, mask)?),
+            Network::Transformer(m) => Memory::Transformer(m.encode_embedded(emb, mask, None)?),
+        })
+    }
+
     /// The decoder state before the first step.
     pub fn initial_state(&self, memory: &Memory) -> Result<DecoderState> {
         Ok(match (self, memory) {
@@ -147,6 +170,36 @@ impl Network {
             }
             _ => return Err(mismatch()),
         })
+    }
+
+    /// [`Self::step`] up to the output layer: the features `(B, R)` that
+    /// [`Self::logits`] turns into next-token scores, and the new state.
+    pub fn step_features(
+        &self,
+        memory: &Memory,
+        state: &DecoderState,
+        prev: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, DecoderState)> {
+        Ok(match (self, memory, state) {
+            (Network::Gru(m), Memory::Gru(e), DecoderState::Gru(s)) => {
+                let (features, step) = m.step_features(e, prev, s, distribution)?;
+                (features, DecoderState::Gru(step.state))
+            }
+            (Network::Transformer(m), Memory::Transformer(e), DecoderState::Transformer(c)) => {
+                let (features, step) = m.step_features(e, c, prev, distribution)?;
+                (features, DecoderState::Transformer(step.cache))
+            }
+            _ => return Err(mismatch()),
+        })
+    }
+
+    /// Next-token scores `(N, V)` from step features `(N, R)`.
+    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        match self {
+            Network::Gru(m) => m.logits(features),
+            Network::Transformer(m) => m.logits(features),
+        }
     }
 
     /// Mean cross-entropy per target token of a batch (teacher forcing).

@@ -227,17 +227,30 @@ impl Seq2Seq {
     /// - `src`: `(B, S)` u32 token ids, right-padded
     /// - `mask`: `(B, S)` f32, 1.0 at tokens and 0.0 at padding
     pub fn encode(&self, src: &Tensor, mask: &Tensor) -> Result<Encoded> {
-        let (b, s) = src.dims2()?;
-        let emb = self.src_embedding.forward(src)?;
+        self.encode_embedded(&self.embed_source(src)?, mask)
+    }
+
+    /// The source embeddings the encoder reads: `(B, S)` ids to `(B, S, E)`.
+    pub fn embed_source(&self, src: &Tensor) -> Result<Tensor> {
+        Ok(self.src_embedding.forward(src)?)
+    }
+
+    /// [`Self::encode`] from source embeddings (attribution differentiates with respect to
+    /// them, see [`crate::explain`]).
+    ///
+    /// # Shapes
+    /// - `emb`: `(B, S, E)`; `mask`: `(B, S)` f32, 1.0 at tokens and 0.0 at padding
+    pub fn encode_embedded(&self, emb: &Tensor, mask: &Tensor) -> Result<Encoded> {
+        let (b, s, _) = emb.dims3()?;
         // Input projections for every position at once, time-major so each step is contiguous.
         let gi_f = self
             .enc_fwd
-            .project_input(0, &emb)?
+            .project_input(0, emb)?
             .transpose(0, 1)?
             .contiguous()?;
         let gi_b = self
             .enc_bwd
-            .project_input(0, &emb)?
+            .project_input(0, emb)?
             .transpose(0, 1)?
             .contiguous()?;
         // keep[t][b]: 1 at tokens, 0 at padding.
@@ -346,29 +359,39 @@ impl Seq2Seq {
         state: &Tensor,
         distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     ) -> Result<Step> {
-        let attention = distribution(&self.scores(enc, state)?)?;
-        self.step_with(enc, prev, state, attention)
+        let (readout, step) = self.step_features(enc, prev, state, distribution)?;
+        Ok(Step {
+            logits: dense(&self.output, &readout)?,
+            ..step
+        })
     }
 
-    /// One inference step that uses the given attention weights instead of computing them.
-    pub fn step_with(
+    /// [`Self::step`] up to the output layer: the readout `(B, R)` (feed rows of it to
+    /// [`Self::logits`]) and the step, whose `logits` are left empty. Attribution scores
+    /// one row per step, so it skips the other rows' output layer.
+    pub fn step_features(
         &self,
         enc: &Encoded,
         prev: &Tensor,
         state: &Tensor,
-        attention: Tensor,
-    ) -> Result<Step> {
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, Step)> {
+        let attention = distribution(&self.scores(enc, state)?)?;
         let emb = self.tgt_embedding.forward(prev)?;
         let context = self.context(enc, &attention)?;
         let gi =
             (self.decoder.project_input(0, &emb)? + self.decoder.project_input(1, &context)?)?;
         let state = self.decoder.step(&gi, state)?;
-        let logits = dense(&self.output, &self.readout(&state, &context, &emb)?)?;
-        Ok(Step {
-            logits,
-            state,
-            attention,
-        })
+        let readout = self.readout(&state, &context, &emb)?;
+        let empty = Tensor::zeros(0, DType::F32, state.device())?;
+        Ok((
+            readout,
+            Step {
+                logits: empty,
+                state,
+                attention,
+            },
+        ))
     }
 
     /// Teacher-forced decoder readouts for training.

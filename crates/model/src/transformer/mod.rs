@@ -519,11 +519,21 @@ impl Transformer {
     /// # Shapes
     /// - `ids`: `(B, T)` u32 at positions `start..start + T`; returns `(B, T, D)`
     fn embed(&self, table: &Embedding, ids: &Tensor, start: usize) -> Result<Tensor> {
-        let (_, t) = ids.dims2()?;
-        Ok(table
-            .forward(ids)?
+        self.scale_and_place(&table.forward(ids)?, start)
+    }
+
+    /// `emb * sqrt(d) + positions` for embeddings `(B, T, D)` at positions `start..start + T`.
+    fn scale_and_place(&self, emb: &Tensor, start: usize) -> Result<Tensor> {
+        let (_, t, _) = emb.dims3()?;
+        Ok(emb
             .affine((self.d_model as f64).sqrt(), 0.0)?
             .broadcast_add(&self.positions(start, t)?.unsqueeze(0)?)?)
+    }
+
+    /// The source token embeddings, before scaling and positions: `(B, S)` ids to
+    /// `(B, S, D)`.
+    pub fn embed_source(&self, src: &Tensor) -> Result<Tensor> {
+        Ok(self.src_embedding.forward(src)?)
     }
 
     /// Runs the encoder and projects the cross-attention keys and values of every decoder
@@ -536,12 +546,26 @@ impl Transformer {
         &self,
         src: &Tensor,
         mask: &Tensor,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<TransformerEncoded> {
+        self.encode_embedded(&self.embed_source(src)?, mask, dropout)
+    }
+
+    /// [`Self::encode`] from the source token embeddings of [`Self::embed_source`]
+    /// (attribution differentiates with respect to them, see [`crate::explain`]).
+    ///
+    /// # Shapes
+    /// - `emb`: `(B, S, D)`; `mask`: `(B, S)` f32, 1.0 at tokens and 0.0 at padding
+    pub fn encode_embedded(
+        &self,
+        emb: &Tensor,
+        mask: &Tensor,
         mut dropout: Option<&mut Dropout>,
     ) -> Result<TransformerEncoded> {
-        let (b, s) = src.dims2()?;
+        let (b, s, _) = emb.dims3()?;
         let mask_bias = mask.to_dtype(DType::F32)?.affine(1e9, -1e9)?;
         let bias = mask_bias.reshape((b, 1, 1, s))?;
-        let mut x = apply_dropout(&mut dropout, self.embed(&self.src_embedding, src, 0)?)?;
+        let mut x = apply_dropout(&mut dropout, self.scale_and_place(emb, 0)?)?;
         let mut attention = Vec::with_capacity(self.encoder.len());
         for layer in &self.encoder {
             let (y, weights) = layer.forward(&x, &bias, &mut dropout)?;
@@ -588,6 +612,23 @@ impl Transformer {
         prev: &Tensor,
         cross: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     ) -> Result<TransformerStep> {
+        let (x, step) = self.step_features(enc, cache, prev, cross)?;
+        Ok(TransformerStep {
+            logits: self.logits(&x)?,
+            ..step
+        })
+    }
+
+    /// [`Self::step`] up to the output layer: the normalised decoder output `(B, D)` (feed
+    /// rows of it to [`Self::logits`]) and the step, whose `logits` are left empty.
+    /// Attribution scores one row per step, so it skips the other rows' output layer.
+    pub fn step_features(
+        &self,
+        enc: &TransformerEncoded,
+        cache: &KvCache,
+        prev: &Tensor,
+        cross: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, TransformerStep)> {
         let b = prev.dims1()?;
         let (eb, s, _) = enc.memory.dims3()?;
         if b != eb || b != cache.batch {
@@ -618,16 +659,20 @@ impl Transformer {
             cross_attention.push(out.cross_weights.squeeze(2)?);
         }
         let x = self.decoder_norm.forward(&x)?.squeeze(1)?;
-        Ok(TransformerStep {
-            logits: self.logits(&x)?,
-            cache: KvCache {
-                layers,
-                len: t + 1,
-                batch: b,
+        let empty = Tensor::zeros(0, DType::F32, x.device())?;
+        Ok((
+            x,
+            TransformerStep {
+                logits: empty,
+                cache: KvCache {
+                    layers,
+                    len: t + 1,
+                    batch: b,
+                },
+                self_attention: Tensor::stack(&self_attention, 1)?,
+                cross_attention: Tensor::stack(&cross_attention, 1)?,
             },
-            self_attention: Tensor::stack(&self_attention, 1)?,
-            cross_attention: Tensor::stack(&cross_attention, 1)?,
-        })
+        ))
     }
 
     /// Teacher-forced decoder output before the output projection, for training.

@@ -1,0 +1,271 @@
+//! Attribution on tiny random models of every kind: integrated gradients are complete,
+//! erasure equals re-translating without the token, every decoding option is explained as
+//! decoded, and a segmented text is explained sentence by sentence.
+
+use std::ops::ControlFlow;
+
+use attnscope_model::explain::{Baseline, normalise};
+use attnscope_model::fixtures::{KINDS, tiny_translator_of};
+use attnscope_model::{
+    DecodeOptions, ExplainOptions, Intervention, Method, Mode, Segmentation, Translation,
+    Translator,
+};
+
+const TEXT: &str = "We are cold!";
+
+fn tiny(kind: &str) -> Translator {
+    tiny_translator_of(kind, 7).unwrap().0
+}
+
+fn decode(t: &Translator, text: &str, o: &DecodeOptions) -> Translation {
+    let src = t.text_source(text, Segmentation::Sentences).unwrap();
+    t.check_text(&src, o).unwrap();
+    t.translate_text(&src, o, |_| ControlFlow::Continue(()))
+        .unwrap()
+}
+
+fn explain(
+    t: &Translator,
+    text: &str,
+    o: &DecodeOptions,
+    e: &ExplainOptions,
+) -> (Translation, Vec<attnscope_model::Attribution>) {
+    let src = t.text_source(text, Segmentation::Sentences).unwrap();
+    let out = decode(t, text, o);
+    let rows = t.explain(&src, &out, o, e).unwrap();
+    (out, rows)
+}
+
+fn all_methods(points: usize, baseline: Baseline) -> ExplainOptions {
+    ExplainOptions {
+        methods: Method::ALL.to_vec(),
+        ig_steps: points,
+        baseline,
+    }
+}
+
+fn forced(target: &str) -> DecodeOptions {
+    DecodeOptions {
+        force_target: Some(target.into()),
+        ..DecodeOptions::default()
+    }
+}
+
+#[test]
+fn integrated_gradients_are_complete_against_a_pad_source_decoded_on_its_own() {
+    for kind in KINDS {
+        let t = tiny(kind);
+        let o = forced("Nous avons froid !");
+        let (out, rows) = explain(&t, TEXT, &o, &all_methods(64, Baseline::Pad));
+        let ig = rows
+            .iter()
+            .find(|a| a.method == Method::IntegratedGradients)
+            .unwrap();
+        // f(x'): the same target forced on a source of <pad> embeddings, decoded normally.
+        let (ids, tokens) = t.source(TEXT).unwrap();
+        let pad = t
+            .translate_source(&vec![0; ids.len()], tokens, &o, |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        for (step, (s, p)) in out.steps.iter().zip(&pad.steps).enumerate() {
+            let sum: f32 = ig.raw[step].iter().sum();
+            let want = s.log_prob - p.log_prob;
+            assert!(
+                (sum - want).abs() <= 0.02 * (1.0 + want.abs()),
+                "{kind} step {step}: IG sums to {sum}, f(x) - f(x') = {want}"
+            );
+            let delta = ig.convergence_delta.as_ref().unwrap()[step];
+            assert!((delta - (sum - want)).abs() < 1e-3, "{kind}: delta {delta}");
+        }
+    }
+}
+
+#[test]
+fn erasure_is_the_drop_when_the_token_is_left_out() {
+    for kind in KINDS {
+        let t = tiny(kind);
+        let o = forced("Nous avons froid !");
+        let e = ExplainOptions {
+            methods: vec![Method::Erasure],
+            ..ExplainOptions::default()
+        };
+        let (out, rows) = explain(&t, TEXT, &o, &e);
+        let (ids, tokens) = t.source(TEXT).unwrap();
+        for i in [0, ids.len() / 2, ids.len() - 1] {
+            let mut left = ids.clone();
+            left.remove(i);
+            let mut toks = tokens.clone();
+            toks.remove(i);
+            let without = t
+                .translate_source(&left, toks, &o, |_| ControlFlow::Continue(()))
+                .unwrap();
+            for (step, (s, w)) in out.steps.iter().zip(&without.steps).enumerate() {
+                let want = s.log_prob - w.log_prob;
+                let got = rows[0].raw[step][i];
+                assert!(
+                    (got - want).abs() < 1e-4,
+                    "{kind} step {step} token {i}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_decoding_option_is_explained_as_it_was_decoded() {
+    let cases: Vec<(&str, DecodeOptions)> = vec![
+        (
+            "greedy",
+            DecodeOptions {
+                max_len: Some(5),
+                ..Default::default()
+            },
+        ),
+        (
+            "beam",
+            DecodeOptions {
+                beam: 3,
+                max_len: Some(5),
+                ..Default::default()
+            },
+        ),
+        (
+            "prefix",
+            DecodeOptions {
+                target_prefix: Some("Nous".into()),
+                max_len: Some(5),
+                ..Default::default()
+            },
+        ),
+        (
+            "intervention",
+            DecodeOptions {
+                interventions: vec![Intervention { step: 1, source: 0 }],
+                max_len: Some(5),
+                ..Default::default()
+            },
+        ),
+        (
+            "sampled",
+            DecodeOptions {
+                attention: Some(Mode::Sampled),
+                seed: 3,
+                max_len: Some(5),
+                ..Default::default()
+            },
+        ),
+        (
+            "sparsemax",
+            DecodeOptions {
+                attention: Some(Mode::Sparsemax),
+                max_len: Some(5),
+                ..Default::default()
+            },
+        ),
+        (
+            "hot",
+            DecodeOptions {
+                temperature: 2.5,
+                max_len: Some(5),
+                ..Default::default()
+            },
+        ),
+    ];
+    for kind in KINDS {
+        let t = tiny(kind);
+        for (name, o) in &cases {
+            let (out, rows) = explain(&t, TEXT, o, &all_methods(48, Baseline::Zero));
+            assert_eq!(rows.len(), 3);
+            for a in &rows {
+                assert_eq!(a.raw.len(), out.steps.len(), "{kind} {name}");
+                for (step, row) in a.raw.iter().enumerate() {
+                    assert!(
+                        row.iter().all(|v| v.is_finite()),
+                        "{kind} {name} {}",
+                        a.method
+                    );
+                    let n = normalise(row);
+                    let total: f32 = n.iter().sum();
+                    assert!(total == 0.0 || (total - 1.0).abs() < 1e-5);
+                    if let Some(tau) = a.agreement[step].tau {
+                        assert!((-1.0..=1.0).contains(&tau));
+                    }
+                }
+            }
+            // The replay scores the decoding's own tokens: integrated gradients' completeness
+            // holds only if it attends exactly as the decoding did.
+            let ig = &rows[1];
+            for (step, d) in ig.convergence_delta.as_ref().unwrap().iter().enumerate() {
+                let f = out.steps[step].log_prob;
+                assert!(
+                    d.abs() <= 0.03 * (1.0 + f.abs()),
+                    "{kind} {name} step {step}: delta {d}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_segmented_text_is_explained_sentence_by_sentence() {
+    let text = "I am cold. Is it here?";
+    for kind in KINDS {
+        let t = tiny(kind);
+        let o = DecodeOptions {
+            max_len: Some(4),
+            ..Default::default()
+        };
+        let e = all_methods(16, Baseline::Zero);
+        let (out, rows) = explain(&t, text, &o, &e);
+        assert_eq!(out.sentences.len(), 2);
+        for (k, part) in ["I am cold.", "Is it here?"].into_iter().enumerate() {
+            let span = &out.sentences[k];
+            let (_, alone) = explain(&t, part, &o, &e);
+            for (a, b) in rows.iter().zip(&alone) {
+                for (local, step) in span.target.clone().enumerate() {
+                    let row = &a.raw[step];
+                    assert!(
+                        row.iter()
+                            .enumerate()
+                            .all(|(j, &v)| span.source.contains(&j) || v == 0.0),
+                        "{kind}: off-block attribution"
+                    );
+                    for (x, y) in row[span.source.clone()].iter().zip(&b.raw[local]) {
+                        assert!((x - y).abs() < 1e-4, "{kind} {}: {x} vs {y}", a.method);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_options_are_refused_with_a_clear_message() {
+    let t = tiny("additive");
+    let src = t.text_source(TEXT, Segmentation::Sentences).unwrap();
+    let out = decode(&t, TEXT, &DecodeOptions::default());
+    let e = ExplainOptions {
+        methods: vec![Method::IntegratedGradients],
+        ig_steps: 0,
+        ..Default::default()
+    };
+    let err = t
+        .explain(&src, &out, &DecodeOptions::default(), &e)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("ig_steps 0 is out of range"),
+        "{err}"
+    );
+    let other = t
+        .text_source("Is it here? I am cold.", Segmentation::Sentences)
+        .unwrap();
+    let e = ExplainOptions {
+        methods: vec![Method::Erasure],
+        ..Default::default()
+    };
+    assert!(
+        t.explain(&other, &out, &DecodeOptions::default(), &e)
+            .is_err()
+    );
+}
