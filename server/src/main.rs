@@ -43,7 +43,11 @@ enum Command {
     /// (entropy, alignment error rate) and rewrite its card.
     Eval(cmd::eval::EvalArgs),
     /// Word alignments from attention scored against a gold set: AER, precision, recall.
-    AlignEval(cmd::eval::AlignArgs),
+    AlignEval(cmd::align::AlignArgs),
+    /// Does the attention explain the output? Its agreement with gradient × input,
+    /// integrated gradients and erasure, and what replacing it changes, on the test split;
+    /// rewrites the model card.
+    Faithfulness(cmd::faithfulness::FaithfulnessArgs),
     /// Export an attention matrix (`translate --format json` output, or a render request) as
     /// a heatmap image (PNG, SVG) or as raw weights (JSON, CSV).
     Render(cmd::render::RenderArgs),
@@ -125,7 +129,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => cmd::train::run(&cli.models, args),
         Command::Translate(args) => cmd::translate::run(&cli.models, args),
         Command::Eval(args) => cmd::eval::run(&cli.models, args),
-        Command::AlignEval(args) => cmd::eval::run_align(&cli.models, args),
+        Command::AlignEval(args) => cmd::align::run_align(&cli.models, args),
+        Command::Faithfulness(args) => cmd::faithfulness::run(&cli.models, args),
         Command::Render(args) => cmd::render::run(args),
         Command::Score { hyp, reference } => cmd::translate::score(&hyp, &reference),
         Command::Serve {

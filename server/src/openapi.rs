@@ -29,6 +29,8 @@ use utoipa::OpenApi;
         wire::PackedWeights,
         wire::HypothesisInfo,
         wire::SentenceInfo,
+        wire::AttributionRow,
+        wire::AgreementSummary,
         wire::ModelInfo,
         wire::RenderRequest,
         wire::ErrorBody,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use attnscope_model::explain::{Baseline, DEFAULT_IG_STEPS};
 use attnscope_model::{
-    DecodeOptions, DecodeStep, Intervention, Mode, Segmentation, TextSource, Translation,
-    Translator,
+    Attribution, DecodeOptions, DecodeStep, ExplainOptions, Intervention, Method, Mode,
+    Segmentation, TextSource, Translation, Translator,
 };
 use attnscope_protocol::{
     DoneEvent, ErrorBody, StartEvent, TranslateRequest, TranslateResponse, event,
@@ -181,6 +182,8 @@ struct Job {
     /// The text, split into sentences (or whole) and tokenised.
     source: TextSource,
     opts: DecodeOptions,
+    /// The attributions asked for (none: decode only).
+    explain: ExplainOptions,
     /// Holds the job's place until its decoding ends.
     admission: crate::Admission,
     /// When the request arrived, for the latency metrics.
@@ -215,6 +218,27 @@ fn options(req: &TranslateRequest) -> Result<DecodeOptions, AppError> {
     })
 }
 
+/// Attribution options from a request.
+fn explain_options(req: &TranslateRequest) -> Result<ExplainOptions, AppError> {
+    let invalid = |e: attnscope_model::Error| AppError::InvalidOption(e.to_string());
+    let methods = req
+        .explain
+        .iter()
+        .map(|m| m.parse::<Method>().map_err(invalid))
+        .collect::<Result<_, _>>()?;
+    let baseline = match &req.ig_baseline {
+        Some(b) => b.parse::<Baseline>().map_err(invalid)?,
+        None => Baseline::default(),
+    };
+    let opts = ExplainOptions {
+        methods,
+        ig_steps: req.ig_steps.unwrap_or(DEFAULT_IG_STEPS),
+        baseline,
+    };
+    opts.check().map_err(invalid)?;
+    Ok(opts)
+}
+
 fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
     let req: TranslateRequest =
         serde_json::from_slice(body).map_err(|e| AppError::InvalidJson(e.to_string()))?;
@@ -224,6 +248,7 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
     }
     let (model_name, model) = st.models.get(req.model.as_deref())?;
     let opts = options(&req)?;
+    let explain = explain_options(&req)?;
     let segmentation = match req.segment {
         Some(false) => Segmentation::Whole,
         _ => Segmentation::Sentences,
@@ -235,6 +260,7 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
         model,
         source,
         opts,
+        explain,
         admission: st.admit()?,
         began: Instant::now(),
     })
@@ -280,15 +306,22 @@ pub(crate) async fn translate(
     }
 }
 
+/// A finished decoding and its attributions (empty unless asked for).
+struct Decoded {
+    translation: Translation,
+    explained: Vec<Attribution>,
+}
+
 impl Job {
     /// Waits for a decoding permit, then decodes on the blocking pool, one step at a time on
-    /// a CPU slot, counting steps in [`crate::Stats`]. `on_step` sees each step with the held
-    /// slot (to give it back while it waits on the client) and may stop the decoding.
+    /// a CPU slot, counting steps in [`crate::Stats`], and explains the translation if asked.
+    /// `on_step` sees each step with the held slot (to give it back while it waits on the
+    /// client) and may stop the decoding.
     async fn decode(
         self,
         st: &AppState,
         mut on_step: impl FnMut(&DecodeStep, &mut Slot) -> ControlFlow<()> + Send + 'static,
-    ) -> Result<Translation, AppError> {
+    ) -> Result<Decoded, AppError> {
         let permit = st
             .workers
             .clone()
@@ -300,6 +333,7 @@ impl Job {
             model,
             source,
             opts,
+            explain,
             admission,
             began,
             ..
@@ -315,9 +349,20 @@ impl Job {
                 stats.steps.fetch_add(1, Ordering::Relaxed);
                 on_step(s, &mut slot)
             });
+            let decoded = out.and_then(|translation| {
+                let explained = if translation.stopped {
+                    Vec::new()
+                } else {
+                    model.explain(&source, &translation, &opts, &explain)?
+                };
+                Ok(Decoded {
+                    translation,
+                    explained,
+                })
+            });
             drop(slot);
             metrics.translation.observe(began.elapsed().as_secs_f64());
-            out
+            decoded
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
@@ -327,13 +372,13 @@ impl Job {
 
 async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
     let model = job.model_name.clone();
-    let t = job
+    let d = job
         .decode(&st, |_, slot| {
             slot.yield_now();
             ControlFlow::Continue(())
         })
         .await?;
-    Ok(wire::response(model, t)?)
+    Ok(wire::response(model, d.translation, &d.explained)?)
 }
 
 fn sse_event<T: serde::Serialize>(name: &str, data: &T) -> Event {
@@ -359,12 +404,22 @@ async fn stream(
     };
     // The channel has room, so the start event goes out before any decoding.
     let _ = tx.try_send(sse_event(event::START, &start));
+    // Attributions need the whole translation: its steps go out once it is explained.
+    let explaining = !job.explain.methods.is_empty();
     tokio::spawn(async move {
         let began = Instant::now();
         let worker_tx = tx.clone();
         let result = job
             .decode(&st, move |s, slot| {
-                let event = match step_event(s) {
+                if explaining {
+                    slot.yield_now();
+                    return if worker_tx.is_closed() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    };
+                }
+                let event = match step_event(s, &[]) {
                     Ok(step) => sse_event(event::STEP, &step),
                     Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),
                 };
@@ -377,12 +432,16 @@ async fn stream(
             })
             .await;
         let last = match result {
-            Ok(t) if t.stopped => {
+            Ok(d) if d.translation.stopped => {
                 st.stats.abandoned.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("client disconnected; decoding stopped");
                 return;
             }
-            Ok(t) => match wire::encoder_attention(&t) {
+            Ok(Decoded {
+                translation: t,
+                explained,
+            }) => match wire::encoder_attention(&t) {
+                Ok(_) if explaining && !send_steps(&tx, &t, &explained).await => return,
                 Ok(encoder_attention) => sse_event(
                     event::DONE,
                     &DoneEvent {
@@ -394,6 +453,7 @@ async fn stream(
                         target_tokens: t.target_tokens,
                         elapsed_ms: began.elapsed().as_secs_f64() * 1e3,
                         encoder_attention,
+                        agreement: wire::agreement(&explained),
                     },
                 ),
                 Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),
@@ -403,6 +463,21 @@ async fn stream(
         let _ = tx.send(last).await;
     });
     Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}
+
+/// Sends every step of an explained translation with its attribution rows; false when the
+/// client has gone.
+async fn send_steps(tx: &mpsc::Sender<Event>, t: &Translation, explained: &[Attribution]) -> bool {
+    for s in &t.steps {
+        let event = match step_event(s, explained) {
+            Ok(step) => sse_event(event::STEP, &step),
+            Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),
+        };
+        if tx.send(event).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Counts a running decoding in [`crate::Stats::decoding`] for as long as it lives.

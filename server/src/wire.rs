@@ -3,14 +3,16 @@
 //! Transformer heads travel packed ([`PackedWeights`]); packing fails only on a ragged block,
 //! which would be a bug in the model crate.
 
-use attnscope_model::{DecodeStep, TextSource, Translation};
+use attnscope_model::explain::normalise;
+use attnscope_model::{Attribution, DecodeStep, TextSource, Translation};
 use attnscope_protocol::{
-    HeadsAttention, HypothesisInfo, PackError, PackedWeights, SentenceInfo, StepEvent,
-    TranslateResponse,
+    AgreementSummary, AttributionRow, HeadsAttention, HypothesisInfo, PackError, PackedWeights,
+    SentenceInfo, StepEvent, TranslateResponse,
 };
 
-/// The wire form of one decoding step.
-pub fn step_event(s: &DecodeStep) -> Result<StepEvent, PackError> {
+/// The wire form of one decoding step, with its rows of `explained` (empty when nothing was
+/// asked to be explained).
+pub fn step_event(s: &DecodeStep, explained: &[Attribution]) -> Result<StepEvent, PackError> {
     let heads = match &s.heads {
         Some(h) => Some(HeadsAttention {
             cross: PackedWeights::from_nested3(&h.cross)?,
@@ -27,7 +29,50 @@ pub fn step_event(s: &DecodeStep) -> Result<StepEvent, PackError> {
         intervened: s.intervened,
         heads,
         sentence: s.sentence,
+        attributions: explained
+            .iter()
+            .filter_map(|a| attribution_row(a, s.index))
+            .collect(),
     })
+}
+
+/// Step `step`'s row of one attribution.
+fn attribution_row(a: &Attribution, step: usize) -> Option<AttributionRow> {
+    let raw = a.raw.get(step)?;
+    let agreement = a.agreement.get(step)?;
+    Some(AttributionRow {
+        method: a.method.to_string(),
+        weights: normalise(raw),
+        raw: raw.clone(),
+        tau: agreement.tau,
+        argmax_agrees: agreement.argmax_agrees,
+        delta: a
+            .convergence_delta
+            .as_ref()
+            .and_then(|d| d.get(step).copied()),
+    })
+}
+
+/// How each attribution agrees with the attention over the whole translation.
+pub fn agreement(explained: &[Attribution]) -> Vec<AgreementSummary> {
+    explained
+        .iter()
+        .map(|a| {
+            let taus: Vec<f32> = a.agreement.iter().filter_map(|g| g.tau).collect();
+            let hits = a.agreement.iter().filter(|g| g.argmax_agrees).count();
+            let steps = a.agreement.len();
+            AgreementSummary {
+                method: a.method.to_string(),
+                mean_tau: (!taus.is_empty()).then(|| taus.iter().sum::<f32>() / taus.len() as f32),
+                argmax_agreement: if steps == 0 {
+                    0.0
+                } else {
+                    hits as f32 / steps as f32
+                },
+                steps,
+            }
+        })
+        .collect()
 }
 
 /// The input's sentences as the `start` event announces them.
@@ -78,11 +123,20 @@ pub fn hypotheses(t: &Translation) -> Vec<HypothesisInfo> {
         .collect()
 }
 
-/// The JSON answer for a whole translation by `model`.
-pub fn response(model: String, t: Translation) -> Result<TranslateResponse, PackError> {
+/// The JSON answer for a whole translation by `model`, with its attributions.
+pub fn response(
+    model: String,
+    t: Translation,
+    explained: &[Attribution],
+) -> Result<TranslateResponse, PackError> {
     Ok(TranslateResponse {
         model,
-        steps: t.steps.iter().map(step_event).collect::<Result<_, _>>()?,
+        steps: t
+            .steps
+            .iter()
+            .map(|s| step_event(s, explained))
+            .collect::<Result<_, _>>()?,
+        agreement: agreement(explained),
         hypotheses: hypotheses(&t),
         encoder_attention: encoder_attention(&t)?,
         sentences: sentences(&t),

@@ -250,6 +250,77 @@ fn train_resume_translate_round_trip() {
         align.contains("AER") && align.contains("argmax, t2s"),
         "{align}"
     );
+
+    // `faithfulness` measures attention against attributions and counterfactual attention,
+    // keeps what `eval` measured, and adds its tables to the card.
+    let faith = run_ok(
+        attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "faithfulness",
+                "--model",
+                "toy",
+            ])
+            .args([
+                "--runs",
+                runs.to_str().unwrap(),
+                "--sentences",
+                "2",
+                "--ig-steps",
+                "2",
+            ]),
+        b"",
+    );
+    assert!(
+        faith.contains("integrated_gradients") && faith.contains("uniform"),
+        "{faith}"
+    );
+    let config = read_config(&toy);
+    let f = &config["evaluation"]["faithfulness"];
+    assert_eq!(f["sentences"], 2);
+    assert_eq!(f["agreement"].as_array().unwrap().len(), 3);
+    assert_eq!(f["counterfactuals"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        config["evaluation"]["alignment"].as_array().unwrap().len(),
+        10
+    );
+    let card = std::fs::read_to_string(toy.join("README.md")).unwrap();
+    assert!(
+        card.contains("## Faithfulness") && card.contains("AER"),
+        "{card}"
+    );
+
+    // `translate --explain` prints each method's agreement and top shares.
+    let explained = run_ok(
+        attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "translate",
+                "--model",
+                "toy",
+            ])
+            .args(["--explain", "gradient_x_input,erasure"]),
+        b"I am cold.\n",
+    );
+    assert!(
+        explained.contains("gradient × input: mean τ") && explained.contains("erasure: mean τ"),
+        "{explained}"
+    );
+    let bad = attnscope()
+        .args([
+            "--models",
+            models.to_str().unwrap(),
+            "translate",
+            "--model",
+            "toy",
+        ])
+        .args(["--explain", "saliency"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("gradient_x_input"));
 }
 
 /// `attnscope train` on the toy data in `dir`, into `dir/<tag>/{models,runs}`: the command,

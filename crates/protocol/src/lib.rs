@@ -16,8 +16,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod explain;
 mod packed;
 
+pub use explain::{
+    AgreementSummary, AttributionRow, EXPLAIN_METHODS, ExplainMethod, explain_method,
+};
 pub use packed::{PackError, PackedWeights};
 
 /// Marker at the start of a piece that begins a new word.
@@ -77,6 +81,17 @@ pub struct TranslateRequest {
     /// whole text as one sequence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<bool>,
+    /// Attribute every emitted token to the source tokens by these methods (names from
+    /// [`EXPLAIN_METHODS`]: `gradient_x_input`, `integrated_gradients`, `erasure`). With
+    /// any, the `step` events come once the whole translation is decoded and explained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explain: Vec<String>,
+    /// Integrated gradients' quadrature points (default 32, at most 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ig_steps: Option<usize>,
+    /// Integrated gradients' baseline: `zero` embeddings (default) or `pad`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ig_baseline: Option<String>,
 }
 
 impl TranslateRequest {
@@ -94,6 +109,9 @@ impl TranslateRequest {
             target_prefix: None,
             interventions: Vec::new(),
             segment: None,
+            explain: Vec::new(),
+            ig_steps: None,
+            ig_baseline: None,
         }
     }
 }
@@ -240,6 +258,9 @@ pub struct StepEvent {
     /// The input sentence this step translates (absent: 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sentence: usize,
+    /// One row per method the request asked to `explain`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributions: Vec<AttributionRow>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -276,6 +297,9 @@ pub struct DoneEvent {
     /// Every input sentence with its source tokens, its steps and its translation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sentences: Vec<SentenceInfo>,
+    /// Per method the request asked to `explain`, its agreement with the attention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agreement: Vec<AgreementSummary>,
 }
 
 /// The JSON answer of `POST /api/translate` (`Accept: application/json`).
@@ -308,6 +332,9 @@ pub struct TranslateResponse {
     /// Every input sentence with its source tokens, its steps and its translation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sentences: Vec<SentenceInfo>,
+    /// Per method the request asked to `explain`, its agreement with the attention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agreement: Vec<AgreementSummary>,
 }
 
 /// Body of `POST /api/render`: an attention matrix to export as an image (PNG, SVG) or as raw
@@ -395,6 +422,14 @@ mod tests {
                 self_attention: PackedWeights::pack(vec![1, 1, 2], &[0.4, 0.6]).unwrap(),
             }),
             sentence: 1,
+            attributions: vec![AttributionRow {
+                method: "erasure".into(),
+                weights: vec![0.2, 0.8],
+                raw: vec![-0.1, 0.4],
+                tau: Some(1.0),
+                argmax_agrees: true,
+                delta: None,
+            }],
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<StepEvent>(&json).unwrap(), s);

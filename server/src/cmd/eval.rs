@@ -1,20 +1,19 @@
-//! `attnscope eval` and `attnscope align-eval`: test-split scores, attention entropy, word
-//! alignment error rate, and the model card with its loss curve.
+//! `attnscope eval`: test-split scores, attention entropy, word alignment error rate (see
+//! [`super::align`]), and the model card with its loss curve.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use attnscope_model::align::{self, AlignmentCounts, Extraction, Symmetrization};
 use attnscope_model::attention::entropy;
-use attnscope_model::config::{AlignmentResult, Evaluation};
+use attnscope_model::config::Evaluation;
 use attnscope_model::data::TestItem;
 use attnscope_model::robustness::{self, SetScore};
 use attnscope_model::train::{self, LOG_FILE, LogLine, OPTIONS_FILE, TrainOptions};
 use attnscope_model::{DecodeOptions, Segmentation, Translator, card, data};
 
 /// Where the Hansards gold alignments live, relative to the project root.
-const HANSARDS: &str = "../shared/data/align-gold-en-fr-hansards-naacl2003";
+pub(crate) const HANSARDS: &str = "../shared/data/align-gold-en-fr-hansards-naacl2003";
 /// File name of the loss curve beside the card.
 const LOSS_PLOT: &str = "loss.png";
 /// File name of the BLEU-by-length chart beside the card.
@@ -43,21 +42,9 @@ pub struct EvalArgs {
     entropy_sentences: usize,
 }
 
-#[derive(clap::Args)]
-pub struct AlignArgs {
-    /// Model name (a folder under --models).
-    #[arg(long, default_value = attnscope::DEFAULT_MODEL)]
-    model: String,
-    /// Gold set: `test.e`, `test.f`, `test.wa.nonullalign`.
-    #[arg(long, default_value = HANSARDS)]
-    gold: PathBuf,
-    /// Weight threshold of the thresholded extraction.
-    #[arg(long, default_value_t = 0.3)]
-    threshold: f32,
-}
 
 /// The options the model was trained with: in its folder, or in its run.
-fn training_options(models: &Path, name: &str, runs: &Path) -> Result<TrainOptions> {
+pub(crate) fn training_options(models: &Path, name: &str, runs: &Path) -> Result<TrainOptions> {
     for p in [
         models.join(name).join(OPTIONS_FILE),
         runs.join(name).join("options.json"),
@@ -161,20 +148,36 @@ fn report_with(
     let mut alignment = Vec::new();
     let c = translator.config();
     if c.source_lang == "en" && c.target_lang == "fr" && gold.is_dir() {
-        alignment = align_eval(&translator, gold, 0.3)?;
-        print_alignment(name, &alignment);
+        alignment = super::align::align_eval(&translator, gold, 0.3, &Default::default())?;
+        super::align::print_alignment(name, &alignment);
     }
     let scores = robustness_scores(&translator, &opts)?;
     print_scores(name, &scores);
     let mut cfg = translator.config().clone();
+    // Faithfulness has its own command; keep what it measured.
+    let faithfulness = cfg.evaluation.take().and_then(|e| e.faithfulness);
     cfg.evaluation = Some(Evaluation {
         sentences: n,
         mean_entropy: ent,
         mean_max_weight: maxw,
         alignment,
         scores,
+        faithfulness,
     });
     cfg.save(&dir.join("config.json"))?;
+    write_card(&dir, name, &opts, &cfg, translator.parameters())
+}
+
+/// Writes the model card in `dir` from `cfg`, with its loss curve (from the training log
+/// kept beside the model) and its BLEU-by-length chart.
+pub(crate) fn write_card(
+    dir: &Path,
+    name: &str,
+    opts: &TrainOptions,
+    cfg: &attnscope_model::ModelConfig,
+    parameters: usize,
+) -> Result<()> {
+    let log_copy = dir.join(LOG_FILE);
     let plot = if log_copy.is_file() {
         write_loss_plot(&log_copy, &dir.join(LOSS_PLOT), name)?;
         Some(LOSS_PLOT)
@@ -188,9 +191,9 @@ fn report_with(
         _ => None,
     };
     let card = card::model_card(
-        &opts,
-        &cfg,
-        translator.parameters(),
+        opts,
+        cfg,
+        parameters,
         card::Figures {
             loss: plot,
             lengths: length_plot,
@@ -344,128 +347,9 @@ fn attention_stats(t: &Translator, sentences: &[String]) -> Result<(f64, f64, us
     Ok((h / rows, m / rows, n))
 }
 
-/// Pieces of each word, encoded one word at a time (the pre-tokenizer splits on spaces
-/// first, so this is how the whole sentence is split too).
-fn word_pieces(v: &attnscope_model::Vocab, words: &[String]) -> Result<(Vec<u32>, Vec<usize>)> {
-    let (mut ids, mut counts) = (Vec::new(), Vec::new());
-    for w in words {
-        let p = v.encode(w)?;
-        counts.push(p.len());
-        ids.extend(p);
-    }
-    Ok((ids, counts))
-}
 
-/// AER, precision and recall of every extraction and merge over the gold set.
-pub fn align_eval(t: &Translator, gold_dir: &Path, threshold: f32) -> Result<Vec<AlignmentResult>> {
-    let gold = align::load_gold(gold_dir)?;
-    let extractions = [
-        ("argmax".to_string(), Extraction::Argmax),
-        (
-            format!("weight ≥ {threshold}"),
-            Extraction::Threshold(threshold),
-        ),
-    ];
-    let mut counts =
-        vec![AlignmentCounts::default(); extractions.len() * Symmetrization::ALL.len()];
-    let progress = super::Progress::new("{spinner} {msg} {bar:30} {pos}/{len}")?;
-    progress
-        .bar
-        .set_message("forced decoding of the gold pairs");
-    progress.bar.set_length(gold.len() as u64);
-    for g in &gold {
-        let (mut src_ids, src_counts) = word_pieces(t.source_vocab(), &g.source)?;
-        src_ids.push(attnscope_model::config::EOS_ID);
-        let src_tokens = src_ids.iter().map(|&i| t.source_vocab().piece(i)).collect();
-        let target = g.target.join(" ");
-        let (tgt_ids, tgt_counts) = word_pieces(t.target_vocab(), &g.target)?;
-        let out = t.translate_source(
-            &src_ids,
-            src_tokens,
-            &DecodeOptions {
-                force_target: Some(target.clone()),
-                ..DecodeOptions::default()
-            },
-            |_| ControlFlow::Continue(()),
-        )?;
-        let forced: Vec<u32> = out.steps.iter().map(|s| s.token_id).collect();
-        if forced[..forced.len() - 1] != tgt_ids[..] {
-            bail!(
-                "sentence {}: the target splits differently word by word than as a whole",
-                g.id
-            );
-        }
-        let src_owner = align::piece_owners(&src_counts, true);
-        let tgt_owner = align::piece_owners(&tgt_counts, true);
-        let m = align::word_matrix(
-            &out.attention,
-            &src_owner,
-            &tgt_owner,
-            g.source.len(),
-            g.target.len(),
-        )?;
-        let mut k = 0;
-        for (_, ext) in &extractions {
-            let d = align::directions(&m, *ext);
-            for how in Symmetrization::ALL {
-                counts[k].add(&align::symmetrize(&d, how), g);
-                k += 1;
-            }
-        }
-        progress.bar.inc(1);
-    }
-    progress.bar.finish_and_clear();
-    let mut out = Vec::new();
-    let mut k = 0;
-    for (ext_name, _) in &extractions {
-        for how in Symmetrization::ALL {
-            let s = counts[k].scores();
-            out.push(AlignmentResult {
-                gold: "hansards-naacl2003".into(),
-                method: format!("{ext_name}, {}", how.name()),
-                aer: s.aer,
-                precision: s.precision,
-                recall: s.recall,
-                sentences: s.counts.sentences,
-            });
-            k += 1;
-        }
-    }
-    Ok(out)
-}
 
-fn print_alignment(name: &str, rows: &[AlignmentResult]) {
-    println!(
-        "{name}: word alignment from attention, Hansards gold ({} sentences)",
-        rows.first().map_or(0, |r| r.sentences)
-    );
-    println!(
-        "{:<28} {:>6} {:>10} {:>7}",
-        "method", "AER", "precision", "recall"
-    );
-    for r in rows {
-        println!(
-            "{:<28} {:>6.1} {:>10.1} {:>7.1}",
-            r.method,
-            100.0 * r.aer,
-            100.0 * r.precision,
-            100.0 * r.recall
-        );
-    }
-}
 
-pub fn run_align(models: &Path, a: AlignArgs) -> Result<()> {
-    let translator = super::load_model(models, &a.model)?;
-    if !a.gold.is_dir() {
-        bail!(
-            "no gold alignments at {}; pass --gold with a folder holding test.e, test.f and test.wa.nonullalign",
-            a.gold.display()
-        );
-    }
-    let rows = align_eval(&translator, &a.gold, a.threshold)?;
-    print_alignment(&a.model, &rows);
-    Ok(())
-}
 
 fn write_loss_plot(log: &Path, out: &Path, name: &str) -> Result<()> {
     let text =

@@ -1,6 +1,8 @@
 //! The subcommands of the `attnscope` binary, one module each.
 
+pub mod align;
 pub mod eval;
+pub mod faithfulness;
 pub mod render;
 pub mod train;
 pub mod translate;

@@ -5,7 +5,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use attnscope_model::{DecodeOptions, Intervention, Mode, Segmentation};
+use attnscope_model::explain::{Baseline, DEFAULT_IG_STEPS, normalise};
+use attnscope_model::{
+    Attribution, DecodeOptions, ExplainOptions, Intervention, Method, Mode, Segmentation,
+    Translation,
+};
 
 #[derive(clap::Args)]
 pub struct TranslateArgs {
@@ -15,7 +19,8 @@ pub struct TranslateArgs {
     /// Sentences decoded together (greedy decoding with the model's own attention only).
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Attention distribution: soft, hard, sampled or sparsemax [default: the model's own].
+    /// Attention distribution: soft, hard, sampled, sparsemax, uniform or shuffled [default:
+    /// the model's own].
     #[arg(long)]
     attention: Option<Mode>,
     /// Divides attention scores before the distribution.
@@ -49,6 +54,17 @@ pub struct TranslateArgs {
     /// which sentence every step belongs to).
     #[arg(long)]
     no_segment: bool,
+    /// Attribute each emitted token to the source tokens: gradient_x_input,
+    /// integrated_gradients or erasure (comma-separated or repeated). The JSON carries every
+    /// row; text prints each target token's three largest shares.
+    #[arg(long, value_name = "METHOD", value_delimiter = ',')]
+    explain: Vec<Method>,
+    /// Integrated gradients' quadrature points.
+    #[arg(long, default_value_t = DEFAULT_IG_STEPS)]
+    ig_steps: usize,
+    /// Integrated gradients' baseline: zero or pad.
+    #[arg(long, default_value_t = Baseline::Zero)]
+    ig_baseline: Baseline,
 }
 
 fn parse_intervention(s: &str) -> Result<Intervention, String> {
@@ -80,6 +96,14 @@ impl TranslateArgs {
         }
     }
 
+    fn explain_options(&self) -> ExplainOptions {
+        ExplainOptions {
+            methods: self.explain.clone(),
+            ig_steps: self.ig_steps,
+            baseline: self.ig_baseline,
+        }
+    }
+
     fn segmentation(&self) -> Segmentation {
         if self.no_segment {
             Segmentation::Whole
@@ -92,10 +116,12 @@ impl TranslateArgs {
 pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
     let translator = super::load_model(models, &a.model)?;
     let opts = a.options();
+    let explain = a.explain_options();
+    explain.check()?;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     // Default options and plain text: decode in batches, the fast path.
-    if opts == DecodeOptions::default() && a.format == "text" {
+    if opts == DecodeOptions::default() && a.format == "text" && explain.methods.is_empty() {
         let mut lines = Vec::new();
         let flush = |lines: &mut Vec<String>, out: &mut std::io::StdoutLock| -> Result<()> {
             for t in translator.translate_batch_text(lines, a.batch, a.segmentation())? {
@@ -119,20 +145,52 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
             writeln!(out)?;
             continue;
         }
-        let t = translator
+        let (t, explained) = translator
             .text_source(&line, a.segmentation())
             .and_then(|src| {
                 translator.check_text(&src, &opts)?;
-                translator.translate_text(&src, &opts, |_| ControlFlow::Continue(()))
+                let t = translator.translate_text(&src, &opts, |_| ControlFlow::Continue(()))?;
+                let explained = translator.explain(&src, &t, &opts, &explain)?;
+                Ok((t, explained))
             })
             .with_context(|| format!("line {}", n + 1))?;
         if a.format == "json" {
-            let doc = attnscope::wire::response(a.model.clone(), t)?;
+            let doc = attnscope::wire::response(a.model.clone(), t, &explained)?;
             writeln!(out, "{}", serde_json::to_string(&doc)?)?;
         } else {
             writeln!(out, "{}", t.translation)?;
+            for att in &explained {
+                write_shares(&mut out, &t, att)?;
+            }
         }
         out.flush()?;
+    }
+    Ok(())
+}
+
+/// One attribution as text: its agreement with the attention, then each target token's
+/// three largest shares.
+fn write_shares(out: &mut impl Write, t: &Translation, att: &Attribution) -> Result<()> {
+    let summary = &attnscope::wire::agreement(std::slice::from_ref(att))[0];
+    let tau = summary
+        .mean_tau
+        .map_or_else(|| "undefined".to_string(), |v| format!("{v:.2}"));
+    writeln!(
+        out,
+        "  {}: mean τ with attention {tau}, same top source token at {:.0}% of steps",
+        att.method.label(),
+        100.0 * summary.argmax_agreement
+    )?;
+    for (target, row) in t.target_tokens.iter().zip(&att.raw) {
+        let shares = normalise(row);
+        let mut order: Vec<usize> = (0..shares.len()).collect();
+        order.sort_by(|&i, &j| shares[j].total_cmp(&shares[i]));
+        let top: Vec<String> = order
+            .iter()
+            .take(3)
+            .map(|&i| format!("{} {:.2}", t.source_tokens[i], shares[i]))
+            .collect();
+        writeln!(out, "    {target}\t{}", top.join(", "))?;
     }
     Ok(())
 }
