@@ -2,7 +2,8 @@
 //! `&compare=1&model2=<name>&mode2=<mode>` for a side-by-side comparison. Pure Rust,
 //! unit-tested natively. The view settings add `layout=lines`, `words=1`, `scale=log`,
 //! `palette=<name>` and `threshold=<weight>` when they differ from the defaults; `seg=0`
-//! turns sentence segmentation off.
+//! turns sentence segmentation off; `show=<method>` (and `show2`) makes a heatmap show an
+//! attribution instead of the attention.
 
 use crate::view::{Layout, Palette, Scale, ViewSettings};
 
@@ -27,6 +28,10 @@ pub struct Query {
     pub beam2: Option<usize>,
     /// `seg=0`: translate the whole text as one sequence, not sentence by sentence.
     pub whole: bool,
+    /// `show`: the attribution method the first heatmap shows instead of the attention.
+    pub show: Option<String>,
+    /// `show2`: the same for the second run.
+    pub show2: Option<String>,
     /// How the heatmaps are drawn.
     pub view: ViewSettings,
 }
@@ -46,6 +51,17 @@ impl Query {
                 "mode" => &mut q.mode,
                 "model2" => &mut q.model2,
                 "mode2" => &mut q.mode2,
+                "show" | "show2" => {
+                    let slot = if key.ends_with('2') {
+                        &mut q.show2
+                    } else {
+                        &mut q.show
+                    };
+                    if slot.is_none() && attnscope_protocol::explain_method(&value).is_some() {
+                        *slot = Some(value);
+                    }
+                    continue;
+                }
                 "beam" | "beam2" => {
                     let width = value.parse().ok().filter(|w| (2..=16).contains(w));
                     let slot = if key.ends_with('2') {
@@ -121,12 +137,14 @@ impl Query {
         put("model", &self.model);
         put("mode", &self.mode);
         put("beam", &self.beam.map(|b| b.to_string()));
+        put("show", &self.show);
         put("seg", &self.whole.then(|| "0".to_owned()));
         if self.compare {
             put("compare", &Some("1".into()));
             put("model2", &self.model2);
             put("mode2", &self.mode2);
             put("beam2", &self.beam2.map(|b| b.to_string()));
+            put("show2", &self.show2);
         }
         let v = &self.view;
         put(
@@ -258,6 +276,14 @@ mod tests {
         let beams = Query::parse("?text=a&beam=4&compare=1&beam2=99");
         assert_eq!((beams.beam, beams.beam2), (Some(4), None));
         assert_eq!(beams.to_url("/"), "/?text=a&beam=4&compare=1");
+        let shown = Query::parse("?text=a&show=erasure&compare=1&show2=integrated_gradients");
+        assert_eq!(shown.show.as_deref(), Some("erasure"));
+        assert_eq!(shown.show2.as_deref(), Some("integrated_gradients"));
+        assert_eq!(
+            shown.to_url("/"),
+            "/?text=a&show=erasure&compare=1&show2=integrated_gradients"
+        );
+        assert_eq!(Query::parse("?text=a&show=saliency").show, None);
         let view =
             Query::parse("?text=a&layout=lines&words=1&scale=log&palette=greys&threshold=0.25");
         assert_eq!(

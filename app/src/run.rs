@@ -2,7 +2,11 @@
 //! its stream (phase, tokens, attention rows, error). The page has one run, or two when
 //! comparing; each streams on its own and can be cancelled by the next request.
 
-use attnscope_protocol::{HypothesisInfo, InterventionSpec, SentenceInfo, TranslateRequest};
+use attnscope_protocol::{
+    AgreementSummary, HypothesisInfo, InterventionSpec, SentenceInfo, StepEvent, TranslateRequest,
+};
+use std::rc::Rc;
+
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::AbortController;
@@ -44,6 +48,9 @@ pub struct RunConfig {
     pub mode: Option<String>,
     /// Beam width; `None` or 1 decodes greedily.
     pub beam: Option<usize>,
+    /// What the heatmap shows: `None` the attention, else an attribution method's name
+    /// (one of [`attnscope_protocol::EXPLAIN_METHODS`]).
+    pub show: Option<String>,
 }
 
 /// A what-if on top of a translation: attention forced at some steps, a given target prefix,
@@ -71,6 +78,10 @@ pub struct Run {
     pub mode: RwSignal<Option<String>>,
     /// Beam width (`None`: greedy).
     pub beam: RwSignal<Option<usize>>,
+    /// What the heatmap shows (`None`: the attention; else an attribution method).
+    pub show: RwSignal<Option<String>>,
+    /// The shown attribution's agreement with the attention over the translation.
+    pub agreement: RwSignal<Option<AgreementSummary>>,
     /// With beam search: every final hypothesis, best first.
     pub hypotheses: RwSignal<Vec<HypothesisInfo>>,
     /// The hypothesis shown in the heatmap.
@@ -98,6 +109,9 @@ pub struct Run {
     run: StoredValue<u64>,
     /// Cancels the request in flight when a new one starts.
     abort: StoredValue<Option<AbortController>, LocalStorage>,
+    /// What the last [`Self::submit`] asked to run after `done` (the page updates its
+    /// permalink), run again by [`Self::rerun`].
+    on_done: StoredValue<Option<Rc<dyn Fn()>>, LocalStorage>,
 }
 
 impl Run {
@@ -106,6 +120,8 @@ impl Run {
             model: RwSignal::new(config.model),
             mode: RwSignal::new(config.mode),
             beam: RwSignal::new(config.beam),
+            show: RwSignal::new(config.show),
+            agreement: RwSignal::new(None),
             hypotheses: RwSignal::new(Vec::new()),
             chosen: RwSignal::new(0),
             phase: RwSignal::new(Phase::Idle),
@@ -123,6 +139,7 @@ impl Run {
             whole: StoredValue::new(false),
             run: StoredValue::new(0),
             abort: StoredValue::new_local(None),
+            on_done: StoredValue::new_local(None),
         }
     }
 
@@ -132,6 +149,7 @@ impl Run {
             model: self.model.get_untracked(),
             mode: self.mode.get_untracked(),
             beam: self.beam.get_untracked(),
+            show: self.show.get_untracked(),
         }
     }
 
@@ -160,6 +178,7 @@ impl Run {
                     forced: false,
                     intervened: false,
                     rev: 0,
+                    tau: None,
                 })
                 .collect(),
         );
@@ -179,7 +198,9 @@ impl Run {
     pub fn submit(self, text: String, whole: bool, on_done: impl Fn() + 'static) {
         self.what_if.set(WhatIf::default());
         self.whole.set_value(whole);
-        self.start(text, on_done);
+        let on_done: Rc<dyn Fn()> = Rc::new(on_done);
+        self.on_done.set_value(Some(on_done.clone()));
+        self.start(text, move || on_done());
     }
 
     /// At step `step`, forces the attention onto source token `source` (keeping earlier
@@ -194,6 +215,20 @@ impl Run {
     /// Decodes again with `prefix` as the start of the target.
     pub fn set_prefix(self, prefix: String) {
         self.change(|w| w.prefix = prefix);
+    }
+
+    /// Decodes the last text again with the options as chosen now, keeping any what-if
+    /// (nothing happens before a first translation).
+    pub fn rerun(self) {
+        let text = self.text.get_value();
+        if !text.trim().is_empty() {
+            let on_done = self.on_done.get_value();
+            self.start(text, move || {
+                if let Some(f) = &on_done {
+                    f();
+                }
+            });
+        }
     }
 
     /// Drops the what-if and decodes the plain translation again.
@@ -246,6 +281,7 @@ impl Run {
         self.elapsed_ms.set(None);
         self.heads.set(Heads::default());
         self.hypotheses.set(Vec::new());
+        self.agreement.set(None);
         self.chosen.set(0);
 
         let config = self.config();
@@ -258,6 +294,7 @@ impl Run {
             interventions: what_if.interventions,
             target_prefix: (!prefix.is_empty()).then_some(prefix),
             segment: self.whole.get_value().then_some(false),
+            explain: config.show.into_iter().collect(),
             ..TranslateRequest::new(text)
         };
         spawn_local(async move {
@@ -296,16 +333,18 @@ impl Run {
                     }
                 }
                 let n = self.source.with_untracked(Vec::len);
+                let (weights, tau) = shown_row(&step, self.show.get_untracked().as_deref());
                 self.rows.update(|rows| {
                     rows.push(Row {
                         run,
                         index: rows.len(),
                         token: step.token,
                         sentence: step.sentence,
-                        weights: fit_row(step.attention, n),
+                        weights: fit_row(weights, n),
                         forced: step.forced,
                         intervened: step.intervened,
                         rev: 0,
+                        tau,
                     });
                 });
                 let pieces: Vec<String> = self
@@ -326,6 +365,12 @@ impl Run {
                 self.elapsed_ms.set(Some(done.elapsed_ms));
                 self.used_mode.set(Some(done.mode));
                 self.hypotheses.set(done.hypotheses);
+                let show = self.show.get_untracked();
+                self.agreement.set(
+                    done.agreement
+                        .into_iter()
+                        .find(|a| Some(&a.method) == show.as_ref()),
+                );
                 if !done.sentences.is_empty() {
                     self.sentences.set(done.sentences);
                 }
@@ -338,5 +383,14 @@ impl Run {
             }
         }
         false
+    }
+}
+
+/// The weights a step's heatmap row shows: the attribution named `show` when the step
+/// carries it (with its τ against the attention), else the attention.
+pub fn shown_row(step: &StepEvent, show: Option<&str>) -> (Vec<f32>, Option<f32>) {
+    match show.and_then(|m| step.attributions.iter().find(|a| a.method == m)) {
+        Some(a) => (a.weights.clone(), a.tau),
+        None => (step.attention.clone(), None),
     }
 }

@@ -67,6 +67,9 @@ pub struct Row {
     pub rev: usize,
     /// The input sentence this row translates (0 unless the input was segmented).
     pub sentence: usize,
+    /// When the row shows an attribution: its Kendall τ with the step's attention (`None`
+    /// while it shows the attention itself, or where τ is undefined).
+    pub tau: Option<f32>,
 }
 
 /// The source columns `[start, end)` of each input sentence, from the server's sentence

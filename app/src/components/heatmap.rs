@@ -273,8 +273,13 @@ pub fn Heatmap(
                                     role="gridcell"
                                     data-entropy=format!("{h:.3}")
                                     data-max=format!("{peak:.3}")
+                                    data-tau=row.tau.map(|t| format!("{t:.3}"))
+                                    title=row.tau.map(|_| "entropy \u{b7} peak weight \u{b7} Kendall \u{3c4} with the attention")
                                 >
-                                    {format!("{h:.2} \u{b7} {peak:.2}")}
+                                    {match row.tau {
+                                        Some(t) => format!("{h:.2} \u{b7} {peak:.2} \u{b7} \u{3c4} {t:.2}"),
+                                        None => format!("{h:.2} \u{b7} {peak:.2}"),
+                                    }}
                                 </div>
                             </div>
                         }
@@ -341,6 +346,7 @@ mod tests {
                 intervened: false,
                 rev: 0,
                 sentence: 0,
+                tau: None,
             },
             Row {
                 run: 1,
@@ -351,6 +357,7 @@ mod tests {
                 intervened: false,
                 rev: 0,
                 sentence: 0,
+                tau: None,
             },
         ];
         let h = |tgt, src| Hover { tgt, src };

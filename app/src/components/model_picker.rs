@@ -86,7 +86,8 @@ pub fn ModelPicker(
 }
 
 /// A `<select data-testid="mode-select">` over the attention modes of the run's model
-/// (`soft`, `hard`, `sampled`, `sparsemax`); the first option keeps the model's own default.
+/// (`soft`, `hard`, `sampled`, `sparsemax`, `uniform`, `shuffled`); the first option keeps
+/// the model's own default.
 #[component]
 pub fn ModePicker(
     /// The `id` of the `<select>` (unique on the page).
@@ -139,6 +140,63 @@ pub fn ModePicker(
                     }
                 />
             </select>
+        </div>
+    }
+}
+
+/// What attention shows, in the words of the "Heatmap shows" picker.
+pub const ATTENTION_ABOUT: &str = "The weights the decoder used to mix the source states at this step: where the model looked. Looking is not the same as deciding, so compare it with an attribution.";
+
+/// A `<select data-testid="show-select">`: what the run's heatmap shows, the attention or
+/// one of the attribution methods, with two sentences on what it measures below it.
+/// Choosing translates the run again (attributions are computed with the translation).
+#[component]
+pub fn ShowPicker(
+    /// The `id` of the `<select>` (unique on the page).
+    id: &'static str,
+    /// The shown method, `None` for the attention.
+    show: RwSignal<Option<String>>,
+    /// Called after a change.
+    on_change: Callback<()>,
+) -> impl IntoView {
+    let about = move || {
+        show.with(
+            |s| match s.as_deref().and_then(attnscope_protocol::explain_method) {
+                Some(m) => m.about,
+                None => ATTENTION_ABOUT,
+            },
+        )
+    };
+    view! {
+        <div class="show-picker">
+            <label for=id>"Heatmap shows"</label>
+            <select
+                id=id
+                data-testid="show-select"
+                on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    show.set((!v.is_empty()).then_some(v));
+                    on_change.run(());
+                }
+            >
+                <option value="" prop:selected=move || show.with(Option::is_none)>
+                    "attention"
+                </option>
+                {attnscope_protocol::EXPLAIN_METHODS
+                    .iter()
+                    .map(|m| {
+                        view! {
+                            <option
+                                value=m.name
+                                prop:selected=move || show.get().as_deref() == Some(m.name)
+                            >
+                                {m.label}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            <p class="hint show-about" data-testid="show-about">{about}</p>
         </div>
     }
 }

@@ -9,7 +9,7 @@ use crate::compare::{entropy, max_weight, mean_of, token_diff};
 use crate::components::heads_grid::HeadsGrid;
 use crate::components::heatmap::Heatmap;
 use crate::components::lines::Lines;
-use crate::components::model_picker::{ModePicker, ModelPicker};
+use crate::components::model_picker::{ModePicker, ModelPicker, ShowPicker};
 use crate::components::token::TokenText;
 use crate::components::token_strip::{Axis, TokenStrip};
 use crate::run::{Phase, Run};
@@ -24,6 +24,7 @@ pub struct PanelIds {
     pub model_select: &'static str,
     pub mode_select: &'static str,
     pub beam_select: &'static str,
+    pub show_select: &'static str,
     /// `data-testid` of the lines view.
     pub lines: &'static str,
     /// `data-testid` of the heatmap grid.
@@ -36,6 +37,7 @@ pub const PANEL_A: PanelIds = PanelIds {
     model_select: "model-select",
     mode_select: "mode-select",
     beam_select: "beam-select",
+    show_select: "show-select",
     lines: "lines",
     heatmap: "heatmap",
 };
@@ -46,6 +48,7 @@ pub const PANEL_B: PanelIds = PanelIds {
     model_select: "model-select-b",
     mode_select: "mode-select-b",
     beam_select: "beam-select-b",
+    show_select: "show-select-b",
     lines: "lines-b",
     heatmap: "heatmap-b",
 };
@@ -119,6 +122,8 @@ pub fn RunPanel(
                 intervened: g.iter().any(|&t| rows[t].intervened),
                 rev: g.len(),
                 sentence: g.first().map_or(0, |&t| rows[t].sentence),
+                // τ is a property of a piece's row; merged words have none.
+                tau: None,
             })
             .collect()
     });
@@ -200,6 +205,22 @@ pub fn RunPanel(
                 mean_of(&rows, max_weight)
             ));
         }
+        if let (Some(a), Some(m)) = (
+            run.agreement.get(),
+            run.show
+                .get()
+                .as_deref()
+                .and_then(attnscope_protocol::explain_method),
+        ) {
+            let tau = a
+                .mean_tau
+                .map_or_else(|| "undefined".to_owned(), |t| format!("{t:.2}"));
+            parts.push(format!(
+                "{} vs attention: mean \u{3c4} {tau}, same top token at {:.0}% of steps",
+                m.label,
+                100.0 * a.argmax_agreement
+            ));
+        }
         Some(parts.join(" \u{b7} "))
     };
     let picking = RwSignal::new(false);
@@ -215,9 +236,15 @@ pub fn RunPanel(
             // The server takes titles of up to 200 characters.
             title: Some(
                 format!(
-                    "{} \u{2192} {}",
+                    "{} \u{2192} {}{}",
                     run.text_now(),
-                    run.translation.get_untracked()
+                    run.translation.get_untracked(),
+                    run.show
+                        .get_untracked()
+                        .as_deref()
+                        .and_then(attnscope_protocol::explain_method)
+                        .map(|m| format!(" ({})", m.label))
+                        .unwrap_or_default()
                 )
                 .chars()
                 .take(200)
@@ -341,6 +368,11 @@ pub fn RunPanel(
                     load_error=models_error
                 />
                 <ModePicker id=ids.mode_select models=models model=run.model mode=run.mode />
+                <ShowPicker
+                    id=ids.show_select
+                    show=run.show
+                    on_change=Callback::new(move |()| run.rerun())
+                />
                 <div class="beam-picker">
                     <label for=ids.beam_select>"Decoding"</label>
                     <select

@@ -38,6 +38,7 @@ fn config(model: Option<&str>, mode: Option<&str>) -> RunConfig {
         model: model.map(str::to_owned),
         mode: mode.map(str::to_owned),
         beam: None,
+        show: None,
     }
 }
 
@@ -47,12 +48,23 @@ fn config(model: Option<&str>, mode: Option<&str>) -> RunConfig {
 pub fn presets(models: &[ModelInfo], current: Option<&str>) -> Vec<Preset> {
     let has = |name: &str| models.iter().any(|m| m.name == name && m.error.is_none());
     let current = current.or_else(|| default_name(models));
-    let mut out = vec![Preset {
-        label: "Soft vs hard attention",
-        testid: "preset-soft-hard",
-        a: config(current, Some("soft")),
-        b: config(current, Some("hard")),
-    }];
+    let mut out = vec![
+        Preset {
+            label: "Soft vs hard attention",
+            testid: "preset-soft-hard",
+            a: config(current, Some("soft")),
+            b: config(current, Some("hard")),
+        },
+        Preset {
+            label: "Attention vs attribution",
+            testid: "preset-attribution",
+            a: config(current, None),
+            b: RunConfig {
+                show: Some("integrated_gradients".to_owned()),
+                ..config(current, None)
+            },
+        },
+    ];
     if has("bahdanau") && has("hard") {
         out.push(Preset {
             label: "Soft- vs hard-trained",
@@ -124,10 +136,12 @@ impl State {
             whole: RwSignal::new(query.whole),
             a: Run::new(RunConfig {
                 beam: query.beam,
+                show: query.show.clone(),
                 ..config(query.model.as_deref(), query.mode.as_deref())
             }),
             b: Run::new(RunConfig {
                 beam: query.beam2,
+                show: query.show2.clone(),
                 ..config(query.model2.as_deref(), query.mode2.as_deref())
             }),
             hover: RwSignal::new(Hover::default()),
@@ -153,6 +167,7 @@ impl State {
             run.model.set(c.model.clone());
             run.mode.set(c.mode.clone());
             run.beam.set(c.beam);
+            run.show.set(c.show.clone());
         }
         if self.text.with_untracked(|t| t.trim().is_empty()) {
             self.text.set(EXAMPLES[0].to_owned());
@@ -175,6 +190,8 @@ impl State {
             beam: a.beam.filter(|b| *b > 1),
             beam2: b.beam.filter(|b| *b > 1),
             whole: self.whole.get_untracked(),
+            show: a.show,
+            show2: b.show,
             view: self.view.get_untracked(),
         });
     }
@@ -453,9 +470,11 @@ mod tests {
     fn presets_follow_the_loaded_models() {
         let only = [model("bahdanau", true)];
         let p = presets(&only, None);
-        assert_eq!(p.len(), 1);
+        assert_eq!(p.len(), 2);
         assert_eq!(p[0].a, config(Some("bahdanau"), Some("soft")));
         assert_eq!(p[0].b, config(Some("bahdanau"), Some("hard")));
+        assert_eq!(p[1].a, config(Some("bahdanau"), None));
+        assert_eq!(p[1].b.show.as_deref(), Some("integrated_gradients"));
         assert_eq!(
             presets(&only, Some("x"))[0].b,
             config(Some("x"), Some("hard"))
@@ -472,6 +491,7 @@ mod tests {
             ids,
             [
                 "preset-soft-hard",
+                "preset-attribution",
                 "preset-trained",
                 "preset-scorers",
                 "preset-transformer"
