@@ -1,92 +1,13 @@
 //! The real page in headless Chromium through WebDriver, against a real server with the
 //! shipped default model. Needs `dist/` (Trunk's output) and Debian's chromium-driver;
-//! `scripts/test.sh` provides both.
+//! `scripts/test.sh` provides both. The page helpers are in [`attnscope_tests::page`].
 
 use std::time::{Duration, Instant};
 
 use attnscope_protocol::TranslateResponse;
+use attnscope_tests::page::*;
 use attnscope_tests::{browser, dist_dir, root, start_chromedriver, start_server};
 use fantoccini::{Client, Locator};
-
-async fn expected(addr: std::net::SocketAddr, text: &str) -> TranslateResponse {
-    expected_with(addr, text, None).await
-}
-
-async fn expected_with(
-    addr: std::net::SocketAddr,
-    text: &str,
-    model: Option<&str>,
-) -> TranslateResponse {
-    reqwest::Client::new()
-        .post(format!("http://{addr}/api/translate"))
-        .json(&serde_json::json!({ "text": text, "model": model }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Attribute `name` of `el`, parsed; panics naming the attribute when it is absent or
-/// malformed.
-async fn attr<T: std::str::FromStr>(el: &fantoccini::elements::Element, name: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    let raw = el
-        .attr(name)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no {name} attribute"));
-    raw.parse()
-        .unwrap_or_else(|e| panic!("{name}={raw:?} does not parse: {e:?}"))
-}
-
-/// A real server with the shipped models, chromedriver, and a headless Chromium session
-/// (keep the driver alive as long as the session).
-async fn session() -> (std::net::SocketAddr, attnscope_tests::Chromedriver, Client) {
-    let addr = start_server().await.unwrap();
-    let driver = start_chromedriver().await.unwrap();
-    let c = browser(&driver).await.unwrap();
-    (addr, driver, c)
-}
-
-/// Waits until the heatmap has `n` cells and the translation is `translation`.
-async fn wait_for_heatmap(
-    c: &Client,
-    n: usize,
-    translation: &str,
-) -> Vec<fantoccini::elements::Element> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let cells = c
-            .find_all(Locator::Css("[data-testid=heatmap] .cell"))
-            .await
-            .unwrap();
-        let shown = match c.find(Locator::Css("[data-testid=translation]")).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if cells.len() == n && shown.trim() == translation {
-            return cells;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after 60 s: {} cells (want {n}), translation {shown:?} (want {translation:?})",
-            cells.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn save_screenshot(c: &Client, name: &str) {
-    let dir = root().join("target").join("screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(png) = c.screenshot().await {
-        let _ = std::fs::write(dir.join(name), png);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_a_sentence_streams_a_translation_and_a_full_heatmap() {
@@ -247,42 +168,6 @@ async fn a_pasted_paragraph_is_translated_sentence_by_sentence_in_blocks() {
     c.close().await.unwrap();
 }
 
-/// The `data-weight`s of a heatmap's cells, as rows.
-async fn heatmap_rows(c: &Client, testid: &str) -> Vec<Vec<f32>> {
-    let mut rows: Vec<Vec<f32>> = Vec::new();
-    for cell in c
-        .find_all(Locator::Css(&format!("[data-testid={testid}] .cell")))
-        .await
-        .unwrap()
-    {
-        let tgt: usize = attr(&cell, "data-tgt").await;
-        let w: f32 = attr(&cell, "data-weight").await;
-        if rows.len() <= tgt {
-            rows.resize(tgt + 1, Vec::new());
-        }
-        rows[tgt].push(w);
-    }
-    rows
-}
-
-/// Waits until the run panel `testid` has finished (or failed).
-async fn wait_for_run(c: &Client, testid: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(panel) = c
-            .find(Locator::Css(&format!("[data-testid={testid}]")))
-            .await
-        {
-            let state = panel.attr("data-state").await.unwrap().unwrap_or_default();
-            if state == "done" || state == "error" {
-                return state;
-            }
-        }
-        assert!(Instant::now() < deadline, "{testid} not done after 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
     let (addr, _driver, c) = session().await;
@@ -376,15 +261,6 @@ async fn soft_vs_hard_is_one_click_and_its_permalink_restores_the_comparison() {
     c.close().await.unwrap();
 }
 
-/// `data-*` attribute `name` of every element matching `css`, parsed as numbers.
-async fn attrs(c: &Client, css: &str, name: &str) -> Vec<usize> {
-    let mut out = Vec::new();
-    for e in c.find_all(Locator::Css(css)).await.unwrap() {
-        out.push(attr(&e, name).await);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transformer_grid_shows_every_layer_and_head_with_the_causal_mask() {
     let addr = start_server().await.unwrap();
@@ -470,41 +346,6 @@ async fn the_transformer_grid_shows_every_layer_and_head_with_the_causal_mask() 
     assert_eq!(attrs(&c, maps, "data-rows").await, vec![s; layers]);
     assert_eq!(attrs(&c, maps, "data-cols").await, vec![s; layers]);
     c.close().await.unwrap();
-}
-
-/// The API's translation of `body`.
-async fn api_translate(addr: std::net::SocketAddr, body: serde_json::Value) -> TranslateResponse {
-    reqwest::Client::new()
-        .post(format!("http://{addr}/api/translate"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn shown_translation(c: &Client) -> String {
-    c.find(Locator::Css(
-        "[data-testid=run-a] [data-testid=translation]",
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap()
-    .trim()
-    .to_owned()
-}
-
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 //! Shared helpers of the end-to-end tests: a real attnscope server on a free port, a
-//! chromedriver, and a Server-Sent-Events reader.
+//! chromedriver, and a Server-Sent-Events reader; [`page`] drives the page in Chromium.
+
+pub mod page;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
