@@ -31,7 +31,8 @@ struct Args {
     /// The model folder (e.g. models/bahdanau).
     #[arg(long, required_unless_present = "gemm")]
     model: Option<PathBuf>,
-    /// Attention mode: soft, hard, sampled or sparsemax (default: the model's own).
+    /// Attention mode: soft, hard, sampled, sparsemax, uniform or shuffled (default: the
+    /// model's own).
     #[arg(long)]
     attention: Option<String>,
     /// Timed passes over the sentences.
