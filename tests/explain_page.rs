@@ -113,6 +113,12 @@ async fn attention_and_attribution_side_by_side_in_one_click_by_permalink_and_by
     assert!(about.contains("baseline"), "{about}");
     let meta = text_of(&c, "[data-testid=run-b] [data-testid=meta]").await;
     assert!(meta.contains("integrated gradients vs attention"), "{meta}");
+    c.execute(
+        "document.querySelector('[data-testid=run-a] [data-testid=show-select]').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
     save_screenshot(&c, "attribution.png").await;
 
     // The permalink restores the comparison with the attribution.

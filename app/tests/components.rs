@@ -50,6 +50,7 @@ fn rows(n: usize, cols: usize) -> Vec<Row> {
                 intervened: false,
                 rev: 0,
                 sentence: 0,
+                tau: None,
             }
         })
         .collect()
@@ -134,6 +135,7 @@ async fn a_segmented_input_draws_its_sentences_as_blocks_on_the_grid_and_the_can
                     intervened: false,
                     rev: 0,
                     sentence,
+                    tau: None,
                 }
             })
             .collect();

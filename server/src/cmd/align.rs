@@ -156,12 +156,12 @@ pub(crate) fn print_alignment(name: &str, rows: &[AlignmentResult]) {
         rows.first().map_or(0, |r| r.sentences)
     );
     println!(
-        "{:<28} {:>6} {:>10} {:>7}",
+        "{:<44} {:>6} {:>10} {:>7}",
         "method", "AER", "precision", "recall"
     );
     for r in rows {
         println!(
-            "{:<28} {:>6.1} {:>10.1} {:>7.1}",
+            "{:<44} {:>6.1} {:>10.1} {:>7.1}",
             r.method,
             100.0 * r.aer,
             100.0 * r.precision,
