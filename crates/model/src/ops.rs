@@ -33,10 +33,15 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
         ));
     };
     let rows: usize = lead.iter().product();
-    let y = x
-        .contiguous()?
-        .reshape((rows, in_dim))?
-        .matmul(&layer.weight().t()?)?;
+    let x2 = x.contiguous()?.reshape((rows, in_dim))?;
+    let w = layer.weight();
+    let y = if x2.track_op() && !w.is_variable() && fused::usable(&x2) {
+        // Differentiating with respect to the input only (attribution, crate::explain):
+        // candle's matmul would also compute and allocate the constant weight's gradient.
+        x2.apply_op1(ConstWeightMatmul { w: w.clone() })?
+    } else {
+        x2.matmul(&w.t()?)?
+    };
     let y = match layer.bias() {
         Some(b) if fused::usable(&y) => y.apply_op2(b, fused::BiasAdd)?,
         Some(b) => y.broadcast_add(b)?,
@@ -45,6 +50,45 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     let mut out = lead.to_vec();
     out.push(y.dim(1)?);
     Ok(y.reshape(out)?)
+}
+
+/// `x Wᵀ` for `x` `(N, in)` and a weight `W` `(out, in)` that is a constant, not a variable:
+/// its backward pass gives `x`'s gradient only.
+struct ConstWeightMatmul {
+    w: Tensor,
+}
+
+impl candle_core::CustomOp1 for ConstWeightMatmul {
+    fn name(&self) -> &'static str {
+        "const-weight-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let x = Tensor::from_slice(
+            fused::slice(s, l, "const-weight-matmul")?,
+            l.shape(),
+            &candle_core::Device::Cpu,
+        )?;
+        let y = x.matmul(&self.w.t()?)?.contiguous()?;
+        let (storage, _) = y.storage_and_layout();
+        match &*storage {
+            candle_core::Storage::Cpu(c) => Ok((c.clone(), y.shape().clone())),
+            _ => candle_core::bail!("const-weight-matmul: CPU tensors only"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.w)?))
+    }
 }
 
 /// Mean cross-entropy of `logits` against `targets`, as `candle_nn::loss::cross_entropy`

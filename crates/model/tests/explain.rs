@@ -269,3 +269,28 @@ fn bad_options_are_refused_with_a_clear_message() {
             .is_err()
     );
 }
+
+#[test]
+fn a_loaded_model_with_constant_weights_explains_like_the_trainable_one() {
+    // Loaded weights are constants, so attribution takes the matmul that skips the weight's
+    // gradient (ops::dense); the in-memory fixture's weights are variables and do not.
+    for kind in KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        attnscope_model::fixtures::write_tiny_model_of(dir.path(), kind, 7).unwrap();
+        let loaded = Translator::load(dir.path()).unwrap();
+        let o = DecodeOptions {
+            max_len: Some(5),
+            ..Default::default()
+        };
+        let e = all_methods(8, Baseline::Zero);
+        let (_, a) = explain(&loaded, TEXT, &o, &e);
+        let (_, b) = explain(&tiny(kind), TEXT, &o, &e);
+        for (x, y) in a.iter().zip(&b) {
+            for (rx, ry) in x.raw.iter().zip(&y.raw) {
+                for (u, v) in rx.iter().zip(ry) {
+                    assert!((u - v).abs() < 1e-5, "{kind} {}: {u} vs {v}", x.method);
+                }
+            }
+        }
+    }
+}
