@@ -42,7 +42,6 @@ pub struct EvalArgs {
     entropy_sentences: usize,
 }
 
-
 /// The options the model was trained with: in its folder, or in its run.
 pub(crate) fn training_options(models: &Path, name: &str, runs: &Path) -> Result<TrainOptions> {
     for p in [
@@ -346,10 +345,6 @@ fn attention_stats(t: &Translator, sentences: &[String]) -> Result<(f64, f64, us
     let rows = rows.max(1) as f64;
     Ok((h / rows, m / rows, n))
 }
-
-
-
-
 
 fn write_loss_plot(log: &Path, out: &Path, name: &str) -> Result<()> {
     let text =
