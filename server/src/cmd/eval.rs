@@ -59,11 +59,17 @@ pub(crate) fn training_options(models: &Path, name: &str, runs: &Path) -> Result
     )
 }
 
-pub fn run(models: &Path, a: EvalArgs) -> Result<()> {
-    let translator = super::load_model(models, &a.model)?;
-    let mut opts = training_options(models, &a.model, &a.runs)?;
-    if let Some(d) = &a.data {
-        opts.data = d.clone();
+/// The model's training options and its held-out split, rebuilt from the training data
+/// (`data` instead of the recorded path when given).
+pub(crate) fn test_split(
+    models: &Path,
+    name: &str,
+    runs: &Path,
+    data: Option<&Path>,
+) -> Result<(TrainOptions, data::Split)> {
+    let mut opts = training_options(models, name, runs)?;
+    if let Some(d) = data {
+        opts.data = d.to_path_buf();
     }
     let pairs = data::read_tsv(&opts.data).with_context(|| {
         format!(
@@ -72,6 +78,12 @@ pub fn run(models: &Path, a: EvalArgs) -> Result<()> {
         )
     })?;
     let split = data::split(&pairs, opts.seed, opts.dev_sentences, opts.test_sentences);
+    Ok((opts, split))
+}
+
+pub fn run(models: &Path, a: EvalArgs) -> Result<()> {
+    let translator = super::load_model(models, &a.model)?;
+    let (_, split) = test_split(models, &a.model, &a.runs, a.data.as_deref())?;
     let out = a.runs.join(&a.model);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let progress = super::Progress::new("{spinner} {msg} {bar:30} {pos}/{len}")?;

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use attnscope_model::config::Evaluation;
-use attnscope_model::data;
 use attnscope_model::faithfulness::{self, Faithfulness};
 
 #[derive(clap::Args)]
@@ -30,17 +29,7 @@ pub struct FaithfulnessArgs {
 
 pub fn run(models: &Path, a: FaithfulnessArgs) -> Result<()> {
     let translator = super::load_model(models, &a.model)?;
-    let mut opts = super::eval::training_options(models, &a.model, &a.runs)?;
-    if let Some(d) = &a.data {
-        opts.data = d.clone();
-    }
-    let pairs = data::read_tsv(&opts.data).with_context(|| {
-        format!(
-            "the test split is rebuilt from the training data; pass --data if {} moved",
-            opts.data.display()
-        )
-    })?;
-    let split = data::split(&pairs, opts.seed, opts.dev_sentences, opts.test_sentences);
+    let (opts, split) = super::eval::test_split(models, &a.model, &a.runs, a.data.as_deref())?;
     let sources: Vec<String> = split
         .test
         .iter()
