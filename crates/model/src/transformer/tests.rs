@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{D, IndexOp, Var};
+use candle_nn::VarMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
