@@ -87,19 +87,11 @@ impl Query {
                     continue;
                 }
                 "scale" => {
-                    q.view.scale = if value == "log" {
-                        Scale::Log
-                    } else {
-                        Scale::Linear
-                    };
+                    q.view.scale = value.parse().unwrap_or_default();
                     continue;
                 }
                 "palette" => {
-                    q.view.palette = match value.as_str() {
-                        "cividis" => Palette::Cividis,
-                        "greys" => Palette::Greys,
-                        _ => Palette::Viridis,
-                    };
+                    q.view.palette = value.parse().unwrap_or_default();
                     continue;
                 }
                 "threshold" => {
@@ -152,13 +144,13 @@ impl Query {
             &(v.layout == Layout::Lines).then(|| "lines".to_owned()),
         );
         put("words", &v.words.then(|| "1".to_owned()));
-        put("scale", &(v.scale == Scale::Log).then(|| "log".to_owned()));
-        let palette = match v.palette {
-            Palette::Viridis => None,
-            Palette::Cividis => Some("cividis".to_owned()),
-            Palette::Greys => Some("greys".to_owned()),
-        };
-        put("palette", &palette);
+        let differs =
+            |name: &'static str, default: &'static str| (name != default).then(|| name.to_owned());
+        put("scale", &differs(v.scale.name(), Scale::default().name()));
+        put(
+            "palette",
+            &differs(v.palette.name(), Palette::default().name()),
+        );
         put(
             "threshold",
             &(v.threshold > 0.0).then(|| format!("{:.2}", v.threshold)),
@@ -291,7 +283,7 @@ mod tests {
             ViewSettings {
                 layout: Layout::Lines,
                 words: true,
-                scale: Scale::Log,
+                scale: Scale::log(),
                 palette: Palette::Greys,
                 threshold: 0.25
             }

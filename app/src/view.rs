@@ -14,22 +14,10 @@ pub enum Layout {
     Lines,
 }
 
-/// Colour scale: weight as is, or its logarithm (10⁻³ to 1), which shows small weights.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Scale {
-    #[default]
-    Linear,
-    Log,
-}
-
-/// Sequential palettes that read in greyscale and with colour-vision deficiencies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Palette {
-    #[default]
-    Viridis,
-    Cividis,
-    Greys,
-}
+/// Colour scale (weight as is, or its logarithm, 10⁻³ to 1, which shows small weights) and
+/// palette (sequential, readable in greyscale and with colour-vision deficiencies): the
+/// image export's own types, so the page and an exported PNG or SVG colour a weight alike.
+pub use attnscope_plot::{Palette, Scale};
 
 /// Everything that decides how a weight is drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,55 +45,29 @@ impl Default for ViewSettings {
 
 impl ViewSettings {
     /// A hashable summary of everything that changes how a cell is drawn.
-    pub fn key(&self) -> (Layout, bool, Scale, Palette, u32) {
+    pub fn key(&self) -> (Layout, bool, &'static str, Palette, u32) {
         (
             self.layout,
             self.words,
-            self.scale,
+            self.scale.name(),
             self.palette,
             self.threshold.to_bits(),
         )
     }
 
-    /// The same scale as the server's image export (`attnscope_plot`), so the page and an
-    /// exported PNG or SVG colour a weight alike.
-    fn plot_scale(&self) -> attnscope_plot::Scale {
-        match self.scale {
-            Scale::Linear => attnscope_plot::Scale::Linear,
-            Scale::Log => attnscope_plot::Scale::log(),
-        }
-    }
-
-    fn plot_palette(&self) -> attnscope_plot::Palette {
-        match self.palette {
-            Palette::Viridis => attnscope_plot::Palette::Viridis,
-            Palette::Cividis => attnscope_plot::Palette::Cividis,
-            Palette::Greys => attnscope_plot::Palette::Greys,
-        }
-    }
-
     /// The names `POST /api/render` takes for this scale and palette.
     pub fn render_names(&self) -> (&'static str, &'static str) {
-        let scale = match self.scale {
-            Scale::Linear => "linear",
-            Scale::Log => "log",
-        };
-        let palette = match self.palette {
-            Palette::Viridis => "viridis",
-            Palette::Cividis => "cividis",
-            Palette::Greys => "greys",
-        };
-        (scale, palette)
+        (self.scale.name(), self.palette.name())
     }
 
     /// Position of `w` on the colour scale, 0 to 1.
     pub fn position(&self, w: f32) -> f32 {
-        self.plot_scale().position(w)
+        self.scale.position(w)
     }
 
     /// The RGB colour of `w`.
     pub fn rgb(&self, w: f32) -> [u8; 3] {
-        self.plot_palette().colour(self.position(w))
+        self.palette.colour(self.position(w))
     }
 
     /// The CSS colour of `w`, or `None` when it is under the threshold (not drawn).
@@ -122,11 +84,7 @@ impl ViewSettings {
         let stops: Vec<String> = (0..=8)
             .map(|i| {
                 let t = i as f32 / 8.0;
-                let w = match self.scale {
-                    Scale::Linear => t,
-                    Scale::Log => 10f32.powf(3.0 * t - 3.0),
-                };
-                let [r, g, b] = self.rgb(w);
+                let [r, g, b] = self.rgb(self.scale.weight_at(t));
                 format!("rgb({r},{g},{b})")
             })
             .collect();
@@ -137,7 +95,7 @@ impl ViewSettings {
     pub fn legend_ends(&self) -> (&'static str, &'static str) {
         match self.scale {
             Scale::Linear => ("0", "1"),
-            Scale::Log => ("10\u{207b}\u{b3}", "1"),
+            Scale::Log { .. } => ("10\u{207b}\u{b3}", "1"),
         }
     }
 }
@@ -206,7 +164,7 @@ mod tests {
         assert_eq!(v.css(1.0).as_deref(), Some("rgb(253,231,37)"));
         assert_eq!(v.render_names(), ("linear", "viridis"));
         let log = ViewSettings {
-            scale: Scale::Log,
+            scale: Scale::log(),
             ..v
         };
         assert!((log.position(0.01) - 1.0 / 3.0).abs() < 1e-6);

@@ -110,18 +110,19 @@ impl Models {
             .map(|(name, t)| {
                 let c = t.config();
                 let training = c.training.as_ref();
+                let (layers, heads) = c.architecture.layers_heads();
                 ModelInfo {
                     name: name.clone(),
-                    architecture: c.architecture.clone(),
-                    attention: c.attention.clone(),
-                    attention_training: c.attention_training.clone(),
+                    architecture: c.architecture.name().into(),
+                    attention: c.architecture.attention_name().into(),
+                    attention_training: c.attention_training().to_string(),
                     default_mode: t.default_mode().to_string(),
                     modes: attnscope_model::Mode::ALL
                         .iter()
                         .map(|m| m.to_string())
                         .collect(),
-                    layers: c.layers,
-                    heads: c.heads,
+                    layers,
+                    heads,
                     source_lang: c.source_lang.clone(),
                     target_lang: c.target_lang.clone(),
                     default: *name == self.default,

@@ -119,20 +119,13 @@ fn invalid(message: String) -> AppError {
 }
 
 fn parse_scale(name: &str) -> Result<Scale, AppError> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "linear" => Ok(Scale::Linear),
-        "log" => Ok(Scale::log()),
-        _ => Err(AppError::UnknownScale(name.to_string())),
-    }
+    name.parse()
+        .map_err(|_| AppError::UnknownScale(name.to_string()))
 }
 
 fn parse_palette(name: &str) -> Result<Palette, AppError> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "viridis" => Ok(Palette::Viridis),
-        "cividis" => Ok(Palette::Cividis),
-        "greys" => Ok(Palette::Greys),
-        _ => Err(AppError::UnknownPalette(name.to_string())),
-    }
+    name.parse()
+        .map_err(|_| AppError::UnknownPalette(name.to_string()))
 }
 
 /// Checks `request` and clamps float error out of its weights.

@@ -50,13 +50,25 @@ const UNITS: &[(&str, &str, bool)] = &[
     ("words", "words", true),
 ];
 const SCALES: &[(&str, &str, Scale)] = &[
-    ("linear", "linear", Scale::Linear),
-    ("log", "logarithmic", Scale::Log),
+    (Scale::ALL[0].name(), Scale::ALL[0].label(), Scale::ALL[0]),
+    (Scale::ALL[1].name(), Scale::ALL[1].label(), Scale::ALL[1]),
 ];
 const PALETTES: &[(&str, &str, Palette)] = &[
-    ("viridis", "viridis", Palette::Viridis),
-    ("cividis", "cividis", Palette::Cividis),
-    ("greys", "greys", Palette::Greys),
+    (
+        Palette::ALL[0].name(),
+        Palette::ALL[0].name(),
+        Palette::ALL[0],
+    ),
+    (
+        Palette::ALL[1].name(),
+        Palette::ALL[1].name(),
+        Palette::ALL[1],
+    ),
+    (
+        Palette::ALL[2].name(),
+        Palette::ALL[2].name(),
+        Palette::ALL[2],
+    ),
 ];
 
 /// The toolbar.

@@ -7,9 +7,6 @@
 //! Every function here maps masked scores of any shape `(..., S)` (padding at -1e9) to
 //! weights of the same shape whose rows sum to 1 and that are 0 at padding.
 
-use std::fmt;
-use std::str::FromStr;
-
 use candle_core::{D, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -58,25 +55,7 @@ impl Mode {
     }
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown attention mode {s:?}; use soft, hard, sampled, sparsemax, uniform or shuffled"
-                ))
-            })
-    }
-}
+crate::names::named!(Mode, as_str, "attention mode");
 
 /// Scores at or below this are padding (masked scores are -1e9).
 const MASKED: f32 = -1e8;

@@ -1,6 +1,6 @@
 //! The model card (`models/<name>/README.md`) written at the end of training.
 
-use crate::config::ModelConfig;
+use crate::config::{Architecture, AttentionTraining, ModelConfig, Scorer};
 use crate::train::TrainOptions;
 
 fn fmt_duration(secs: f64) -> String {
@@ -28,24 +28,27 @@ fn thousands(n: usize) -> String {
 /// What the architecture is, in one title line and one table, for the card.
 fn architecture(cfg: &ModelConfig) -> (String, String) {
     let row = |k: &str, v: String| format!("| {k} | {v} |\n");
-    if cfg.architecture == crate::config::TRANSFORMER {
-        let title = format!(
-            "Transformer encoder-decoder ({}+{} layers, {} heads, d = {})",
-            cfg.layers, cfg.layers, cfg.heads, cfg.embed_dim
-        );
-        let table = row("encoder", format!("{} pre-norm layers: self-attention ({} heads) and feed-forward {}", cfg.layers, cfg.heads, cfg.ff_dim))
-            + &row("decoder", format!("{} pre-norm layers: masked self-attention, cross-attention ({} heads each), feed-forward {}", cfg.layers, cfg.heads, cfg.ff_dim))
-            + &row("attention", "scaled dot product `softmax(q·k / sqrt(d_head))`, padding and causal masks, key/value cache when decoding".into())
-            + &row("positions", "sinusoidal, added to embeddings scaled by sqrt(d)".into())
-            + &row("dropout", format!("{}", cfg.dropout));
-        return (title, table);
-    }
-    let scorer = match cfg.attention.as_str() {
-        "general" => "multiplicative (Luong \"general\") attention `s_{t-1} · W_a h_j`",
-        "dot" => "multiplicative (Luong \"dot\") attention `s_{t-1} · (h_fwd_j + h_bwd_j)`",
-        _ => "additive (Bahdanau) attention `v · tanh(W_k h_j + W_q s_{t-1})`",
+    let gru = match &cfg.architecture {
+        Architecture::Transformer(t) => {
+            let title = format!(
+                "Transformer encoder-decoder ({}+{} layers, {} heads, d = {})",
+                t.layers, t.layers, t.heads, cfg.embed_dim
+            );
+            let table = row("encoder", format!("{} pre-norm layers: self-attention ({} heads) and feed-forward {}", t.layers, t.heads, t.ff_dim))
+                + &row("decoder", format!("{} pre-norm layers: masked self-attention, cross-attention ({} heads each), feed-forward {}", t.layers, t.heads, t.ff_dim))
+                + &row("attention", "scaled dot product `softmax(q·k / sqrt(d_head))`, padding and causal masks, key/value cache when decoding".into())
+                + &row("positions", "sinusoidal, added to embeddings scaled by sqrt(d)".into())
+                + &row("dropout", format!("{}", cfg.dropout));
+            return (title, table);
+        }
+        Architecture::Gru(g) => g,
     };
-    let hard = cfg.attention_training == "hard";
+    let scorer = match gru.scorer {
+        Scorer::General => "multiplicative (Luong \"general\") attention `s_{t-1} · W_a h_j`",
+        Scorer::Dot => "multiplicative (Luong \"dot\") attention `s_{t-1} · (h_fwd_j + h_bwd_j)`",
+        Scorer::Additive => "additive (Bahdanau) attention `v · tanh(W_k h_j + W_q s_{t-1})`",
+    };
+    let hard = gru.attention_training == AttentionTraining::Hard;
     let title = format!(
         "GRU encoder-decoder with {}{}",
         scorer.split(" `").next().unwrap_or(scorer),
@@ -347,17 +350,20 @@ fn train_flags(o: &TrainOptions) -> String {
         o.epochs,
         o.seed
     );
-    if o.architecture != "gru" {
-        f += &format!(
-            " --architecture {} --layers {} --heads {} --ff-dim {} --dropout {}",
-            o.architecture, o.layers, o.heads, o.ff_dim, o.dropout
-        );
-    } else {
-        if o.attention != "additive" {
-            f += &format!(" --attention {}", o.attention);
+    match &o.architecture {
+        Architecture::Transformer(t) => {
+            f += &format!(
+                " --architecture transformer --layers {} --heads {} --ff-dim {} --dropout {}",
+                t.layers, t.heads, t.ff_dim, o.dropout
+            );
         }
-        if o.attention_training != "soft" {
-            f += &format!(" --attention-training {}", o.attention_training);
+        Architecture::Gru(g) => {
+            if g.scorer != Scorer::Additive {
+                f += &format!(" --attention {}", g.scorer);
+            }
+            if g.attention_training != AttentionTraining::Soft {
+                f += &format!(" --attention-training {}", g.attention_training);
+            }
         }
     }
     for p in &o.extra_data {

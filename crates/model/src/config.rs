@@ -7,18 +7,16 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// Architecture and vocabulary sizes of an encoder-decoder with attention.
+///
+/// On disk the architecture is spelled as flat fields (`architecture`, `attention`,
+/// `attention_training`, `layers`, `heads`, `ff_dim`, see [`Architecture`]), as every
+/// shipped `config.json` has it; in memory it is one [`Architecture`] value, so a GRU cannot
+/// carry Transformer sizes nor a Transformer hard attention.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    /// [`GRU`] (a GRU encoder-decoder, [`crate::rnn`]) or [`TRANSFORMER`]
-    /// ([`crate::transformer`]). Files written before the zoo say `gru-bahdanau`, read as `gru`.
-    pub architecture: String,
-    /// The GRU's attention scorer: `additive` (Bahdanau), `general` or `dot` (Luong);
-    /// `scaled-dot` for the Transformer.
-    pub attention: String,
-    /// How the attention was trained: `soft` (softmax) or `hard` (one source position per
-    /// step, straight-through Gumbel-softmax).
-    #[serde(default = "soft")]
-    pub attention_training: String,
+    /// The network and its attention.
+    #[serde(flatten)]
+    pub architecture: Architecture,
     /// ISO 639-1 code of the source language.
     pub source_lang: String,
     /// ISO 639-1 code of the target language.
@@ -33,15 +31,6 @@ pub struct ModelConfig {
     pub attention_dim: usize,
     /// Size of the readout layer before the output projection.
     pub readout_dim: usize,
-    /// Transformer: layers in the encoder and in the decoder (0 for a GRU).
-    #[serde(default)]
-    pub layers: usize,
-    /// Transformer: attention heads per layer (0 for a GRU).
-    #[serde(default)]
-    pub heads: usize,
-    /// Transformer: inner size of the feed-forward blocks (0 for a GRU).
-    #[serde(default)]
-    pub ff_dim: usize,
     /// Dropout rate during training (0 disables it).
     #[serde(default)]
     pub dropout: f64,
@@ -115,38 +104,55 @@ pub struct TrainingSummary {
     pub chrf: Option<f64>,
 }
 
-fn soft() -> String {
-    "soft".into()
-}
-
-/// `architecture` of a GRU encoder-decoder with attention.
-pub const GRU: &str = "gru";
-/// `architecture` of an encoder-decoder Transformer.
-pub const TRANSFORMER: &str = "transformer";
-/// GRU attention scorers.
-pub const SCORERS: [&str; 3] = ["additive", "general", "dot"];
-
 pub const PAD_ID: u32 = 0;
 pub const BOS_ID: u32 = 1;
 pub const EOS_ID: u32 = 2;
 pub const UNK_ID: u32 = 3;
 
 impl ModelConfig {
-    /// The default architecture at the given vocabulary sizes.
+    /// A GRU with additive attention (Bahdanau et al. 2015) at the given vocabulary sizes.
     pub fn bahdanau(
         source_lang: &str,
         target_lang: &str,
         src_vocab: usize,
         tgt_vocab: usize,
     ) -> Self {
+        Self::new(
+            Architecture::bahdanau(),
+            source_lang,
+            target_lang,
+            src_vocab,
+            tgt_vocab,
+        )
+    }
+
+    /// A small encoder-decoder Transformer: 3+3 pre-norm layers, 4 heads, d = 256.
+    pub fn transformer(
+        source_lang: &str,
+        target_lang: &str,
+        src_vocab: usize,
+        tgt_vocab: usize,
+    ) -> Self {
+        Self::new(
+            Architecture::transformer(),
+            source_lang,
+            target_lang,
+            src_vocab,
+            tgt_vocab,
+        )
+    }
+
+    /// `architecture` with 256-wide embeddings and states, at its default dropout.
+    pub fn new(
+        architecture: Architecture,
+        source_lang: &str,
+        target_lang: &str,
+        src_vocab: usize,
+        tgt_vocab: usize,
+    ) -> Self {
         ModelConfig {
-            architecture: GRU.into(),
-            attention: "additive".into(),
-            attention_training: soft(),
-            layers: 0,
-            heads: 0,
-            ff_dim: 0,
-            dropout: 0.0,
+            architecture,
+            dropout: architecture.default_dropout(),
             source_lang: source_lang.into(),
             target_lang: target_lang.into(),
             src_vocab_size: src_vocab,
@@ -163,69 +169,29 @@ impl ModelConfig {
         }
     }
 
-    /// A small encoder-decoder Transformer: 3+3 pre-norm layers, 4 heads, d = 256.
-    pub fn transformer(
-        source_lang: &str,
-        target_lang: &str,
-        src_vocab: usize,
-        tgt_vocab: usize,
-    ) -> Self {
-        ModelConfig {
-            architecture: TRANSFORMER.into(),
-            attention: "scaled-dot".into(),
-            layers: 3,
-            heads: 4,
-            ff_dim: 1024,
-            dropout: 0.1,
-            ..Self::bahdanau(source_lang, target_lang, src_vocab, tgt_vocab)
-        }
+    /// How the attention was trained (always soft for a Transformer).
+    pub fn attention_training(&self) -> AttentionTraining {
+        self.architecture.attention_training()
     }
 
     /// Reads and checks `config.json`.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: ModelConfig =
-            serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))?;
-        if cfg.architecture == "gru-bahdanau" {
-            cfg.architecture = GRU.into();
-        }
+        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))?;
         cfg.check().map_err(|e| Error::bad_file(path, e))?;
         Ok(cfg)
     }
 
-    /// Checks that the architecture, scorer and sizes fit together.
+    /// Checks that the sizes fit the architecture (the architecture itself was checked when
+    /// it was built, see [`Architecture`]).
     pub fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Invalid(m));
-        match self.architecture.as_str() {
-            GRU => {
-                if !SCORERS.contains(&self.attention.as_str()) {
-                    return bad(format!(
-                        "unknown GRU attention scorer {:?}; expected one of {}",
-                        self.attention,
-                        SCORERS.join(", ")
-                    ));
-                }
-            }
-            TRANSFORMER => {
-                if self.layers == 0 || self.heads == 0 || !self.embed_dim.is_multiple_of(self.heads)
-                {
-                    return bad(format!(
-                        "a transformer needs layers > 0 and heads > 0 dividing embed_dim; got {} layers, {} heads, embed_dim {}",
-                        self.layers, self.heads, self.embed_dim
-                    ));
-                }
-            }
-            other => {
-                return bad(format!(
-                    "unknown architecture {other:?}; this build knows \"{GRU}\" and \"{TRANSFORMER}\""
-                ));
-            }
-        }
-        if !["soft", "hard"].contains(&self.attention_training.as_str()) {
-            return bad(format!(
-                "unknown attention_training {:?}; expected soft or hard",
-                self.attention_training
-            ));
+        if let Architecture::Transformer(t) = &self.architecture
+            && !self.embed_dim.is_multiple_of(t.heads)
+        {
+            return Err(Error::Invalid(format!(
+                "a transformer needs heads dividing embed_dim; got {} heads, embed_dim {}",
+                t.heads, self.embed_dim
+            )));
         }
         Ok(())
     }
@@ -234,5 +200,332 @@ impl ModelConfig {
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
         crate::files::write(path, text + "\n")
+    }
+}
+
+/// The network of a model and its attention.
+///
+/// Serialised as the flat fields of [`ArchitectureFields`]; deserialising checks them, so a
+/// value of this type is always a model this build can make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ArchitectureFields", into = "ArchitectureFields")]
+pub enum Architecture {
+    /// A bidirectional GRU encoder and a GRU decoder with attention ([`crate::rnn`]).
+    Gru(GruConfig),
+    /// An encoder-decoder Transformer ([`crate::transformer`]).
+    Transformer(TransformerConfig),
+}
+
+/// What sets one GRU model apart from another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GruConfig {
+    pub scorer: Scorer,
+    pub attention_training: AttentionTraining,
+}
+
+/// A Transformer's depth and widths (the model width is [`ModelConfig::embed_dim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransformerConfig {
+    /// Layers in the encoder and in the decoder.
+    pub layers: usize,
+    /// Attention heads per layer; they divide the model width.
+    pub heads: usize,
+    /// Inner size of the feed-forward blocks.
+    pub ff_dim: usize,
+}
+
+impl Architecture {
+    /// A GRU with additive attention, trained soft.
+    pub const fn bahdanau() -> Self {
+        Architecture::Gru(GruConfig {
+            scorer: Scorer::Additive,
+            attention_training: AttentionTraining::Soft,
+        })
+    }
+
+    /// A GRU with the given scorer and attention training.
+    pub const fn gru(scorer: Scorer, attention_training: AttentionTraining) -> Self {
+        Architecture::Gru(GruConfig {
+            scorer,
+            attention_training,
+        })
+    }
+
+    /// The shipped Transformer's shape: 3+3 layers, 4 heads, feed-forward 1024.
+    pub const fn transformer() -> Self {
+        Architecture::Transformer(TransformerConfig {
+            layers: 3,
+            heads: 4,
+            ff_dim: 1024,
+        })
+    }
+
+    /// `gru` or `transformer`, as `config.json` and the CLI spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Architecture::Gru(_) => "gru",
+            Architecture::Transformer(_) => "transformer",
+        }
+    }
+
+    /// The scoring function's name: the GRU's [`Scorer`], or `scaled-dot`.
+    pub fn attention_name(&self) -> &'static str {
+        match self {
+            Architecture::Gru(g) => g.scorer.name(),
+            Architecture::Transformer(_) => "scaled-dot",
+        }
+    }
+
+    /// How the attention was trained; a Transformer's is soft.
+    pub fn attention_training(&self) -> AttentionTraining {
+        match self {
+            Architecture::Gru(g) => g.attention_training,
+            Architecture::Transformer(_) => AttentionTraining::Soft,
+        }
+    }
+
+    /// `(layers, heads)` of a Transformer, `(0, 0)` for a GRU (as the model list reports).
+    pub fn layers_heads(&self) -> (usize, usize) {
+        match self {
+            Architecture::Gru(_) => (0, 0),
+            Architecture::Transformer(t) => (t.layers, t.heads),
+        }
+    }
+
+    /// Peak learning rate that trains this architecture well here.
+    pub fn default_lr(&self) -> f64 {
+        match self {
+            Architecture::Gru(_) => 2e-3,
+            Architecture::Transformer(_) => 7e-4,
+        }
+    }
+
+    /// Steps of linear learning-rate warm-up.
+    pub fn default_warmup(&self) -> usize {
+        match self {
+            Architecture::Gru(_) => 300,
+            Architecture::Transformer(_) => 1000,
+        }
+    }
+
+    /// Dropout rate during training.
+    pub fn default_dropout(&self) -> f64 {
+        match self {
+            Architecture::Gru(_) => 0.0,
+            Architecture::Transformer(_) => 0.1,
+        }
+    }
+}
+
+/// How the GRU decoder scores a source position against its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scorer {
+    /// `v · tanh(W_k h_j + W_q s)` (Bahdanau et al. 2015).
+    Additive,
+    /// `s · W_a h_j` (Luong et al. 2015).
+    General,
+    /// `s · h_j` (Luong et al. 2015).
+    Dot,
+}
+
+impl Scorer {
+    pub const ALL: [Scorer; 3] = [Scorer::Additive, Scorer::General, Scorer::Dot];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scorer::Additive => "additive",
+            Scorer::General => "general",
+            Scorer::Dot => "dot",
+        }
+    }
+
+    /// The name a reader knows it by, e.g. `additive (Bahdanau)`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Scorer::Additive => "additive (Bahdanau)",
+            Scorer::General => "general (Luong)",
+            Scorer::Dot => "dot (Luong)",
+        }
+    }
+}
+
+/// How the attention was trained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AttentionTraining {
+    /// Softmax weights over the source.
+    #[default]
+    Soft,
+    /// One source position per step, trained with straight-through Gumbel-softmax; decoded
+    /// with the argmax.
+    Hard,
+}
+
+impl AttentionTraining {
+    pub const ALL: [AttentionTraining; 2] = [AttentionTraining::Soft, AttentionTraining::Hard];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionTraining::Soft => "soft",
+            AttentionTraining::Hard => "hard",
+        }
+    }
+}
+
+crate::names::named!(Scorer, name, "GRU attention scorer");
+crate::names::named!(AttentionTraining, name, "attention training");
+
+/// [`Architecture`] as files spell it: flat fields, with the defaults of files written before
+/// each field existed (`gru`, `additive`, `soft`; `gru-bahdanau` is read as `gru`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ArchitectureFields {
+    #[serde(default = "default_architecture")]
+    pub architecture: String,
+    #[serde(default = "default_scorer")]
+    pub attention: String,
+    #[serde(default)]
+    pub attention_training: AttentionTraining,
+    /// Transformer only (0 for a GRU).
+    #[serde(default)]
+    pub layers: usize,
+    #[serde(default)]
+    pub heads: usize,
+    #[serde(default)]
+    pub ff_dim: usize,
+}
+
+fn default_architecture() -> String {
+    "gru".into()
+}
+
+fn default_scorer() -> String {
+    Scorer::Additive.name().into()
+}
+
+impl TryFrom<ArchitectureFields> for Architecture {
+    type Error = Error;
+    fn try_from(f: ArchitectureFields) -> Result<Self> {
+        match f.architecture.as_str() {
+            "gru" | "gru-bahdanau" => Ok(Architecture::gru(
+                f.attention.parse()?,
+                f.attention_training,
+            )),
+            "transformer" => {
+                if f.attention_training != AttentionTraining::Soft {
+                    return Err(Error::Invalid(
+                        "hard-attention training is for GRU models; a transformer attends soft"
+                            .into(),
+                    ));
+                }
+                if f.layers == 0 || f.heads == 0 || f.ff_dim == 0 {
+                    return Err(Error::Invalid(format!(
+                        "a transformer needs layers, heads and ff_dim above 0; got {} layers, {} heads, ff_dim {}",
+                        f.layers, f.heads, f.ff_dim
+                    )));
+                }
+                Ok(Architecture::Transformer(TransformerConfig {
+                    layers: f.layers,
+                    heads: f.heads,
+                    ff_dim: f.ff_dim,
+                }))
+            }
+            other => Err(Error::Invalid(format!(
+                "unknown architecture {other:?}; this build knows \"gru\" and \"transformer\""
+            ))),
+        }
+    }
+}
+
+impl From<Architecture> for ArchitectureFields {
+    fn from(a: Architecture) -> Self {
+        let (layers, heads, ff_dim) = match a {
+            Architecture::Gru(_) => (0, 0, 0),
+            Architecture::Transformer(t) => (t.layers, t.heads, t.ff_dim),
+        };
+        ArchitectureFields {
+            architecture: a.name().into(),
+            attention: a.attention_name().into(),
+            attention_training: a.attention_training(),
+            layers,
+            heads,
+            ff_dim,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_config_reads_and_writes_back_the_same_fields() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&models).unwrap() {
+            let path = entry.unwrap().path().join("config.json");
+            if !path.exists() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let cfg = ModelConfig::load(&path).unwrap();
+            let before: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let after = serde_json::to_value(&cfg).unwrap();
+            assert_eq!(before, after, "{}", path.display());
+            let options = path.with_file_name("training-options.json");
+            if let Ok(text) = std::fs::read_to_string(&options) {
+                let o: crate::train::TrainOptions = serde_json::from_str(&text).unwrap();
+                assert_eq!(o.architecture, cfg.architecture, "{}", options.display());
+            }
+            seen += 1;
+        }
+        assert!(seen >= 6, "found {seen} shipped models");
+    }
+
+    #[test]
+    fn old_files_and_their_defaults_still_read() {
+        let old = r#"{"architecture": "gru-bahdanau", "source_lang": "en", "target_lang": "fr",
+            "src_vocab_size": 10, "tgt_vocab_size": 10, "embed_dim": 8, "hidden_dim": 8,
+            "attention_dim": 8, "readout_dim": 8, "max_len": 20,
+            "source_tokenizer": "s.json", "target_tokenizer": "t.json"}"#;
+        let cfg: ModelConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(cfg.architecture, Architecture::bahdanau());
+        let written = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(written["architecture"], "gru");
+        assert_eq!(written["attention"], "additive");
+        assert_eq!(written["attention_training"], "soft");
+    }
+
+    #[test]
+    fn mismatched_or_unknown_architectures_are_refused_with_the_names_to_use() {
+        let fields = |architecture: &str, attention: &str, training, layers| ArchitectureFields {
+            architecture: architecture.into(),
+            attention: attention.into(),
+            attention_training: training,
+            layers,
+            heads: 2,
+            ff_dim: 8,
+        };
+        let err = |f: ArchitectureFields| Architecture::try_from(f).unwrap_err().to_string();
+        assert!(
+            err(fields("gru", "cosine", AttentionTraining::Soft, 0))
+                .contains("additive, general or dot")
+        );
+        assert!(err(fields("transformer", "", AttentionTraining::Hard, 2)).contains("GRU"));
+        assert!(err(fields("transformer", "", AttentionTraining::Soft, 0)).contains("layers"));
+        assert!(err(fields("lstm", "", AttentionTraining::Soft, 0)).contains("\"transformer\""));
+        let t =
+            Architecture::try_from(fields("transformer", "", AttentionTraining::Soft, 2)).unwrap();
+        assert_eq!(t.attention_name(), "scaled-dot");
+        assert_eq!(t.layers_heads(), (2, 2));
+        let bad_training: Result<AttentionTraining> = "sparse".parse();
+        assert!(
+            bad_training
+                .unwrap_err()
+                .to_string()
+                .contains("soft or hard")
+        );
+        for s in Scorer::ALL {
+            assert_eq!(s.name().parse::<Scorer>().unwrap(), s);
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
     }
 }

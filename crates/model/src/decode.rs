@@ -221,10 +221,9 @@ impl Translator {
 
     /// The attention the model was trained with: `hard` or `soft`.
     pub fn default_mode(&self) -> Mode {
-        if self.config.attention_training == "hard" {
-            Mode::Hard
-        } else {
-            Mode::Soft
+        match self.config.attention_training() {
+            crate::config::AttentionTraining::Hard => Mode::Hard,
+            crate::config::AttentionTraining::Soft => Mode::Soft,
         }
     }
 

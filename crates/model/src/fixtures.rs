@@ -6,6 +6,7 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::config::{Architecture, AttentionTraining, Scorer, TransformerConfig};
 use crate::decode::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::network::Network;
 use crate::{ModelConfig, Result, Translator, Vocab};
@@ -31,22 +32,33 @@ pub const KINDS: [&str; 5] = ["additive", "general", "dot", "hard", "transformer
 
 /// The configuration of a tiny model of `kind` (one of [`KINDS`]).
 pub fn tiny_config(kind: &str, src_vocab: usize, tgt_vocab: usize) -> Result<ModelConfig> {
-    let mut cfg = if kind == "transformer" {
-        let mut c = ModelConfig::transformer("en", "fr", src_vocab, tgt_vocab);
-        (c.embed_dim, c.layers, c.heads, c.ff_dim) = (16, 2, 2, 24);
-        c
+    let mut cfg = ModelConfig::new(tiny_architecture(kind)?, "en", "fr", src_vocab, tgt_vocab);
+    if let Architecture::Transformer(_) = cfg.architecture {
+        cfg.embed_dim = 16;
     } else {
-        let mut c = ModelConfig::bahdanau("en", "fr", src_vocab, tgt_vocab);
-        (c.embed_dim, c.hidden_dim, c.attention_dim, c.readout_dim) = (8, 12, 10, 9);
-        match kind {
-            "hard" => c.attention_training = "hard".into(),
-            scorer => c.attention = scorer.into(),
-        }
-        c
-    };
+        (
+            cfg.embed_dim,
+            cfg.hidden_dim,
+            cfg.attention_dim,
+            cfg.readout_dim,
+        ) = (8, 12, 10, 9);
+    }
     cfg.max_len = 24;
     cfg.check()?;
     Ok(cfg)
+}
+
+/// The architecture of a tiny model of `kind` (one of [`KINDS`]).
+pub fn tiny_architecture(kind: &str) -> Result<Architecture> {
+    Ok(match kind {
+        "transformer" => Architecture::Transformer(TransformerConfig {
+            layers: 2,
+            heads: 2,
+            ff_dim: 24,
+        }),
+        "hard" => Architecture::gru(Scorer::Additive, AttentionTraining::Hard),
+        scorer => Architecture::gru(scorer.parse()?, AttentionTraining::Soft),
+    })
 }
 
 fn parts(kind: &str, seed: u64) -> Result<(ModelConfig, Vocab, Vocab, VarMap, Network)> {

@@ -48,7 +48,7 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
 /// Transformer).
 pub fn init_network(varmap: &VarMap, cfg: &crate::ModelConfig, seed: u64) -> Result<()> {
     init_seeded(varmap, seed)?;
-    if cfg.architecture == crate::config::TRANSFORMER {
+    if let crate::config::Architecture::Transformer(_) = cfg.architecture {
         crate::transformer::init_layer_norms(varmap)?;
     }
     Ok(())

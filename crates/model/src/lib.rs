@@ -35,6 +35,7 @@ pub(crate) mod fused_seq;
 pub mod gru;
 pub mod init;
 pub mod metrics;
+mod names;
 pub mod network;
 pub mod ops;
 pub mod rnn;

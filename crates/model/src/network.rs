@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::config::{GRU, ModelConfig, TRANSFORMER};
+use crate::config::{Architecture, AttentionTraining, ModelConfig};
 use crate::data::Batch;
 use crate::dropout::Dropout;
 use crate::rnn::{self, Seq2Seq, TrainAttention};
@@ -68,7 +68,8 @@ impl TrainMode {
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .wrapping_add(step as u64);
         TrainMode {
-            rng: (cfg.attention_training == "hard").then(|| StdRng::seed_from_u64(s)),
+            rng: (cfg.attention_training() == AttentionTraining::Hard)
+                .then(|| StdRng::seed_from_u64(s)),
             dropout: (cfg.dropout > 0.0)
                 .then(|| Dropout::new(cfg.dropout as f32, s ^ 0x0005_DEEC_E66D)),
             eval: false,
@@ -88,10 +89,9 @@ impl TrainMode {
 impl Network {
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check()?;
-        Ok(match cfg.architecture.as_str() {
-            GRU => Network::Gru(Seq2Seq::new(cfg, vb)?),
-            TRANSFORMER => Network::Transformer(Transformer::new(cfg, vb)?),
-            other => return Err(Error::Invalid(format!("unknown architecture {other:?}"))),
+        Ok(match &cfg.architecture {
+            Architecture::Gru(g) => Network::Gru(Seq2Seq::new(cfg, g, vb)?),
+            Architecture::Transformer(t) => Network::Transformer(Transformer::new(cfg, t, vb)?),
         })
     }
 
@@ -207,9 +207,9 @@ impl Network {
         match self {
             Network::Gru(m) => {
                 let enc = m.encode(&batch.src, &batch.src_mask)?;
-                let mut attention = match (&mut mode.rng, cfg.attention_training.as_str()) {
+                let mut attention = match (&mut mode.rng, cfg.attention_training()) {
                     (Some(rng), _) if !mode.eval => TrainAttention::Gumbel { rng, tau: 1.0 },
-                    (_, "hard") => TrainAttention::Argmax,
+                    (_, AttentionTraining::Hard) => TrainAttention::Argmax,
                     _ => TrainAttention::Soft,
                 };
                 let r = m.teacher_forced(&enc, &batch.tgt_in, &mut attention)?;

@@ -3,7 +3,7 @@
 //! Encoder: source embeddings into a bidirectional GRU (two [`GruCell`]s, the backward one
 //! run right to left); its states, `2H` wide, are the attention's values. The decoder state
 //! starts as `tanh(W [h_fwd_last; h_bwd_first])`. At step `t` the previous state `s_{t-1}`
-//! scores every source position with one of three [`Scorer`]s: additive (Bahdanau)
+//! scores every source position with one of three [`ScoreLayer`]s: additive (Bahdanau)
 //! `v · tanh(W_k h_j + W_q s)`, Luong's multiplicative "general" `s · W_a h_j`, or "dot"
 //! `s · (h_fwd_j + h_bwd_j)`; encoder-side projections are computed once per sentence. A
 //! distribution over the scores (softmax, or whatever the caller chooses at inference)
@@ -16,7 +16,7 @@ use candle_nn::{Embedding, Linear, Module, VarBuilder, embedding, linear, linear
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::config::{BOS_ID, ModelConfig};
+use crate::config::{BOS_ID, GruConfig, ModelConfig, Scorer};
 use crate::fused::usable;
 use crate::fused_rnn;
 use crate::fused_seq::{self, BiGruSequence, DecoderLoop, LoopAttention, LoopInputs, LoopScore};
@@ -26,7 +26,7 @@ use crate::{Error, Result};
 
 /// How a source position is scored against the decoder state.
 #[derive(Clone, Debug)]
-pub enum Scorer {
+pub enum ScoreLayer {
     /// `v · tanh(W_k h_j + W_q s)` (Bahdanau et al. 2015).
     Additive {
         key: Linear,
@@ -40,32 +40,27 @@ pub enum Scorer {
     Dot { hidden: usize },
 }
 
-impl Scorer {
-    /// The scorer named `kind` for encoder states `2H` wide and decoder states `H` wide.
-    pub fn new(kind: &str, hidden: usize, attn_dim: usize, vb: VarBuilder) -> Result<Self> {
+impl ScoreLayer {
+    /// The layer of scorer `kind` for encoder states `2H` wide and decoder states `H` wide.
+    pub fn new(kind: Scorer, hidden: usize, attn_dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(match kind {
-            "additive" => Scorer::Additive {
+            Scorer::Additive => ScoreLayer::Additive {
                 key: linear_no_bias(2 * hidden, attn_dim, vb.pp("key"))?,
                 query: linear(hidden, attn_dim, vb.pp("query"))?,
                 v: linear_no_bias(attn_dim, 1, vb.pp("v"))?,
             },
-            "general" => Scorer::General {
+            Scorer::General => ScoreLayer::General {
                 key: linear_no_bias(2 * hidden, hidden, vb.pp("key"))?,
             },
-            "dot" => Scorer::Dot { hidden },
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown attention scorer {other:?}; use additive, general or dot"
-                )));
-            }
+            Scorer::Dot => ScoreLayer::Dot { hidden },
         })
     }
 
     /// Encoder-side part of the score, once per sentence: `(B, S, 2H) -> (B, S, K)`.
     pub fn keys(&self, states: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Scorer::Additive { key, .. } | Scorer::General { key } => dense(key, states)?,
-            Scorer::Dot { hidden } => {
+            ScoreLayer::Additive { key, .. } | ScoreLayer::General { key } => dense(key, states)?,
+            ScoreLayer::Dot { hidden } => {
                 (states.narrow(D::Minus1, 0, *hidden)?
                     + states.narrow(D::Minus1, *hidden, *hidden)?)?
             }
@@ -79,7 +74,7 @@ impl Scorer {
     /// - `s`: `(B, H)`; returns `(B, S)`
     pub fn scores(&self, keys: &Tensor, mask_bias: &Tensor, s: &Tensor) -> Result<Tensor> {
         let raw = match self {
-            Scorer::Additive { query, v, .. } => {
+            ScoreLayer::Additive { query, v, .. } => {
                 let q = dense(query, s)?;
                 if usable(keys) && usable(&q) {
                     keys.contiguous()?
@@ -89,7 +84,7 @@ impl Scorer {
                         .squeeze(2)?
                 }
             }
-            Scorer::General { .. } | Scorer::Dot { .. } => {
+            ScoreLayer::General { .. } | ScoreLayer::Dot { .. } => {
                 keys.matmul(&s.unsqueeze(2)?.contiguous()?)?.squeeze(2)?
             }
         };
@@ -152,7 +147,7 @@ fn one_hot_argmax(scores: &Tensor) -> Result<Tensor> {
 pub struct Encoded {
     /// `(B, S, 2H)` bidirectional states (values of the attention).
     pub states: Tensor,
-    /// `(B, S, K)` encoder side of the scores, see [`Scorer::keys`].
+    /// `(B, S, K)` encoder side of the scores, see [`ScoreLayer::keys`].
     pub keys: Tensor,
     /// `(B, S)`: 0 at tokens, -1e9 at padding.
     pub mask_bias: Tensor,
@@ -190,7 +185,7 @@ pub struct Seq2Seq {
     enc_fwd: GruCell,
     enc_bwd: GruCell,
     init: Linear,
-    attention: Scorer,
+    attention: ScoreLayer,
     decoder: GruCell,
     readout: Linear,
     output: Linear,
@@ -198,7 +193,8 @@ pub struct Seq2Seq {
 }
 
 impl Seq2Seq {
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    /// The GRU model `gru` at the sizes of `cfg`.
+    pub fn new(cfg: &ModelConfig, gru: &GruConfig, vb: VarBuilder) -> Result<Self> {
         let (e, h, a, r) = (
             cfg.embed_dim,
             cfg.hidden_dim,
@@ -213,7 +209,7 @@ impl Seq2Seq {
             enc_bwd: GruCell::new(&[e], h, enc.pp("gru_bwd"))?,
             init: linear(2 * h, h, dec.pp("init"))?,
             tgt_embedding: embedding(cfg.tgt_vocab_size, e, dec.pp("embedding"))?,
-            attention: Scorer::new(&cfg.attention, h, a, dec.pp("attention"))?,
+            attention: ScoreLayer::new(gru.scorer, h, a, dec.pp("attention"))?,
             decoder: GruCell::new(&[e, 2 * h], h, dec.pp("gru"))?,
             readout: linear(h + 2 * h + e, r, dec.pp("readout"))?,
             output: linear(r, cfg.tgt_vocab_size, dec.pp("output"))?,
@@ -449,7 +445,7 @@ impl Seq2Seq {
             return Ok(None);
         }
         let score = match &self.attention {
-            Scorer::Additive { query, v, .. } => match query.bias() {
+            ScoreLayer::Additive { query, v, .. } => match query.bias() {
                 Some(bq) => LoopScore::Additive {
                     wq: query.weight().clone(),
                     bq: bq.clone(),
@@ -457,7 +453,7 @@ impl Seq2Seq {
                 },
                 None => return Ok(None),
             },
-            Scorer::General { .. } | Scorer::Dot { .. } => LoopScore::Dot,
+            ScoreLayer::General { .. } | ScoreLayer::Dot { .. } => LoopScore::Dot,
         };
         let (b, s, _) = enc.states.dims3()?;
         let t_len = gi_e.dim(0)?;

@@ -15,7 +15,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::AdamW;
-use crate::config::{GRU, ModelConfig, TRANSFORMER, TrainingSummary};
+use crate::config::{Architecture, ModelConfig, TrainingSummary};
 use crate::data::{self, Batch, Example, Pair, TestItem};
 use crate::decode::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::network::{Network, TrainMode};
@@ -52,22 +52,9 @@ pub struct TrainOptions {
     pub limit: Option<usize>,
     /// Steps between checkpoints.
     pub checkpoint_every: usize,
-    /// `gru` or `transformer`.
-    #[serde(default = "default_architecture")]
-    pub architecture: String,
-    /// GRU scorer: `additive`, `general` or `dot`.
-    #[serde(default = "default_scorer")]
-    pub attention: String,
-    /// `soft`, or `hard` (straight-through Gumbel-softmax, GRU only).
-    #[serde(default = "default_attention_training")]
-    pub attention_training: String,
-    /// Transformer layers per side, heads, feed-forward size.
-    #[serde(default)]
-    pub layers: usize,
-    #[serde(default)]
-    pub heads: usize,
-    #[serde(default)]
-    pub ff_dim: usize,
+    /// The network to train, spelled in `options.json` as `config.json` spells it.
+    #[serde(flatten)]
+    pub architecture: Architecture,
     #[serde(default)]
     pub dropout: f64,
     /// More `source<TAB>target` files added whole to the training part (a second domain, such
@@ -84,18 +71,15 @@ fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
 
-fn default_architecture() -> String {
-    GRU.into()
-}
-fn default_scorer() -> String {
-    "additive".into()
-}
-fn default_attention_training() -> String {
-    "soft".into()
-}
-
 impl TrainOptions {
-    pub fn new(name: &str, data: PathBuf, source_lang: &str, target_lang: &str) -> Self {
+    /// Options for `architecture`, with its learning rate, warm-up and dropout.
+    pub fn new(
+        architecture: Architecture,
+        name: &str,
+        data: PathBuf,
+        source_lang: &str,
+        target_lang: &str,
+    ) -> Self {
         TrainOptions {
             name: name.into(),
             data,
@@ -104,8 +88,8 @@ impl TrainOptions {
             seed: 42,
             epochs: 10.0,
             batch_size: 128,
-            lr: 2e-3,
-            warmup_steps: 300,
+            lr: architecture.default_lr(),
+            warmup_steps: architecture.default_warmup(),
             src_vocab: 8000,
             tgt_vocab: 8000,
             embed_dim: 256,
@@ -115,13 +99,8 @@ impl TrainOptions {
             test_sentences: 2000,
             limit: None,
             checkpoint_every: 200,
-            architecture: default_architecture(),
-            attention: default_scorer(),
-            attention_training: default_attention_training(),
-            layers: 0,
-            heads: 0,
-            ff_dim: 0,
-            dropout: 0.0,
+            architecture,
+            dropout: architecture.default_dropout(),
             extra_data: Vec::new(),
             joined: 0.0,
         }
@@ -130,34 +109,12 @@ impl TrainOptions {
     /// The model configuration these options describe, for the given vocabulary sizes.
     pub fn model_config(&self, src_vocab: usize, tgt_vocab: usize) -> Result<ModelConfig> {
         let (s, t) = (self.source_lang.as_str(), self.target_lang.as_str());
-        let mut c = match self.architecture.as_str() {
-            GRU => {
-                let mut c = ModelConfig::bahdanau(s, t, src_vocab, tgt_vocab);
-                c.attention = self.attention.clone();
-                c.attention_training = self.attention_training.clone();
-                c.hidden_dim = self.hidden_dim;
-                c.attention_dim = self.hidden_dim;
-                c.readout_dim = self.hidden_dim;
-                c
-            }
-            TRANSFORMER => {
-                if self.attention_training != "soft" {
-                    return Err(Error::Invalid(
-                        "hard-attention training is for GRU models; train the transformer with soft attention".into(),
-                    ));
-                }
-                let mut c = ModelConfig::transformer(s, t, src_vocab, tgt_vocab);
-                c.layers = self.layers;
-                c.heads = self.heads;
-                c.ff_dim = self.ff_dim;
-                c
-            }
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown architecture {other:?}; use gru or transformer"
-                )));
-            }
-        };
+        let mut c = ModelConfig::new(self.architecture, s, t, src_vocab, tgt_vocab);
+        if let Architecture::Gru(_) = self.architecture {
+            c.hidden_dim = self.hidden_dim;
+            c.attention_dim = self.hidden_dim;
+            c.readout_dim = self.hidden_dim;
+        }
         c.embed_dim = self.embed_dim;
         c.dropout = self.dropout;
         c.max_len = self.max_len;

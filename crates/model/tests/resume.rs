@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use attnscope_model::config::{Architecture, AttentionTraining, Scorer, TransformerConfig};
 use attnscope_model::train::{RunControl, TrainOptions, train};
 
 /// A small made-up English-French corpus: every subject, verb and object combined.
@@ -42,17 +43,21 @@ fn write_corpus(path: &Path) {
 }
 
 fn options(name: &str, data: &Path, kind: &str) -> TrainOptions {
-    let mut o = TrainOptions::new(name, data.to_path_buf(), "en", "fr");
+    let architecture = match kind {
+        "transformer" => Architecture::Transformer(TransformerConfig {
+            layers: 1,
+            heads: 2,
+            ff_dim: 32,
+        }),
+        "hard" => Architecture::gru(Scorer::Additive, AttentionTraining::Hard),
+        scorer => Architecture::gru(scorer.parse().unwrap(), AttentionTraining::Soft),
+    };
+    let mut o = TrainOptions::new(architecture, name, data.to_path_buf(), "en", "fr");
     (o.epochs, o.batch_size, o.checkpoint_every, o.warmup_steps) = (3.0, 16, 4, 3);
     (o.src_vocab, o.tgt_vocab, o.embed_dim, o.hidden_dim) = (60, 60, 16, 16);
     (o.dev_sentences, o.test_sentences) = (5, 5);
-    match kind {
-        "hard" => o.attention_training = "hard".into(),
-        "transformer" => {
-            o.architecture = "transformer".into();
-            (o.layers, o.heads, o.ff_dim, o.dropout, o.lr) = (1, 2, 32, 0.1, 1e-3);
-        }
-        scorer => o.attention = scorer.into(),
+    if kind == "transformer" {
+        (o.dropout, o.lr) = (0.1, 1e-3);
     }
     o
 }

@@ -1,5 +1,10 @@
 //! Colour scales: how a weight becomes a position on the colour axis ([`Scale`]) and how that
-//! position becomes a colour ([`Palette`]).
+//! position becomes a colour ([`Palette`]). Their names (`linear`, `log`; `viridis`,
+//! `cividis`, `greys`) are defined here once, for the render API, the CLI, the page's
+//! controls and its permalinks.
+
+use std::fmt;
+use std::str::FromStr;
 
 /// How attention weights map onto the colour axis.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -27,6 +32,39 @@ impl Scale {
         }
     }
 
+    /// Every kind of scale (the log one at its default floor).
+    pub const ALL: [Scale; 2] = [
+        Scale::Linear,
+        Scale::Log {
+            floor: Self::DEFAULT_LOG_FLOOR,
+        },
+    ];
+
+    /// `linear` or `log`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scale::Linear => "linear",
+            Scale::Log { .. } => "log",
+        }
+    }
+
+    /// The name people read: `linear` or `logarithmic`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Scale::Linear => "linear",
+            Scale::Log { .. } => "logarithmic",
+        }
+    }
+
+    /// The weight at position `t` of the colour axis (the inverse of [`Self::position`]).
+    pub fn weight_at(self, t: f32) -> f32 {
+        let t = t.clamp(0.0, 1.0);
+        match self {
+            Scale::Linear => t,
+            Scale::Log { floor } => floor.powf(1.0 - t),
+        }
+    }
+
     /// Position of `weight` on the colour axis, in `[0, 1]`. Weights outside `[0, 1]` are
     /// clamped; a non-finite weight maps to 0.
     pub fn position(self, weight: f32) -> f32 {
@@ -49,7 +87,7 @@ impl Scale {
 }
 
 /// The colours of the heatmap cells.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Palette {
     /// matplotlib's viridis: dark purple (0) through teal to yellow (1). Perceptually uniform
     /// and readable with the common colour-vision deficiencies.
@@ -99,6 +137,17 @@ const CIVIDIS: [[u8; 3]; 17] = [
 ];
 
 impl Palette {
+    pub const ALL: [Palette; 3] = [Palette::Viridis, Palette::Cividis, Palette::Greys];
+
+    /// `viridis`, `cividis` or `greys`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Palette::Viridis => "viridis",
+            Palette::Cividis => "cividis",
+            Palette::Greys => "greys",
+        }
+    }
+
     /// The colour (sRGB) at position `t` of the colour axis; `t` is clamped to `[0, 1]`.
     pub fn colour(self, t: f32) -> [u8; 3] {
         let t = if t.is_finite() {
@@ -116,6 +165,93 @@ impl Palette {
         }
     }
 }
+
+/// A scale or palette name this crate does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownName {
+    /// `scale` or `palette`.
+    pub kind: &'static str,
+    /// What was asked for.
+    pub name: String,
+}
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = match self.kind {
+            "scale" => Scale::ALL.iter().map(|s| s.name()).collect(),
+            _ => Palette::ALL.iter().map(|p| p.name()).collect(),
+        };
+        let (last, init) = names.split_last().unwrap_or((&"", &[]));
+        let choices = if init.is_empty() {
+            (*last).to_owned()
+        } else {
+            format!("{} or {last}", init.join(", "))
+        };
+        write!(f, "unknown {} {:?}; use {choices}", self.kind, self.name)
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
+/// Case and surrounding spaces do not matter.
+fn find<T: Copy>(all: &[T], name: &str, of: fn(T) -> &'static str) -> Option<T> {
+    let wanted = name.trim();
+    all.iter()
+        .copied()
+        .find(|&x| of(x).eq_ignore_ascii_case(wanted))
+}
+
+impl FromStr for Scale {
+    type Err = UnknownName;
+    /// `linear`, or `log` at [`Scale::DEFAULT_LOG_FLOOR`].
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        find(&Scale::ALL, s, Scale::name).ok_or_else(|| UnknownName {
+            kind: "scale",
+            name: s.to_owned(),
+        })
+    }
+}
+
+impl FromStr for Palette {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        find(&Palette::ALL, s, Palette::name).ok_or_else(|| UnknownName {
+            kind: "palette",
+            name: s.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Scale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Palette {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Serde by name (a log scale is written `log`, and read at the default floor).
+macro_rules! serde_by_name {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+serde_by_name!(Scale);
+serde_by_name!(Palette);
 
 fn interpolate(table: &[[u8; 3]], t: f32) -> [u8; 3] {
     let last = table.len().saturating_sub(1);
@@ -177,6 +313,23 @@ mod tests {
                 prev = l;
             }
         }
+    }
+
+    #[test]
+    fn names_read_back_whatever_the_case_and_unknown_ones_list_the_choices() {
+        for s in Scale::ALL {
+            assert_eq!(s.name().parse::<Scale>(), Ok(s));
+            assert!((s.position(s.weight_at(0.4)) - 0.4).abs() < 1e-5);
+        }
+        for p in Palette::ALL {
+            assert_eq!(p.to_string().to_uppercase().parse::<Palette>(), Ok(p));
+        }
+        assert_eq!(" Log ".parse::<Scale>(), Ok(Scale::log()));
+        let e = "magma".parse::<Palette>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            r#"unknown palette "magma"; use viridis, cividis or greys"#
+        );
     }
 
     #[test]

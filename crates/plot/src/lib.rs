@@ -29,6 +29,6 @@ mod loss;
 #[cfg(feature = "draw")]
 mod text;
 
-pub use colour::{Palette, Scale};
+pub use colour::{Palette, Scale, UnknownName};
 #[cfg(feature = "draw")]
 pub use draw::*;

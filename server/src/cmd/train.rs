@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use attnscope_model::config::{Architecture, ArchitectureFields, AttentionTraining, Scorer};
 use attnscope_model::train::{self, Event, TrainOptions};
 
 #[derive(clap::Args)]
@@ -48,11 +49,11 @@ pub struct TrainArgs {
     #[arg(long, default_value = "gru", value_parser = ["gru", "transformer"])]
     architecture: String,
     /// GRU attention scorer: `additive` (Bahdanau), `general` or `dot` (Luong).
-    #[arg(long, default_value = "additive", value_parser = ["additive", "general", "dot"])]
+    #[arg(long, default_value = "additive", value_parser = Scorer::ALL.map(Scorer::name))]
     attention: String,
     /// `soft`, or `hard`: one source position per step, trained with straight-through
     /// Gumbel-softmax (GRU only).
-    #[arg(long, default_value = "soft", value_parser = ["soft", "hard"])]
+    #[arg(long, default_value = "soft", value_parser = AttentionTraining::ALL.map(AttentionTraining::name))]
     attention_training: String,
     /// Transformer layers in the encoder and in the decoder.
     #[arg(long, default_value_t = 3)]
@@ -93,21 +94,27 @@ pub struct TrainArgs {
     checkpoint_every: usize,
 }
 
+/// The network the flags describe; the library checks it as it checks a `config.json`.
+fn architecture(a: &TrainArgs) -> Result<Architecture> {
+    Ok(Architecture::try_from(ArchitectureFields {
+        architecture: a.architecture.clone(),
+        attention: a.attention.clone(),
+        attention_training: a.attention_training.parse()?,
+        layers: a.layers,
+        heads: a.heads,
+        ff_dim: a.ff_dim,
+    })?)
+}
+
 pub fn run(models: &Path, a: TrainArgs) -> Result<()> {
-    let mut opts = TrainOptions::new(&a.name, a.data, &a.source_lang, &a.target_lang);
+    let arch = architecture(&a)?;
+    let mut opts = TrainOptions::new(arch, &a.name, a.data, &a.source_lang, &a.target_lang);
     opts.seed = a.seed;
     opts.epochs = a.epochs.unwrap_or(opts.epochs);
     opts.batch_size = a.batch_size;
-    let transformer = a.architecture == "transformer";
-    opts.lr = a.lr.unwrap_or(if transformer { 7e-4 } else { 2e-3 });
-    opts.warmup_steps = a.warmup.unwrap_or(if transformer { 1000 } else { 300 });
-    opts.architecture = a.architecture;
-    opts.attention = a.attention;
-    opts.attention_training = a.attention_training;
-    if transformer {
-        (opts.layers, opts.heads, opts.ff_dim) = (a.layers, a.heads, a.ff_dim);
-    }
-    opts.dropout = a.dropout.unwrap_or(if transformer { 0.1 } else { 0.0 });
+    opts.lr = a.lr.unwrap_or(opts.lr);
+    opts.warmup_steps = a.warmup.unwrap_or(opts.warmup_steps);
+    opts.dropout = a.dropout.unwrap_or(opts.dropout);
     opts.src_vocab = a.src_vocab;
     opts.tgt_vocab = a.tgt_vocab;
     opts.embed_dim = a.embed_dim;

@@ -24,9 +24,7 @@
 mod agreement;
 mod replay;
 
-use std::fmt;
 use std::ops::Range;
-use std::str::FromStr;
 
 use candle_core::{Device, Tensor};
 
@@ -73,25 +71,7 @@ impl Method {
     }
 }
 
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Method {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown attribution method {s:?}; use gradient_x_input, integrated_gradients or erasure"
-                ))
-            })
-    }
-}
+crate::names::named!(Method, as_str, "attribution method");
 
 /// Where integrated gradients start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,6 +84,8 @@ pub enum Baseline {
 }
 
 impl Baseline {
+    pub const ALL: [Baseline; 2] = [Baseline::Zero, Baseline::Pad];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Baseline::Zero => "zero",
@@ -112,24 +94,7 @@ impl Baseline {
     }
 }
 
-impl fmt::Display for Baseline {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Baseline {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "zero" => Ok(Baseline::Zero),
-            "pad" => Ok(Baseline::Pad),
-            _ => Err(Error::Invalid(format!(
-                "unknown integrated-gradients baseline {s:?}; use zero or pad"
-            ))),
-        }
-    }
-}
+crate::names::named!(Baseline, as_str, "integrated-gradients baseline");
 
 /// Integrated gradients' default number of quadrature points.
 pub const DEFAULT_IG_STEPS: usize = 32;

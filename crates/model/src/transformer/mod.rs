@@ -23,7 +23,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Linear, Module, VarBuilder, embedding, linear};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, TransformerConfig};
 use crate::dropout::Dropout;
 pub use crate::ops::cross_entropy;
 use crate::ops::{dense, softmax};
@@ -78,12 +78,12 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let d = cfg.embed_dim;
+    /// A layer `d` wide of the Transformer `t`.
+    pub fn new(d: usize, t: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         Ok(EncoderLayer {
-            self_attn: MultiHeadAttention::new(d, cfg.heads, vb.pp("self_attn"))?,
+            self_attn: MultiHeadAttention::new(d, t.heads, vb.pp("self_attn"))?,
             self_attn_norm: LayerNorm::new(d, vb.pp("self_attn_norm"))?,
-            ff: FeedForward::new(d, cfg.ff_dim, vb.pp("ff"))?,
+            ff: FeedForward::new(d, t.ff_dim, vb.pp("ff"))?,
             ff_norm: LayerNorm::new(d, vb.pp("ff_norm"))?,
         })
     }
@@ -134,14 +134,14 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let d = cfg.embed_dim;
+    /// A layer `d` wide of the Transformer `t`.
+    pub fn new(d: usize, t: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         Ok(DecoderLayer {
-            self_attn: MultiHeadAttention::new(d, cfg.heads, vb.pp("self_attn"))?,
+            self_attn: MultiHeadAttention::new(d, t.heads, vb.pp("self_attn"))?,
             self_attn_norm: LayerNorm::new(d, vb.pp("self_attn_norm"))?,
-            cross_attn: MultiHeadAttention::new(d, cfg.heads, vb.pp("cross_attn"))?,
+            cross_attn: MultiHeadAttention::new(d, t.heads, vb.pp("cross_attn"))?,
             cross_attn_norm: LayerNorm::new(d, vb.pp("cross_attn_norm"))?,
-            ff: FeedForward::new(d, cfg.ff_dim, vb.pp("ff"))?,
+            ff: FeedForward::new(d, t.ff_dim, vb.pp("ff"))?,
             ff_norm: LayerNorm::new(d, vb.pp("ff_norm"))?,
         })
     }
@@ -305,21 +305,22 @@ impl Transformer {
     /// self_attn_norm, ff.{fc1,fc2}, ff_norm}`, `encoder.norm`, `decoder.embedding`,
     /// `decoder.layers.<i>.{self_attn, self_attn_norm, cross_attn, cross_attn_norm, ff,
     /// ff_norm}`, `decoder.norm`, `decoder.output`.
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    /// The Transformer `t` at the width and vocabularies of `cfg`.
+    pub fn new(cfg: &ModelConfig, t: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.embed_dim;
-        if cfg.layers == 0 || cfg.heads == 0 || !d.is_multiple_of(cfg.heads) || cfg.ff_dim == 0 {
+        if t.layers == 0 || t.heads == 0 || !d.is_multiple_of(t.heads) || t.ff_dim == 0 {
             return Err(Error::Invalid(format!(
                 "a transformer needs layers > 0, heads > 0 dividing embed_dim and ff_dim > 0; got {} layers, {} heads, embed_dim {}, ff_dim {}",
-                cfg.layers, cfg.heads, d, cfg.ff_dim
+                t.layers, t.heads, d, t.ff_dim
             )));
         }
         let enc = vb.pp("encoder");
         let dec = vb.pp("decoder");
-        let encoder = (0..cfg.layers)
-            .map(|i| EncoderLayer::new(cfg, enc.pp("layers").pp(i)))
+        let encoder = (0..t.layers)
+            .map(|i| EncoderLayer::new(d, t, enc.pp("layers").pp(i)))
             .collect::<Result<_>>()?;
-        let decoder = (0..cfg.layers)
-            .map(|i| DecoderLayer::new(cfg, dec.pp("layers").pp(i)))
+        let decoder = (0..t.layers)
+            .map(|i| DecoderLayer::new(d, t, dec.pp("layers").pp(i)))
             .collect::<Result<_>>()?;
         Ok(Transformer {
             src_embedding: embedding(cfg.src_vocab_size, d, enc.pp("embedding"))?,
@@ -331,7 +332,7 @@ impl Transformer {
             output: linear(d, cfg.tgt_vocab_size, dec.pp("output"))?,
             positions: sinusoids(0, POSITION_TABLE, d, vb.device())?,
             d_model: d,
-            heads: cfg.heads,
+            heads: t.heads,
         })
     }
 

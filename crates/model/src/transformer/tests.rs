@@ -8,24 +8,28 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::adam::AdamW;
-use crate::config::{BOS_ID, PAD_ID};
+use crate::config::{Architecture, BOS_ID, PAD_ID};
 use crate::fused;
 use crate::init::init_seeded;
 
 fn tiny_cfg() -> ModelConfig {
-    let mut cfg = ModelConfig::transformer("en", "fr", 20, 20);
+    let mut cfg = ModelConfig::new(Architecture::Transformer(TINY), "en", "fr", 20, 20);
     cfg.embed_dim = 16;
-    cfg.heads = 2;
-    cfg.layers = 2;
-    cfg.ff_dim = 32;
     cfg
 }
+
+/// The tiny test Transformer's shape.
+const TINY: TransformerConfig = TransformerConfig {
+    layers: 2,
+    heads: 2,
+    ff_dim: 32,
+};
 
 /// A model on a `VarMap`, as in training (its outputs track gradients).
 fn build(cfg: &ModelConfig, seed: u64) -> (VarMap, Transformer) {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = Transformer::new(cfg, vb).unwrap();
+    let model = Transformer::new(cfg, &TINY, vb).unwrap();
     init_seeded(&varmap, seed).unwrap();
     init_layer_norms(&varmap).unwrap();
     (varmap, model)
@@ -41,7 +45,7 @@ fn frozen(cfg: &ModelConfig, varmap: &VarMap) -> Transformer {
         .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
         .collect();
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    Transformer::new(cfg, vb).unwrap()
+    Transformer::new(cfg, &TINY, vb).unwrap()
 }
 
 fn ids(rows: &[&[u32]]) -> (Tensor, Tensor) {
@@ -276,7 +280,10 @@ fn transformer_attention_is_normalised_masked_and_padding_free() {
         let (tgt, _) = ids(&[TGT_A, TGT_B]);
         let enc = m.encode(&src, &mask, None).unwrap();
         let (b, s) = src.dims2().unwrap();
-        assert_eq!(enc.self_attention.dims(), &[b, cfg.layers, cfg.heads, s, s]);
+        assert_eq!(
+            enc.self_attention.dims(),
+            &[b, TINY.layers, TINY.heads, s, s]
+        );
         assert_rows_sum_to_one(&enc.self_attention);
         // Keys at source padding (row 1, positions 3..) get exactly 0, in every layer.
         let pad_keys = enc
@@ -300,9 +307,12 @@ fn transformer_attention_is_normalised_masked_and_padding_free() {
         for (t, step) in steps.iter().enumerate() {
             assert_eq!(
                 step.self_attention.dims(),
-                &[b, cfg.layers, cfg.heads, t + 1]
+                &[b, TINY.layers, TINY.heads, t + 1]
             );
-            assert_eq!(step.cross_attention.dims(), &[b, cfg.layers, cfg.heads, s]);
+            assert_eq!(
+                step.cross_attention.dims(),
+                &[b, TINY.layers, TINY.heads, s]
+            );
             assert_rows_sum_to_one(&step.self_attention);
             assert_rows_sum_to_one(&step.cross_attention);
             let pad = step.cross_attention.i((1, .., .., SRC_B.len()..)).unwrap();
@@ -351,7 +361,7 @@ fn transformer_cross_closure_weights_are_used_and_returned() {
             Ok(Tensor::from_vec(v, (b, h, q, s), scores.device())?)
         };
         let hard = m.step(&enc, &cache, &prev, &mut one_hot).unwrap();
-        assert_eq!(calls, cfg.layers);
+        assert_eq!(calls, TINY.layers);
         let soft = m.step(&enc, &cache, &prev, &mut sm).unwrap();
         let w = hard
             .cross_attention
@@ -547,7 +557,10 @@ fn transformer_parameter_names_and_count() {
     let cfg = ModelConfig::transformer("en", "fr", 8000, 8000);
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    Transformer::new(&cfg, vb).unwrap();
+    let Architecture::Transformer(t) = cfg.architecture else {
+        panic!("a transformer config")
+    };
+    Transformer::new(&cfg, &t, vb).unwrap();
     let data = varmap.data().lock().unwrap();
     let count: usize = data.values().map(|v| v.elem_count()).sum();
     assert_eq!(count, 11_682_624);
