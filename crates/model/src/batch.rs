@@ -6,6 +6,8 @@ use candle_core::{D, Device, Tensor};
 
 use crate::attention::Distribution;
 use crate::config::{EOS_ID, PAD_ID};
+use crate::network::EncoderDecoder;
+use crate::with_network;
 use crate::{Error, Result, Translator};
 
 impl Translator {
@@ -39,13 +41,29 @@ impl Translator {
                 .iter_mut()
                 .for_each(|m| *m = 1.0);
         }
-        let memory = self.network().encode(
+        let outs = with_network!(self.network(), |net| {
+            self.greedy_ids(net, &sources, ids, mask, (b, s))
+        })?;
+        outs.iter().map(|o| self.target_vocab().decode(o)).collect()
+    }
+
+    /// Greedy decoding of the `(b, s)` padded batch `ids` (its `mask`) with the concrete
+    /// network `net`: the output ids of each sentence, `</s>` left out.
+    fn greedy_ids<N: EncoderDecoder>(
+        &self,
+        net: &N,
+        sources: &[Vec<u32>],
+        ids: Vec<u32>,
+        mask: Vec<f32>,
+        (b, s): (usize, usize),
+    ) -> Result<Vec<Vec<u32>>> {
+        let memory = net.encode(
             &Tensor::from_vec(ids, (b, s), &Device::Cpu)?,
             &Tensor::from_vec(mask, (b, s), &Device::Cpu)?,
         )?;
         let mut dist = Distribution::new(self.default_mode(), 1.0, 0)?;
         let mut prev = Tensor::full(crate::config::BOS_ID, b, &Device::Cpu)?;
-        let mut state = self.network().initial_state(&memory)?;
+        let mut state = net.initial_state(&memory)?;
         let mut outs: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
         // The same per-sentence length limit as `translate`.
@@ -54,9 +72,7 @@ impl Translator {
             .map(|s| Self::default_max_len(s.len()))
             .collect();
         for _ in 0..Self::default_max_len(s) {
-            let step = self
-                .network()
-                .step(&memory, &state, &prev, &mut |sc| dist.weights(sc))?;
+            let step = net.step(&memory, &state, &prev, &mut |sc| dist.weights(sc))?;
             let next = step.logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             for (i, &tok) in next.iter().enumerate() {
                 if !done[i] {
@@ -74,6 +90,6 @@ impl Translator {
             prev = Tensor::from_vec(next, b, &Device::Cpu)?;
             state = step.state;
         }
-        outs.iter().map(|o| self.target_vocab().decode(o)).collect()
+        Ok(outs)
     }
 }

@@ -12,7 +12,7 @@ use crate::Result;
 use crate::attention::Distribution;
 use crate::config::{BOS_ID, EOS_ID};
 use crate::decode::{DecodeStep, Hypothesis, StepContext, Translator};
-use crate::network::Memory;
+use crate::network::EncoderDecoder;
 
 struct Live {
     steps: Vec<DecodeStep>,
@@ -20,15 +20,15 @@ struct Live {
 }
 
 /// Finished hypotheses, best first (at most `k`).
-pub(crate) fn search(
+pub(crate) fn search<N: EncoderDecoder>(
     tr: &Translator,
-    ctx: &StepContext,
+    ctx: &StepContext<N>,
     dist: &mut Distribution,
     prefix: &[u32],
     max_len: usize,
     k: usize,
 ) -> Result<Vec<Hypothesis>> {
-    let device = crate::network::Network::device(ctx.memory).clone();
+    let device = N::device(ctx.memory).clone();
     let mut live = vec![Live {
         steps: Vec::new(),
         log_prob: 0.0,
@@ -36,12 +36,12 @@ pub(crate) fn search(
     let mut state = ctx.network.initial_state(ctx.memory)?;
     let mut prev = Tensor::new(&[BOS_ID], &device)?;
     let mut finished: Vec<Hypothesis> = Vec::new();
-    let mut expanded: Option<(usize, Memory)> = None;
+    let mut expanded: Option<(usize, N::Memory)> = None;
     for index in 0..max_len {
         let n = live.len();
         if expanded.as_ref().map(|(m, _)| *m) != Some(n) {
             let idx = Tensor::zeros(n, candle_core::DType::U32, &device)?;
-            expanded = Some((n, ctx.memory.select(&idx)?));
+            expanded = Some((n, N::select_memory(ctx.memory, &idx)?));
         }
         let Some((_, memory)) = &expanded else {
             unreachable!("set above")
@@ -101,7 +101,7 @@ pub(crate) fn search(
             break;
         }
         let idx = Tensor::new(parents.as_slice(), &device)?;
-        state = net.state.select(&idx)?;
+        state = N::select_state(&net.state, &idx)?;
         prev = Tensor::new(tokens.as_slice(), &device)?;
         live = next;
     }

@@ -14,9 +14,10 @@ use candle_nn::VarBuilder;
 
 use crate::attention::{Distribution, Mode};
 use crate::config::{EOS_ID, ModelConfig};
-use crate::network::{DecoderState, Memory, NetStep, Network};
+use crate::network::{EncoderDecoder, NetStep, Network};
 use crate::sentences::SentenceSpan;
 use crate::vocab::Vocab;
+use crate::with_network;
 use crate::{Error, Result, beam};
 
 /// File name of the weights inside a model directory.
@@ -133,7 +134,7 @@ pub struct Translation {
     /// The attention distribution used.
     pub mode: Mode,
     /// `[layer][head][query][key]` encoder self-attention (Transformer only).
-    pub encoder_attention: Option<Vec<Vec<Vec<Vec<f32>>>>>,
+    pub encoder_attention: Option<EncoderAttention>,
     /// With beam search, every final hypothesis, best first (the first is this translation).
     pub hypotheses: Vec<Hypothesis>,
     /// True when the callback asked to stop before the end of the sentence.
@@ -349,40 +350,19 @@ impl Translator {
         let (forced, prefix, max_len) = self.plan(ids.len(), opts)?;
         let mode = opts.attention.unwrap_or_else(|| self.default_mode());
         let mut dist = Distribution::new(mode, opts.temperature, opts.seed)?;
-        let src = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &self.device)?;
-        let mask = Tensor::ones((1, ids.len()), DType::F32, &self.device)?;
-        let memory = self.network.encode(&src, &mask)?;
-        let encoder_attention = match Network::encoder_attention(&memory) {
-            Some(t) => Some(nested4(&t.i(0)?)?),
-            None => None,
+        let plan = Plan {
+            forced: forced.as_deref(),
+            prefix: &prefix,
+            max_len,
         };
-        let ctx = StepContext {
-            network: &self.network,
-            memory: &memory,
-            interventions: &opts.interventions,
-        };
-        let (steps, stopped, hypotheses) = if opts.beam > 1 {
-            let hyps = beam::search(self, &ctx, &mut dist, &prefix, max_len, opts.beam)?;
-            let mut stopped = false;
-            let best = hyps.first().map(|h| h.steps.clone()).unwrap_or_default();
-            for s in &best {
-                if on_step(s).is_break() {
-                    stopped = true;
-                    break;
-                }
-            }
-            (best, stopped, hyps)
-        } else {
-            let (steps, stopped) = self.single_path(
-                &ctx,
-                &mut dist,
-                forced.as_deref(),
-                &prefix,
-                max_len,
-                &mut on_step,
-            )?;
-            (steps, stopped, Vec::new())
-        };
+        let Decoded {
+            steps,
+            stopped,
+            hypotheses,
+            encoder_attention,
+        } = with_network!(&self.network, |m| {
+            self.decode_with(m, ids, opts, &plan, &mut dist, &mut on_step)
+        })?;
         let out_ids: Vec<u32> = steps
             .iter()
             .map(|s| s.token_id)
@@ -422,21 +402,75 @@ impl Translator {
         }
         let mode = opts.attention.unwrap_or_else(|| self.default_mode());
         let mut dist = Distribution::new(mode, opts.temperature, opts.seed)?;
-        let src = Tensor::from_vec(ids.clone(), (1, ids.len()), &self.device)?;
+        with_network!(&self.network, |m| {
+            let memory = self.encode_one(m, &ids)?;
+            let ctx = StepContext {
+                network: m,
+                memory: &memory,
+                interventions: &opts.interventions,
+            };
+            beam::search(self, &ctx, &mut dist, &prefix, max_len, opts.beam)
+        })
+    }
+
+    /// Encodes one source sentence.
+    fn encode_one<N: EncoderDecoder>(&self, net: &N, ids: &[u32]) -> Result<N::Memory> {
+        let src = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &self.device)?;
         let mask = Tensor::ones((1, ids.len()), DType::F32, &self.device)?;
-        let memory = self.network.encode(&src, &mask)?;
+        net.encode(&src, &mask)
+    }
+
+    /// One sentence with the concrete network `net`.
+    fn decode_with<N: EncoderDecoder>(
+        &self,
+        net: &N,
+        ids: &[u32],
+        opts: &DecodeOptions,
+        plan: &Plan,
+        dist: &mut Distribution,
+        on_step: &mut dyn FnMut(&DecodeStep) -> ControlFlow<()>,
+    ) -> Result<Decoded> {
+        let memory = self.encode_one(net, ids)?;
+        let encoder_attention = match N::encoder_attention(&memory) {
+            Some(t) => Some(nested4(&t.i(0)?)?),
+            None => None,
+        };
         let ctx = StepContext {
-            network: &self.network,
+            network: net,
             memory: &memory,
             interventions: &opts.interventions,
         };
-        beam::search(self, &ctx, &mut dist, &prefix, max_len, opts.beam)
+        if opts.beam > 1 {
+            let hyps = beam::search(self, &ctx, dist, plan.prefix, plan.max_len, opts.beam)?;
+            let mut stopped = false;
+            let best = hyps.first().map(|h| h.steps.clone()).unwrap_or_default();
+            for s in &best {
+                if on_step(s).is_break() {
+                    stopped = true;
+                    break;
+                }
+            }
+            return Ok(Decoded {
+                steps: best,
+                stopped,
+                hypotheses: hyps,
+                encoder_attention,
+            });
+        }
+        let (steps, stopped) =
+            self.single_path(&ctx, dist, plan.forced, plan.prefix, plan.max_len, on_step)?;
+        Ok(Decoded {
+            steps,
+            stopped,
+            hypotheses: Vec::new(),
+            encoder_attention,
+        })
     }
 
     /// Greedy, forced or prefixed decoding of one hypothesis.
-    fn single_path(
+    fn single_path<N: EncoderDecoder>(
         &self,
-        ctx: &StepContext,
+        ctx: &StepContext<N>,
         dist: &mut Distribution,
         forced: Option<&[u32]>,
         prefix: &[u32],
@@ -444,7 +478,7 @@ impl Translator {
         on_step: &mut dyn FnMut(&DecodeStep) -> ControlFlow<()>,
     ) -> Result<(Vec<DecodeStep>, bool)> {
         let mut prev = Tensor::new(&[crate::config::BOS_ID], &self.device)?;
-        let mut state = self.network.initial_state(ctx.memory)?;
+        let mut state = ctx.network.initial_state(ctx.memory)?;
         let mut steps = Vec::new();
         for index in 0..max_len {
             let (net, intervened) = ctx.step(&state, &prev, index, dist)?;
@@ -483,9 +517,9 @@ impl Translator {
 
     /// The [`DecodeStep`] of batch row `row` of a network step.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn make_step(
+    pub(crate) fn make_step<S>(
         &self,
-        net: &NetStep,
+        net: &NetStep<S>,
         row: usize,
         index: usize,
         token_id: u32,
@@ -519,23 +553,39 @@ impl Translator {
 
 /// What every step of one decoding shares: the network, the encoded source and the
 /// interventions.
-pub(crate) struct StepContext<'a> {
-    pub network: &'a Network,
-    pub memory: &'a Memory,
+pub(crate) struct StepContext<'a, N: EncoderDecoder> {
+    pub network: &'a N,
+    pub memory: &'a N::Memory,
     pub interventions: &'a [Intervention],
 }
 
-impl StepContext<'_> {
+/// One decoded sentence: its steps, whether the callback stopped it, the beam's hypotheses
+/// (beam search only) and the encoder self-attention.
+struct Decoded {
+    steps: Vec<DecodeStep>,
+    stopped: bool,
+    hypotheses: Vec<Hypothesis>,
+    encoder_attention: Option<EncoderAttention>,
+}
+
+/// What a decoding of one sentence is held to: a forced target, a prefix, a length limit.
+struct Plan<'a> {
+    forced: Option<&'a [u32]>,
+    prefix: &'a [u32],
+    max_len: usize,
+}
+
+impl<N: EncoderDecoder> StepContext<'_, N> {
     /// One network step at target position `index`, with the intervention for that step if
     /// any (a one-hot for every row, layer and head), else `dist`. Returns whether an
     /// intervention applied.
     pub fn step(
         &self,
-        state: &DecoderState,
+        state: &N::State,
         prev: &Tensor,
         index: usize,
         dist: &mut Distribution,
-    ) -> Result<(NetStep, bool)> {
+    ) -> Result<(NetStep<N::State>, bool)> {
         let forced = self
             .interventions
             .iter()
@@ -554,6 +604,9 @@ impl StepContext<'_> {
         Ok((net, forced.is_some()))
     }
 }
+
+/// Encoder self-attention of one sentence, `[layer][head][query][key]`.
+pub type EncoderAttention = Vec<Vec<Vec<Vec<f32>>>>;
 
 /// Checks interventions against a source of `src_len` pieces and, when it is known, a
 /// length limit of `max_len` steps: each names a source position, and one per step.

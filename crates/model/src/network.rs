@@ -1,18 +1,221 @@
-//! One interface over the architectures, for the decoder and the trainer: encode a batch,
-//! take one decoding step with a caller-chosen attention distribution, compute the
-//! teacher-forced loss.
+//! One interface over the architectures, for the decoders and the trainer.
+//!
+//! [`EncoderDecoder`] is what a decoder drives: encode a batch, take one step with a
+//! caller-chosen attention distribution, read the logits. Its associated `Memory` and `State`
+//! types belong to one architecture, so the compiler rules out stepping a GRU with a
+//! Transformer's cache. [`Network`] holds a model of either architecture (what a model
+//! folder loads into); [`with_network!`] calls generic code once with the concrete model, and
+//! [`Network::loss`] trains it.
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::Result;
 use crate::config::{Architecture, AttentionTraining, ModelConfig};
 use crate::data::Batch;
 use crate::dropout::Dropout;
 use crate::rnn::{self, Seq2Seq, TrainAttention};
 use crate::transformer::{KvCache, Transformer, TransformerEncoded};
-use crate::{Error, Result};
+
+/// An encoder-decoder with attention, as the decoders (greedy, forced, beam, batched, the
+/// attribution replay) drive it.
+pub trait EncoderDecoder {
+    /// The encoder's output for a batch.
+    type Memory: Clone;
+    /// The decoder's state between steps.
+    type State: Clone;
+
+    /// Encodes a batch.
+    ///
+    /// # Shapes
+    /// - `src`: `(B, S)` u32, right-padded; `mask`: `(B, S)` f32, 1 at tokens
+    fn encode(&self, src: &Tensor, mask: &Tensor) -> Result<Self::Memory>;
+
+    /// The source embeddings the encoder reads (token embeddings, before a Transformer's
+    /// scaling and positions).
+    ///
+    /// # Shapes
+    /// - `src`: `(B, S)` u32; returns `(B, S, E)`
+    fn embed_source(&self, src: &Tensor) -> Result<Tensor>;
+
+    /// [`Self::encode`] from source embeddings (see [`Self::embed_source`]).
+    ///
+    /// # Shapes
+    /// - `emb`: `(B, S, E)`; `mask`: `(B, S)` f32, 1 at tokens
+    fn encode_embedded(&self, emb: &Tensor, mask: &Tensor) -> Result<Self::Memory>;
+
+    /// The decoder state before the first step.
+    fn initial_state(&self, memory: &Self::Memory) -> Result<Self::State>;
+
+    /// One step from the previous tokens `prev` `(B,)`; `distribution` maps masked scores
+    /// `(..., S)` to the weights used.
+    fn step(
+        &self,
+        memory: &Self::Memory,
+        state: &Self::State,
+        prev: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<NetStep<Self::State>>;
+
+    /// [`Self::step`] up to the output layer: the features `(B, R)` that [`Self::logits`]
+    /// turns into next-token scores, and the new state.
+    fn step_features(
+        &self,
+        memory: &Self::Memory,
+        state: &Self::State,
+        prev: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, Self::State)>;
+
+    /// Next-token scores `(N, V)` from step features `(N, R)`.
+    fn logits(&self, features: &Tensor) -> Result<Tensor>;
+
+    /// Rows `idx` (u32, `(B',)`) of a batch's memory: beam search duplicates and reorders
+    /// sentences.
+    fn select_memory(memory: &Self::Memory, idx: &Tensor) -> Result<Self::Memory>;
+
+    /// Rows `idx` of a batch's decoder state.
+    fn select_state(state: &Self::State, idx: &Tensor) -> Result<Self::State>;
+
+    /// Encoder self-attention, `(B, L, heads, S, S)`, where the architecture has one.
+    fn encoder_attention(memory: &Self::Memory) -> Option<&Tensor>;
+
+    /// The device of a memory's tensors.
+    fn device(memory: &Self::Memory) -> &Device;
+}
+
+/// What one decoding step produced.
+#[derive(Clone, Debug)]
+pub struct NetStep<S> {
+    /// `(B, V)` unnormalised scores of the next token.
+    pub logits: Tensor,
+    pub state: S,
+    /// `(B, L, heads, S)` attention over the source actually used; `(B, 1, 1, S)` for a GRU.
+    pub cross: Tensor,
+    /// `(B, L, heads, t + 1)` masked decoder self-attention of the new position
+    /// (Transformer only).
+    pub self_attention: Option<Tensor>,
+}
+
+impl EncoderDecoder for Seq2Seq {
+    type Memory = rnn::Encoded;
+    /// `(B, H)` GRU state.
+    type State = Tensor;
+
+    fn encode(&self, src: &Tensor, mask: &Tensor) -> Result<rnn::Encoded> {
+        Seq2Seq::encode(self, src, mask)
+    }
+    fn embed_source(&self, src: &Tensor) -> Result<Tensor> {
+        Seq2Seq::embed_source(self, src)
+    }
+    fn encode_embedded(&self, emb: &Tensor, mask: &Tensor) -> Result<rnn::Encoded> {
+        Seq2Seq::encode_embedded(self, emb, mask)
+    }
+    fn initial_state(&self, memory: &rnn::Encoded) -> Result<Tensor> {
+        Ok(memory.init.clone())
+    }
+    fn step(
+        &self,
+        memory: &rnn::Encoded,
+        state: &Tensor,
+        prev: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<NetStep<Tensor>> {
+        let step = Seq2Seq::step(self, memory, prev, state, distribution)?;
+        Ok(NetStep {
+            logits: step.logits,
+            state: step.state,
+            cross: step.attention.unsqueeze(1)?.unsqueeze(1)?,
+            self_attention: None,
+        })
+    }
+    fn step_features(
+        &self,
+        memory: &rnn::Encoded,
+        state: &Tensor,
+        prev: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (features, step) = Seq2Seq::step_features(self, memory, prev, state, distribution)?;
+        Ok((features, step.state))
+    }
+    fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        Seq2Seq::logits(self, features)
+    }
+    fn select_memory(memory: &rnn::Encoded, idx: &Tensor) -> Result<rnn::Encoded> {
+        memory.select(idx)
+    }
+    fn select_state(state: &Tensor, idx: &Tensor) -> Result<Tensor> {
+        Ok(state.index_select(idx, 0)?)
+    }
+    fn encoder_attention(_: &rnn::Encoded) -> Option<&Tensor> {
+        None
+    }
+    fn device(memory: &rnn::Encoded) -> &Device {
+        memory.states.device()
+    }
+}
+
+impl EncoderDecoder for Transformer {
+    type Memory = TransformerEncoded;
+    /// Keys and values of the prefix, per decoder layer.
+    type State = KvCache;
+
+    fn encode(&self, src: &Tensor, mask: &Tensor) -> Result<TransformerEncoded> {
+        Transformer::encode(self, src, mask, None)
+    }
+    fn embed_source(&self, src: &Tensor) -> Result<Tensor> {
+        Transformer::embed_source(self, src)
+    }
+    fn encode_embedded(&self, emb: &Tensor, mask: &Tensor) -> Result<TransformerEncoded> {
+        Transformer::encode_embedded(self, emb, mask, None)
+    }
+    fn initial_state(&self, memory: &TransformerEncoded) -> Result<KvCache> {
+        self.empty_cache(memory.memory.dim(0)?)
+    }
+    fn step(
+        &self,
+        memory: &TransformerEncoded,
+        state: &KvCache,
+        prev: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<NetStep<KvCache>> {
+        let step = Transformer::step(self, memory, state, prev, distribution)?;
+        Ok(NetStep {
+            logits: step.logits,
+            state: step.cache,
+            cross: step.cross_attention,
+            self_attention: Some(step.self_attention),
+        })
+    }
+    fn step_features(
+        &self,
+        memory: &TransformerEncoded,
+        state: &KvCache,
+        prev: &Tensor,
+        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, KvCache)> {
+        let (features, step) = Transformer::step_features(self, memory, state, prev, distribution)?;
+        Ok((features, step.cache))
+    }
+    fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        Transformer::logits(self, features)
+    }
+    fn select_memory(memory: &TransformerEncoded, idx: &Tensor) -> Result<TransformerEncoded> {
+        memory.select(idx)
+    }
+    fn select_state(state: &KvCache, idx: &Tensor) -> Result<KvCache> {
+        state.select(idx)
+    }
+    fn encoder_attention(memory: &TransformerEncoded) -> Option<&Tensor> {
+        Some(&memory.self_attention)
+    }
+    fn device(memory: &TransformerEncoded) -> &Device {
+        memory.memory.device()
+    }
+}
 
 /// A translation network of any architecture.
 #[derive(Clone, Debug)]
@@ -21,33 +224,16 @@ pub enum Network {
     Transformer(Transformer),
 }
 
-/// The encoder's output for a batch.
-#[derive(Clone, Debug)]
-pub enum Memory {
-    Gru(rnn::Encoded),
-    Transformer(TransformerEncoded),
-}
-
-/// The decoder's state between steps.
-#[derive(Clone, Debug)]
-pub enum DecoderState {
-    /// `(B, H)` GRU state.
-    Gru(Tensor),
-    /// Keys and values of the prefix, per decoder layer.
-    Transformer(KvCache),
-}
-
-/// What one decoding step produced.
-#[derive(Clone, Debug)]
-pub struct NetStep {
-    /// `(B, V)` unnormalised scores of the next token.
-    pub logits: Tensor,
-    pub state: DecoderState,
-    /// `(B, L, heads, S)` attention over the source actually used; `(B, 1, 1, S)` for a GRU.
-    pub cross: Tensor,
-    /// `(B, L, heads, t + 1)` masked decoder self-attention of the new position
-    /// (Transformer only).
-    pub self_attention: Option<Tensor>,
+/// Evaluates `$body` with `$m` bound to the concrete model inside a [`Network`], so generic
+/// code over [`EncoderDecoder`] runs with the architecture's own types.
+#[macro_export]
+macro_rules! with_network {
+    ($network:expr, |$m:ident| $body:expr) => {
+        match $network {
+            $crate::network::Network::Gru($m) => $body,
+            $crate::network::Network::Transformer($m) => $body,
+        }
+    };
 }
 
 /// How training attends and regularises, for one step.
@@ -87,119 +273,13 @@ impl TrainMode {
 }
 
 impl Network {
+    /// The network `cfg` describes, its variables from `vb`.
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check()?;
         Ok(match &cfg.architecture {
             Architecture::Gru(g) => Network::Gru(Seq2Seq::new(cfg, g, vb)?),
             Architecture::Transformer(t) => Network::Transformer(Transformer::new(cfg, t, vb)?),
         })
-    }
-
-    /// Encodes a batch for decoding.
-    ///
-    /// # Shapes
-    /// - `src`: `(B, S)` u32, right-padded; `mask`: `(B, S)` f32, 1 at tokens
-    pub fn encode(&self, src: &Tensor, mask: &Tensor) -> Result<Memory> {
-        Ok(match self {
-            Network::Gru(m) => Memory::Gru(m.encode(src, mask)?),
-            Network::Transformer(m) => Memory::Transformer(m.encode(src, mask, None)?),
-        })
-    }
-
-    /// The source embeddings the encoder reads (token embeddings, before a Transformer's
-    /// scaling and positions).
-    ///
-    /// # Shapes
-    /// - `src`: `(B, S)` u32; returns `(B, S, E)`
-    pub fn embed_source(&self, src: &Tensor) -> Result<Tensor> {
-        match self {
-            Network::Gru(m) => m.embed_source(src),
-            Network::Transformer(m) => m.embed_source(src),
-        }
-    }
-
-    /// [`Self::encode`] from source embeddings (see [`Self::embed_source`]).
-    ///
-    /// # Shapes
-    /// - `emb`: `(B, S, E)`; `mask`: `(B, S)` f32, 1 at tokens
-    pub fn encode_embedded(&self, emb: &Tensor, mask: &Tensor) -> Result<Memory> {
-        Ok(match self {
-            Network::Gru(m) => Memory::Gru(m.encode_embedded(emb, mask)?),
-            Network::Transformer(m) => Memory::Transformer(m.encode_embedded(emb, mask, None)?),
-        })
-    }
-
-    /// The decoder state before the first step.
-    pub fn initial_state(&self, memory: &Memory) -> Result<DecoderState> {
-        Ok(match (self, memory) {
-            (Network::Gru(_), Memory::Gru(e)) => DecoderState::Gru(e.init.clone()),
-            (Network::Transformer(m), Memory::Transformer(e)) => {
-                DecoderState::Transformer(m.empty_cache(e.memory.dim(0)?)?)
-            }
-            _ => return Err(mismatch()),
-        })
-    }
-
-    /// One step from the previous tokens `prev` `(B,)`; `distribution` maps masked scores
-    /// `(..., S)` to the weights used.
-    pub fn step(
-        &self,
-        memory: &Memory,
-        state: &DecoderState,
-        prev: &Tensor,
-        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
-    ) -> Result<NetStep> {
-        Ok(match (self, memory, state) {
-            (Network::Gru(m), Memory::Gru(e), DecoderState::Gru(s)) => {
-                let step = m.step(e, prev, s, distribution)?;
-                NetStep {
-                    logits: step.logits,
-                    state: DecoderState::Gru(step.state),
-                    cross: step.attention.unsqueeze(1)?.unsqueeze(1)?,
-                    self_attention: None,
-                }
-            }
-            (Network::Transformer(m), Memory::Transformer(e), DecoderState::Transformer(c)) => {
-                let step = m.step(e, c, prev, distribution)?;
-                NetStep {
-                    logits: step.logits,
-                    state: DecoderState::Transformer(step.cache),
-                    cross: step.cross_attention,
-                    self_attention: Some(step.self_attention),
-                }
-            }
-            _ => return Err(mismatch()),
-        })
-    }
-
-    /// [`Self::step`] up to the output layer: the features `(B, R)` that
-    /// [`Self::logits`] turns into next-token scores, and the new state.
-    pub fn step_features(
-        &self,
-        memory: &Memory,
-        state: &DecoderState,
-        prev: &Tensor,
-        distribution: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
-    ) -> Result<(Tensor, DecoderState)> {
-        Ok(match (self, memory, state) {
-            (Network::Gru(m), Memory::Gru(e), DecoderState::Gru(s)) => {
-                let (features, step) = m.step_features(e, prev, s, distribution)?;
-                (features, DecoderState::Gru(step.state))
-            }
-            (Network::Transformer(m), Memory::Transformer(e), DecoderState::Transformer(c)) => {
-                let (features, step) = m.step_features(e, c, prev, distribution)?;
-                (features, DecoderState::Transformer(step.cache))
-            }
-            _ => return Err(mismatch()),
-        })
-    }
-
-    /// Next-token scores `(N, V)` from step features `(N, R)`.
-    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        match self {
-            Network::Gru(m) => m.logits(features),
-            Network::Transformer(m) => m.logits(features),
-        }
     }
 
     /// Mean cross-entropy per target token of a batch (teacher forcing).
@@ -227,44 +307,4 @@ impl Network {
             }
         }
     }
-
-    /// Encoder self-attention, `(B, L, heads, S, S)` (Transformer only).
-    pub fn encoder_attention(memory: &Memory) -> Option<&Tensor> {
-        match memory {
-            Memory::Transformer(e) => Some(&e.self_attention),
-            Memory::Gru(_) => None,
-        }
-    }
-
-    /// The device of a memory's tensors.
-    pub fn device(memory: &Memory) -> &Device {
-        match memory {
-            Memory::Gru(e) => e.states.device(),
-            Memory::Transformer(e) => e.memory.device(),
-        }
-    }
-}
-
-impl Memory {
-    /// Rows `idx` (u32, `(B',)`) of the batch: beam search duplicates and reorders sentences.
-    pub fn select(&self, idx: &Tensor) -> Result<Memory> {
-        Ok(match self {
-            Memory::Gru(e) => Memory::Gru(e.select(idx)?),
-            Memory::Transformer(e) => Memory::Transformer(e.select(idx)?),
-        })
-    }
-}
-
-impl DecoderState {
-    /// Rows `idx` of the batch.
-    pub fn select(&self, idx: &Tensor) -> Result<DecoderState> {
-        Ok(match self {
-            DecoderState::Gru(s) => DecoderState::Gru(s.index_select(idx, 0)?),
-            DecoderState::Transformer(c) => DecoderState::Transformer(c.select(idx)?),
-        })
-    }
-}
-
-fn mismatch() -> Error {
-    Error::Invalid("the decoder state does not belong to this network".into())
 }

@@ -12,6 +12,13 @@ use crate::fixtures::{KINDS, tiny_translator_of};
 fn gradient_x_input_matches_finite_differences() {
     for kind in KINDS {
         let (t, _) = tiny_translator_of(kind, 5).unwrap();
+        crate::with_network!(t.network(), |net| check(kind, &t, net));
+    }
+}
+
+/// One tiny model of `kind`, its network `net`.
+fn check<N: EncoderDecoder>(kind: &str, t: &Translator, net: &N) {
+    {
         let opts = DecodeOptions {
             max_len: Some(4),
             ..Default::default()
@@ -29,13 +36,13 @@ fn gradient_x_input_matches_finite_differences() {
             })
             .collect();
         let replay = Replay {
-            network: t.network(),
+            network: net,
             mode: out.mode,
             temperature: 1.0,
             steps: &steps,
         };
         let src = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();
-        let x = t.network().embed_source(&src).unwrap().squeeze(0).unwrap();
+        let x = net.embed_source(&src).unwrap().squeeze(0).unwrap();
         let rows = gradient_x_input(&replay, &x).unwrap().rows;
         let eps = 5e-3f64;
         let fixed = replay.broadcast_fixed(2).unwrap();

@@ -34,7 +34,9 @@ use replay::{FixedRows, Replay, ReplayStep};
 use crate::attention::Mode;
 use crate::config::PAD_ID;
 use crate::decode::{DecodeOptions, DecodeStep, Translation};
+use crate::network::EncoderDecoder;
 use crate::sentences::TextSource;
+use crate::with_network;
 use crate::{Error, Result, Translator};
 
 /// An attribution method; see the module documentation.
@@ -280,29 +282,55 @@ impl Translator {
                     .then(|| given(st, &cols)),
             })
             .collect();
-        let replay = Replay {
-            network: self.network(),
-            mode,
-            temperature,
-            steps: &replay_steps,
-        };
-        let src = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &Device::Cpu)?;
-        let x = self.network().embed_source(&src)?.squeeze(0)?;
-        match method {
-            Method::GradientXInput => gradient_x_input(&replay, &x),
-            Method::IntegratedGradients => {
-                let baseline = match opts.baseline {
-                    Baseline::Zero => x.zeros_like()?,
-                    Baseline::Pad => {
-                        let pad = Tensor::full(PAD_ID, (1, ids.len()), &Device::Cpu)?;
-                        self.network().embed_source(&pad)?.squeeze(0)?
-                    }
-                };
-                let f_x: Vec<f32> = steps.iter().map(|s| s.log_prob).collect();
-                integrated_gradients(&replay, &x, &baseline, opts.ig_steps, &f_x)
-            }
-            Method::Erasure => erasure(&replay, ids, steps),
+        with_network!(self.network(), |net| {
+            explain_with(
+                net,
+                method,
+                ids,
+                &replay_steps,
+                steps,
+                mode,
+                temperature,
+                opts,
+            )
+        })
+    }
+}
+
+/// [`Translator::explain_sentence`] with the concrete network `net`.
+#[allow(clippy::too_many_arguments)]
+fn explain_with<N: EncoderDecoder>(
+    net: &N,
+    method: Method,
+    ids: &[u32],
+    replay_steps: &[ReplayStep],
+    steps: &[DecodeStep],
+    mode: Mode,
+    temperature: f32,
+    opts: &ExplainOptions,
+) -> Result<SentenceRows> {
+    let replay = Replay {
+        network: net,
+        mode,
+        temperature,
+        steps: replay_steps,
+    };
+    let src = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &Device::Cpu)?;
+    let x = net.embed_source(&src)?.squeeze(0)?;
+    match method {
+        Method::GradientXInput => gradient_x_input(&replay, &x),
+        Method::IntegratedGradients => {
+            let baseline = match opts.baseline {
+                Baseline::Zero => x.zeros_like()?,
+                Baseline::Pad => {
+                    let pad = Tensor::full(PAD_ID, (1, ids.len()), &Device::Cpu)?;
+                    net.embed_source(&pad)?.squeeze(0)?
+                }
+            };
+            let f_x: Vec<f32> = steps.iter().map(|s| s.log_prob).collect();
+            integrated_gradients(&replay, &x, &baseline, opts.ig_steps, &f_x)
         }
+        Method::Erasure => erasure(&replay, ids, steps),
     }
 }
 
@@ -329,7 +357,7 @@ fn repeat(x: &Tensor, r: usize) -> Result<Tensor> {
     Ok(x.unsqueeze(0)?.broadcast_as((r, s, e))?.contiguous()?)
 }
 
-fn gradient_x_input(replay: &Replay, x: &Tensor) -> Result<SentenceRows> {
+fn gradient_x_input<N: EncoderDecoder>(replay: &Replay<N>, x: &Tensor) -> Result<SentenceRows> {
     let n = replay.steps.len();
     let mut rows = Vec::with_capacity(n);
     for start in (0..n).step_by(CHUNK_ROWS) {
@@ -341,8 +369,8 @@ fn gradient_x_input(replay: &Replay, x: &Tensor) -> Result<SentenceRows> {
     Ok(SentenceRows { rows, delta: None })
 }
 
-fn integrated_gradients(
-    replay: &Replay,
+fn integrated_gradients<N: EncoderDecoder>(
+    replay: &Replay<N>,
     x: &Tensor,
     baseline: &Tensor,
     points: usize,
@@ -397,7 +425,11 @@ fn integrated_gradients(
     })
 }
 
-fn erasure(replay: &Replay, ids: &[u32], steps: &[DecodeStep]) -> Result<SentenceRows> {
+fn erasure<N: EncoderDecoder>(
+    replay: &Replay<N>,
+    ids: &[u32],
+    steps: &[DecodeStep],
+) -> Result<SentenceRows> {
     let s = ids.len();
     let n = steps.len();
     let mut rows = vec![vec![0f32; s]; n];

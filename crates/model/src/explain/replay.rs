@@ -13,7 +13,7 @@ use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
 use crate::Result;
 use crate::attention::{Distribution, Mode};
 use crate::config::BOS_ID;
-use crate::network::Network;
+use crate::network::EncoderDecoder;
 use crate::ops::softmax;
 
 /// One step of the decoding being explained.
@@ -27,8 +27,8 @@ pub(crate) struct ReplayStep {
 }
 
 /// A decoding to re-run: the network, how it attended, its steps.
-pub(crate) struct Replay<'a> {
-    pub network: &'a Network,
+pub(crate) struct Replay<'a, N> {
+    pub network: &'a N,
     pub mode: Mode,
     pub temperature: f32,
     pub steps: &'a [ReplayStep],
@@ -37,7 +37,7 @@ pub(crate) struct Replay<'a> {
 /// Weights given for one step of a batch: `[layer]` `(R, heads × S)` tensors.
 pub(crate) type FixedRows = Option<Vec<Tensor>>;
 
-impl Replay<'_> {
+impl<N: EncoderDecoder> Replay<'_, N> {
     /// Log-probabilities of the decoding's tokens and their gradients with respect to the
     /// source embeddings: row `r` of the batch scores step `targets[r]` only.
     ///
@@ -197,8 +197,8 @@ impl Replay<'_> {
                         keep.len(),
                         &device,
                     )?;
-                    memory = memory.select(&sel)?;
-                    state = state.select(&sel)?;
+                    memory = N::select_memory(&memory, &sel)?;
+                    state = N::select_state(&state, &sel)?;
                     alive = keep.iter().map(|&i| alive[i]).collect();
                 }
             }
