@@ -15,15 +15,15 @@ in our `model.safetensors`, so `load()` reads a model directory written by `attn
 
 Architectures (config.json `architecture`):
 
-- `gru` (crates/model/src/rnn.rs, gru.rs): bidirectional GRU encoder, GRU decoder with an
+- `gru` (crates/model/src/networks/rnn.rs, gru.rs): bidirectional GRU encoder, GRU decoder with an
   `additive` (Bahdanau), `general` or `dot` (Luong) scorer. The attention uses the *previous*
   decoder state; the GRU reads `[emb(y_{t-1}); c_t]`; `tanh(W_r [s_t; c_t; emb])` feeds the
   output layer. GRU gates follow PyTorch's (r, z, n) layout, with the hidden bias inside
   `r * (W_hn h + b_hn)`.
-- `transformer` (crates/model/src/transformer/mod.rs): pre-norm encoder-decoder, sinusoidal
+- `transformer` (crates/model/src/networks/transformer/mod.rs): pre-norm encoder-decoder, sinusoidal
   positions, embeddings scaled by sqrt(d), final layer norms, KV-cached greedy steps.
 
-Decoding (crates/model/src/decode.rs): `<s>`=1 starts the target, `</s>`=2 ends it, the
+Decoding (crates/model/src/decoding/decode.rs): `<s>`=1 starts the target, `</s>`=2 ends it, the
 length limit is `min(2 S + 10, 256)` for S source pieces (</s> included). Attention mode
 `soft` is a softmax of the masked scores; `hard` is a one-hot at their argmax (the first on
 ties), which a model trained with `attention_training: hard` uses by default. For the

@@ -1,4 +1,4 @@
-"""GRU encoder-decoder of the PyTorch reference (crates/model/src/rnn.rs, gru.rs): the GRU
+"""GRU encoder-decoder of the PyTorch reference (crates/model/src/networks/rnn.rs, gru.rs): the GRU
 cell, the additive, general and dot scorers, the encoder memory and `GruSeq2Seq`.
 """
 

@@ -1,4 +1,4 @@
-"""Transformer of the PyTorch reference (crates/model/src/transformer/mod.rs): sinusoidal
+"""Transformer of the PyTorch reference (crates/model/src/networks/transformer/mod.rs): sinusoidal
 positions, multi-head attention, pre-norm encoder and decoder layers, the encoder memory, the
 KV cache and `Transformer`.
 """

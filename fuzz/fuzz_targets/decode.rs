@@ -21,7 +21,7 @@ use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use attnscope_model::decode::{MAX_BEAM, MAX_OUTPUT};
+use attnscope_model::decoding::decode::{MAX_BEAM, MAX_OUTPUT};
 use attnscope_model::fixtures::{KINDS, tiny_translator_of};
 use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Translator};
 use libfuzzer_sys::fuzz_target;

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use attnscope_model::ModelConfig;
-use attnscope_model::adam::AdamW;
-use attnscope_model::data::{self, Example};
-use attnscope_model::network::{Network, TrainMode};
+use attnscope_model::kernels::adam::AdamW;
+use attnscope_model::networks::{Network, TrainMode};
+use attnscope_model::training::data::{self, Example};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use serde::Deserialize;
@@ -37,7 +37,7 @@ pub fn run(model_dir: &Path, input: &TrainInput, reps: usize) -> Result<serde_js
     if input.batches.is_empty() {
         bail!("no training batches on stdin");
     }
-    attnscope_model::alloc::keep_freed_memory();
+    attnscope_model::kernels::alloc::keep_freed_memory();
     let cfg = ModelConfig::load(&model_dir.join("config.json"))?;
     let device = Device::Cpu;
     let mut varmap = VarMap::new();

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::report::{Evaluation, TrainingSummary};
 use crate::{Error, Result};
 
 /// Architecture and vocabulary sizes of an encoder-decoder with attention.
@@ -46,62 +47,6 @@ pub struct ModelConfig {
     /// Attention analysis, filled in by `attnscope eval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
-}
-
-/// How the model's attention behaves, measured by `attnscope eval`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    /// Test sentences decoded for the entropy figures.
-    pub sentences: usize,
-    /// Mean entropy (nats) of the attention row per decoding step on the test split.
-    pub mean_entropy: f64,
-    /// Mean largest weight per step on the test split.
-    pub mean_max_weight: f64,
-    /// Word alignments from attention against a gold set, when one fits the languages.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub alignment: Vec<AlignmentResult>,
-    /// Scores by source length, on pasted sentences and on another domain
-    /// ([`crate::robustness`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scores: Vec<crate::robustness::SetScore>,
-    /// Attention against attributions and counterfactual attention
-    /// ([`crate::faithfulness`]), once `attnscope faithfulness` has run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub faithfulness: Option<crate::faithfulness::Faithfulness>,
-}
-
-/// AER, precision and recall (percent) of one alignment-extraction method.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AlignmentResult {
-    /// Gold set, e.g. `hansards-naacl2003`.
-    pub gold: String,
-    /// Extraction method, e.g. `argmax, grow-diag-final`.
-    pub method: String,
-    pub aer: f64,
-    pub precision: f64,
-    pub recall: f64,
-    pub sentences: usize,
-}
-
-/// What training did and how well the result scores; recorded in `config.json` and the card.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainingSummary {
-    pub data: String,
-    pub seed: u64,
-    pub train_pairs: usize,
-    pub dev_pairs: usize,
-    pub test_sentences: usize,
-    pub steps: usize,
-    pub epochs: f64,
-    pub batch_size: usize,
-    pub training_seconds: f64,
-    pub hardware: String,
-    pub final_train_loss: f64,
-    pub dev_loss: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bleu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chrf: Option<f64>,
 }
 
 pub const PAD_ID: u32 = 0;
@@ -210,9 +155,9 @@ impl ModelConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "ArchitectureFields", into = "ArchitectureFields")]
 pub enum Architecture {
-    /// A bidirectional GRU encoder and a GRU decoder with attention ([`crate::rnn`]).
+    /// A bidirectional GRU encoder and a GRU decoder with attention ([`crate::networks::rnn`]).
     Gru(GruConfig),
-    /// An encoder-decoder Transformer ([`crate::transformer`]).
+    /// An encoder-decoder Transformer ([`crate::networks::transformer`]).
     Transformer(TransformerConfig),
 }
 
@@ -472,7 +417,8 @@ mod tests {
             assert_eq!(before, after, "{}", path.display());
             let options = path.with_file_name("training-options.json");
             if let Ok(text) = std::fs::read_to_string(&options) {
-                let o: crate::train::TrainOptions = serde_json::from_str(&text).unwrap();
+                let o: crate::training::options::TrainOptions =
+                    serde_json::from_str(&text).unwrap();
                 assert_eq!(o.architecture, cfg.architecture, "{}", options.display());
             }
             seen += 1;

@@ -7,8 +7,8 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::config::{Architecture, AttentionTraining, Scorer, TransformerConfig};
-use crate::decode::{CONFIG_FILE, WEIGHTS_FILE};
-use crate::network::Network;
+use crate::decoding::decode::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::networks::Network;
 use crate::{ModelConfig, Result, Translator, Vocab};
 
 const EN: [&str; 5] = [
@@ -70,7 +70,7 @@ fn parts(kind: &str, seed: u64) -> Result<(ModelConfig, Vocab, Vocab, VarMap, Ne
         &cfg,
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )?;
-    crate::init::init_network(&varmap, &cfg, seed)?;
+    crate::networks::init::init_network(&varmap, &cfg, seed)?;
     Ok((cfg, src, tgt, varmap, model))
 }
 

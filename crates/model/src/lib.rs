@@ -12,45 +12,25 @@
 //! a model from a TSV of sentence pairs with resumable checkpoints, and [`metrics`] scores
 //! translations with BLEU and chrF as sacrebleu computes them.
 
-pub mod adam;
-pub mod align;
-pub mod alloc;
-pub mod attention;
-mod batch;
-mod beam;
-pub mod card;
 pub mod config;
-pub mod data;
-pub mod decode;
-pub mod dropout;
+pub mod decoding;
 mod error;
+pub mod evaluation;
 pub mod explain;
-pub mod faithfulness;
 pub mod files;
 pub mod fixtures;
-pub(crate) mod fused;
-pub(crate) mod fused_loss;
-pub(crate) mod fused_rnn;
-pub(crate) mod fused_seq;
-pub mod gru;
-pub mod init;
-pub mod metrics;
+pub mod kernels;
 mod names;
-pub mod network;
-pub mod ops;
-pub mod rnn;
-pub mod robustness;
-pub mod run_log;
-pub mod segment;
-pub mod sentences;
-pub mod train;
-pub mod transformer;
+pub mod networks;
+pub mod report;
+pub mod training;
 pub mod vocab;
 
-pub use attention::Mode;
 pub use config::ModelConfig;
-pub use decode::{DecodeOptions, DecodeStep, Intervention, Translation, Translator};
+pub use decoding::decode::{DecodeOptions, Translation, Translator};
+pub use decoding::sentences::{Segmentation, TextSource};
+pub use decoding::step::{DecodeStep, Intervention, SentenceSpan};
 pub use error::{Error, Result};
 pub use explain::{Attribution, ExplainOptions, Method};
-pub use sentences::{Segmentation, SentenceSpan, TextSource};
+pub use networks::attention::Mode;
 pub use vocab::Vocab;

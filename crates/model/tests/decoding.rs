@@ -3,9 +3,9 @@
 
 use std::ops::ControlFlow;
 
-use attnscope_model::data::{Example, collate};
 use attnscope_model::fixtures::{KINDS, tiny_translator_of};
-use attnscope_model::network::TrainMode;
+use attnscope_model::networks::TrainMode;
+use attnscope_model::training::data::{Example, collate};
 use attnscope_model::{DecodeOptions, Error, Intervention, Mode, Translation, Translator};
 
 const TEXT: &str = "I am cold.";
@@ -431,7 +431,7 @@ fn training_steps_lower_the_loss_for_every_kind() {
             loss(&mut TrainMode::for_step(&cfg, 1, 5)),
             loss(&mut TrainMode::for_step(&cfg, 1, 5))
         );
-        let mut opt = attnscope_model::adam::AdamW::new(&varmap, 0.01, 0.0).unwrap();
+        let mut opt = attnscope_model::kernels::adam::AdamW::new(&varmap, 0.01, 0.0).unwrap();
         for step in 0..40 {
             let l = t
                 .network()

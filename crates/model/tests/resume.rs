@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use attnscope_model::config::{Architecture, AttentionTraining, Scorer, TransformerConfig};
-use attnscope_model::train::{RunControl, TrainOptions, train};
+use attnscope_model::training::options::TrainOptions;
+use attnscope_model::training::train::{RunControl, train};
 
 /// A small made-up English-French corpus: every subject, verb and object combined.
 fn write_corpus(path: &Path) {

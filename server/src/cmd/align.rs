@@ -6,9 +6,9 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use attnscope_model::align::{self, AlignmentCounts, Extraction, Symmetrization};
-use attnscope_model::config::AlignmentResult;
-use attnscope_model::sentences::SourceSentence;
+use attnscope_model::decoding::sentences::SourceSentence;
+use attnscope_model::evaluation::align::{self, AlignmentCounts, Extraction, Symmetrization};
+use attnscope_model::report::AlignmentResult;
 use attnscope_model::{DecodeOptions, ExplainOptions, Method, TextSource, Translator};
 
 use super::eval::HANSARDS;

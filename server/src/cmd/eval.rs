@@ -5,12 +5,15 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use attnscope_model::attention::entropy;
-use attnscope_model::config::Evaluation;
-use attnscope_model::data::TestItem;
-use attnscope_model::robustness::{self, SetScore};
-use attnscope_model::train::{self, LOG_FILE, LogLine, OPTIONS_FILE, TrainOptions};
-use attnscope_model::{DecodeOptions, Segmentation, Translator, card, data};
+use attnscope_model::evaluation::TestItem;
+use attnscope_model::evaluation::robustness;
+use attnscope_model::networks::attention::entropy;
+use attnscope_model::report::Evaluation;
+use attnscope_model::report::SetScore;
+use attnscope_model::training::options::TrainOptions;
+use attnscope_model::training::train::{self, LOG_FILE, LogLine, OPTIONS_FILE};
+use attnscope_model::training::{card, data};
+use attnscope_model::{DecodeOptions, Segmentation, Translator};
 
 /// Where the Hansards gold alignments live, relative to the project root.
 pub(crate) const HANSARDS: &str = "../shared/data/align-gold-en-fr-hansards-naacl2003";
@@ -134,7 +137,9 @@ fn report_with(
         attnscope_model::files::write(&opts_copy, serde_json::to_string_pretty(&opts)? + "\n")?;
     }
     let log_copy = dir.join(LOG_FILE);
-    let run_log = runs.join(name).join(attnscope_model::run_log::FILE);
+    let run_log = runs
+        .join(name)
+        .join(attnscope_model::training::run_log::FILE);
     if run_log.is_file() {
         attnscope_model::files::copy(&run_log, &log_copy)?;
     }

@@ -1,12 +1,13 @@
 //! `attnscope faithfulness`: does a model's attention explain its output? Agreement with
 //! three attributions and counterfactual attention over the test split
-//! ([`attnscope_model::faithfulness`]), stored in `config.json` and the model card.
+//! ([`attnscope_model::evaluation::faithfulness`]), stored in `config.json` and the model card.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use attnscope_model::config::Evaluation;
-use attnscope_model::faithfulness::{self, Faithfulness};
+use attnscope_model::evaluation::faithfulness;
+use attnscope_model::report::Evaluation;
+use attnscope_model::report::Faithfulness;
 
 #[derive(clap::Args)]
 pub struct FaithfulnessArgs {

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use attnscope_model::config::{Architecture, ArchitectureFields, AttentionTraining, Scorer};
-use attnscope_model::train::{self, Event, TrainOptions};
+use attnscope_model::training::options::TrainOptions;
+use attnscope_model::training::train::{self, Event};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {

@@ -213,8 +213,8 @@ pub fn score(hyp: &Path, reference: &Path) -> Result<()> {
             r.len()
         );
     }
-    let bleu = attnscope_model::metrics::corpus_bleu(&h, &r);
-    let chrf = attnscope_model::metrics::corpus_chrf(&h, &r);
+    let bleu = attnscope_model::evaluation::metrics::corpus_bleu(&h, &r);
+    let chrf = attnscope_model::evaluation::metrics::corpus_chrf(&h, &r);
     println!("BLEU {bleu:.2}\tchrF {chrf:.2}\t{} sentences", h.len());
     Ok(())
 }

@@ -31,11 +31,12 @@ use candle_core::{Device, Tensor};
 pub use agreement::{Agreement, kendall_tau};
 use replay::{FixedRows, Replay, ReplayStep};
 
-use crate::attention::Mode;
 use crate::config::PAD_ID;
-use crate::decode::{DecodeOptions, DecodeStep, Translation};
-use crate::network::EncoderDecoder;
-use crate::sentences::TextSource;
+use crate::decoding::decode::{DecodeOptions, Translation};
+use crate::decoding::sentences::TextSource;
+use crate::decoding::step::DecodeStep;
+use crate::networks::EncoderDecoder;
+use crate::networks::attention::Mode;
 use crate::with_network;
 use crate::{Error, Result, Translator};
 

@@ -11,10 +11,10 @@
 use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
 
 use crate::Result;
-use crate::attention::{Distribution, Mode};
 use crate::config::BOS_ID;
-use crate::network::EncoderDecoder;
-use crate::ops::softmax;
+use crate::kernels::ops::softmax;
+use crate::networks::EncoderDecoder;
+use crate::networks::attention::{Distribution, Mode};
 
 /// One step of the decoding being explained.
 #[derive(Clone, Debug)]

@@ -1,0 +1,173 @@
+//! The Transformer's building blocks: layer normalisation, multi-head attention whose steps
+//! are public one by one (so a caller can choose the weights between scores and output), and
+//! the position-wise feed-forward block.
+
+use candle_core::Tensor;
+use candle_nn::{Init, Linear, VarBuilder, VarMap, linear};
+
+use super::LAYER_NORM_EPS;
+use crate::kernels::fused;
+use crate::kernels::ops::dense;
+use crate::{Error, Result};
+
+/// Layer normalisation over the last dimension with a learned scale and shift.
+///
+/// Its variables are `<name>.weight` and `<name>.bias` under a name ending in `norm`, which
+/// is what [`init_layer_norms`] looks for.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+        })
+    }
+
+    /// # Shapes
+    /// - `x`: `(..., D)`; returns the same shape
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if fused::usable(x) {
+            let op = fused::LayerNorm {
+                eps: LAYER_NORM_EPS,
+            };
+            Ok(x.contiguous()?.apply_op3(&self.weight, &self.bias, op)?)
+        } else {
+            let (w, b) = (&self.weight, &self.bias);
+            Ok(candle_nn::ops::layer_norm_slow(x, w, b, LAYER_NORM_EPS)?)
+        }
+    }
+}
+
+/// Sets every layer norm of `varmap` (variables `*norm.weight` and `*norm.bias`) to the
+/// identity: weight 1, bias 0. Call it after [`crate::networks::init::init_seeded`], which draws them
+/// at random like any other bias.
+pub fn init_layer_norms(varmap: &VarMap) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("poisoned variable map".into()))?;
+    for (name, var) in data.iter() {
+        let Some((stem, leaf)) = name.rsplit_once('.') else {
+            continue;
+        };
+        if !stem.ends_with("norm") {
+            continue;
+        }
+        match leaf {
+            "weight" => var.set(&var.as_tensor().ones_like()?)?,
+            "bias" => var.set(&var.as_tensor().zeros_like()?)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Multi-head scaled dot-product attention with learned projections `q`, `k`, `v`, `o`.
+///
+/// The steps are public one by one ([`Self::query`], [`Self::keys_values`],
+/// [`Self::scores`], [`Self::output`]) so that a caller can put its own weights between
+/// the scores and the output.
+#[derive(Clone, Debug)]
+pub struct MultiHeadAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl MultiHeadAttention {
+    pub fn new(d_model: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(MultiHeadAttention {
+            q: linear(d_model, d_model, vb.pp("q"))?,
+            k: linear(d_model, d_model, vb.pp("k"))?,
+            v: linear(d_model, d_model, vb.pp("v"))?,
+            o: linear(d_model, d_model, vb.pp("o"))?,
+            heads,
+            head_dim: d_model / heads,
+        })
+    }
+
+    /// Projects and splits into heads: `(B, T, D) -> (B, heads, T, dh)`, contiguous.
+    fn project(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        Ok(dense(lin, x)?
+            .reshape((b, t, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    /// Queries of `x`.
+    ///
+    /// # Shapes
+    /// - `x`: `(B, T, D)`; returns `(B, heads, T, dh)`
+    pub fn query(&self, x: &Tensor) -> Result<Tensor> {
+        self.project(&self.q, x)
+    }
+
+    /// Keys and values of `x`.
+    ///
+    /// # Shapes
+    /// - `x`: `(B, S, D)`; returns two `(B, heads, S, dh)`
+    pub fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((self.project(&self.k, x)?, self.project(&self.v, x)?))
+    }
+
+    /// Scaled scores `q k^T / sqrt(dh)`, plus `bias` (0, or -1e9 where masked) when given.
+    ///
+    /// # Shapes
+    /// - `q`: `(B, heads, T, dh)`, `k`: `(B, heads, S, dh)`
+    /// - `bias`: broadcastable to `(B, heads, T, S)`; returns `(B, heads, T, S)`
+    pub fn scores(&self, q: &Tensor, k: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let scores = q
+            .matmul(&k.t()?)?
+            .affine(1.0 / (self.head_dim as f64).sqrt(), 0.0)?;
+        Ok(match bias {
+            Some(bias) => scores.broadcast_add(bias)?,
+            None => scores,
+        })
+    }
+
+    /// Mixes the values with `weights`, merges the heads and projects.
+    ///
+    /// # Shapes
+    /// - `weights`: `(B, heads, T, S)`, `v`: `(B, heads, S, dh)`; returns `(B, T, D)`
+    pub fn output(&self, weights: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (b, _, t, _) = weights.dims4()?;
+        let mixed = weights
+            .contiguous()?
+            .matmul(v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, t, self.heads * self.head_dim))?;
+        dense(&self.o, &mixed)
+    }
+}
+
+/// Position-wise feed-forward block `fc2(relu(fc1(x)))`.
+#[derive(Clone, Debug)]
+pub struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl FeedForward {
+    pub fn new(d_model: usize, ff_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(FeedForward {
+            fc1: linear(d_model, ff_dim, vb.pp("fc1"))?,
+            fc2: linear(ff_dim, d_model, vb.pp("fc2"))?,
+        })
+    }
+
+    /// # Shapes
+    /// - `x`: `(B, T, D)`; returns `(B, T, D)`
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        dense(&self.fc2, &dense(&self.fc1, x)?.relu()?)
+    }
+}
