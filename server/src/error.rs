@@ -113,6 +113,7 @@ impl From<attnscope_model::Error> for AppError {
         match e {
             attnscope_model::Error::EmptyInput => AppError::EmptyText,
             attnscope_model::Error::Invalid(m) => AppError::InvalidOption(m),
+            attnscope_model::Error::Internal(m) => AppError::Internal(m),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -139,5 +140,28 @@ impl IntoResponse for AppError {
             );
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_errors_answer_by_kind() {
+        use attnscope_model::Error;
+        let status = |e: Error| {
+            let a = AppError::from(e);
+            (a.status(), a.code())
+        };
+        assert_eq!(
+            status(Error::Invalid("beam 0".into())),
+            (StatusCode::BAD_REQUEST, "invalid_option")
+        );
+        assert_eq!(status(Error::EmptyInput).0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(Error::Internal("poisoned variable map".into())),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
     }
 }

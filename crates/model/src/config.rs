@@ -143,7 +143,8 @@ impl ModelConfig {
 
     /// Writes `config.json` crash-safely ([`crate::files`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
         crate::files::write(path, text + "\n")
     }
 }

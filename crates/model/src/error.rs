@@ -16,8 +16,13 @@ pub enum Error {
     BadFile { path: PathBuf, message: String },
     #[error("the input is empty: type a sentence to translate")]
     EmptyInput,
+    /// An input, option or file the caller can fix; the message says how.
     #[error("{0}")]
     Invalid(String),
+    /// A fault of this program, not of its input (a shape that cannot happen, a poisoned
+    /// lock): the server answers 500 and logs it.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -231,7 +231,7 @@ impl Translator {
                 .find(|s| s.start == span.source.start && s.ids.len() == span.source.len())
                 .filter(|_| span.source.end <= width && span.target.end <= n)
                 .ok_or_else(|| {
-                    Error::Invalid("the translation does not belong to this input".into())
+                    Error::Internal("the translation does not belong to this input".into())
                 })?;
             let steps = &t.steps[span.target.clone()];
             if steps.is_empty() {

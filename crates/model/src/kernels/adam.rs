@@ -64,7 +64,7 @@ impl AdamW {
         let data = varmap
             .data()
             .lock()
-            .map_err(|_| Error::Invalid("poisoned variable map".into()))?;
+            .map_err(|_| Error::Internal("poisoned variable map".into()))?;
         let mut vars: Vec<(String, Var)> =
             data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));

@@ -28,7 +28,7 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
 pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     let dims = x.dims();
     let Some((&in_dim, lead)) = dims.split_last() else {
-        return Err(Error::Invalid(
+        return Err(Error::Internal(
             "a linear layer needs at least one dimension".into(),
         ));
     };

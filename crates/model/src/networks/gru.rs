@@ -61,7 +61,7 @@ impl GruCell {
         let layer = self
             .input
             .get(i)
-            .ok_or_else(|| crate::Error::Invalid(format!("the GRU cell has no input part {i}")))?;
+            .ok_or_else(|| crate::Error::Internal(format!("the GRU cell has no input part {i}")))?;
         dense(layer, x)
     }
 

@@ -18,7 +18,7 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap
         .data()
         .lock()
-        .map_err(|_| crate::Error::Invalid("poisoned variable map".into()))?;
+        .map_err(|_| crate::Error::Internal("poisoned variable map".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     // Fan-in of each bias is that of the weight beside it.

@@ -315,7 +315,7 @@ impl Seq2Seq {
         let bwd_first = bwd
             .first()
             .cloned()
-            .ok_or_else(|| Error::Invalid("cannot encode an empty source".into()))?;
+            .ok_or_else(|| Error::Internal("cannot encode an empty source".into()))?;
         Ok((states, fwd_last, bwd_first))
     }
 

@@ -30,7 +30,7 @@ pub fn append(path: &Path, line: &LogLine) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    let text = serde_json::to_string(line).map_err(|e| Error::Invalid(e.to_string()))?;
+    let text = serde_json::to_string(line).map_err(|e| Error::Internal(e.to_string()))?;
     writeln!(f, "{text}").map_err(|e| Error::io(path, e))
 }
 

@@ -50,7 +50,7 @@ pub fn init_layer_norms(varmap: &VarMap) -> Result<()> {
     let data = varmap
         .data()
         .lock()
-        .map_err(|_| Error::Invalid("poisoned variable map".into()))?;
+        .map_err(|_| Error::Internal("poisoned variable map".into()))?;
     for (name, var) in data.iter() {
         let Some((stem, leaf)) = name.rsplit_once('.') else {
             continue;

@@ -179,7 +179,7 @@ impl DecoderLayer {
         let scores = self.cross_attn.scores(&q, &cross_kv.0, Some(cross_bias))?;
         let cross_weights = cross(&scores)?;
         if cross_weights.dims() != scores.dims() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "cross-attention weights have shape {:?}; the scores have {:?}",
                 cross_weights.dims(),
                 scores.dims()
@@ -473,7 +473,7 @@ impl Transformer {
         let b = prev.dims1()?;
         let (eb, s, _) = enc.memory.dims3()?;
         if b != eb || b != cache.batch {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "decoding step with {b} tokens, {eb} encoded sentences and a cache of {}",
                 cache.batch
             )));
