@@ -1,6 +1,7 @@
 //! The real page in headless Chromium through WebDriver, against a real server with the
 //! shipped default model. Needs `dist/` (Trunk's output) and Debian's chromium-driver;
 //! `scripts/test.sh` provides both. The page helpers are in [`attnscope_tests::page`].
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use std::time::{Duration, Instant};
 

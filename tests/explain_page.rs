@@ -2,6 +2,7 @@
 //! puts a run's attention beside an attribution of the same translation, every cell shows
 //! what the API computes, each row carries its τ with the attention, the permalink restores
 //! it, and the "Heatmap shows" picker switches method and translates again.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
 //! The API over real HTTP: a server on port 0 with the shipped default model.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use attnscope_protocol::{
     DoneEvent, ErrorBody, ModelInfo, StartEvent, StepEvent, TranslateResponse,

@@ -1,5 +1,7 @@
 //! Helpers for driving the real page in headless Chromium: the session, waiting for a run
 //! or a heatmap, reading cells and attributes, and asking the API what the page should show.
+//! Test helpers: a failure panics, with the reason, and fails the test that called it.
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! chromedriver): the heatmap's cells, hover readout and view changes, the canvas path for
 //! long sources, and the attention-mode picker. `scripts/test.sh` runs them with
 //! `cargo test -p attnscope-app --target wasm32-unknown-unknown`.
-
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 #![cfg(target_arch = "wasm32")]
 
 use attnscope_app::components::heatmap::Heatmap;

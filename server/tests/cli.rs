@@ -1,5 +1,6 @@
 //! The `attnscope` binary as a user runs it: train on a small TSV, resume, translate stdin,
 //! and fail clearly on a missing model.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 mod common;
 

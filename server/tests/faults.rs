@@ -2,6 +2,7 @@
 //! request headers that never finish (slowloris), idle keep-alive connections, more
 //! connections than the cap, and one address taking every connection. Small limits keep it
 //! fast; the server must keep answering normal requests throughout.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `POST /api/render` through the real router (`oneshot`, with the tiny random model of
 //! router.rs), and `attnscope render` fed by `attnscope translate --format json`.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 mod common;
 

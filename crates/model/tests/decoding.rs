@@ -1,5 +1,6 @@
 //! Decoding with every kind of tiny random model: attention modes, beam search, forced
 //! decoding, prefixes and interventions, and one training step per kind.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use std::ops::ControlFlow;
 

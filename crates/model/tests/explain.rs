@@ -1,6 +1,7 @@
 //! Attribution on tiny random models of every kind: integrated gradients are complete,
 //! erasure equals re-translating without the token, every decoding option is explained as
 //! decoded, and a segmented text is explained sentence by sentence.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use std::ops::ControlFlow;
 

@@ -3,6 +3,7 @@
 //! shared description (config, vocab, errors, files, names) usable by all; and no module
 //! depends, through any chain of `crate::` paths, on itself (a child may use its parent's
 //! items). Comments and test code are not counted.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! Multi-sentence input: segmented decoding with every kind of tiny random model gives a
 //! block-diagonal matrix whose blocks are exactly the single-sentence translations, and
 //! every option (beam, forced target, prefix, interventions, stopping) carries over.
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use std::ops::ControlFlow;
 

@@ -1,6 +1,6 @@
 //! Fixtures shared by the server's integration tests: a router state with a tiny random
 //! model, and the `attnscope` binary run with a given stdin.
-
+#![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 #![allow(dead_code)] // each test file uses a part
 
 use std::collections::BTreeMap;
