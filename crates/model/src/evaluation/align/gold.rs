@@ -1,0 +1,196 @@
+//! Reading gold word alignments: the HLT-NAACL 2003 shared-task format of the Hansards
+//! en-fr test set ([`load_gold`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::Links;
+use crate::{Error, Result};
+
+/// Source (English) sentences of the gold set, `<s snum=NNNN> words </s>` per line.
+pub const GOLD_SOURCE_FILE: &str = "test.e";
+/// Target (French) sentences of the gold set, same format as [`GOLD_SOURCE_FILE`].
+pub const GOLD_TARGET_FILE: &str = "test.f";
+/// Gold links without NULL links, `SNUM POS_EN POS_FR S|P` per line, positions 1-based.
+pub const GOLD_LINKS_FILE: &str = "test.wa.nonullalign";
+
+/// One sentence pair of a gold alignment set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoldSentence {
+    /// The sentence number as written in the files (`0001`).
+    pub id: String,
+    /// Source (English) words.
+    pub source: Vec<String>,
+    /// Target (French) words.
+    pub target: Vec<String>,
+    /// Sure links `(source word, target word)`, 0-based.
+    pub sure: Links,
+    /// Possible links, 0-based. Every sure link is also here (S ⊆ P).
+    pub possible: Links,
+}
+
+struct SentenceLine {
+    line: usize,
+    snum: u32,
+    id: String,
+    words: Vec<String>,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+/// Parses `<s snum=NNNN> words </s>`.
+fn parse_sentence(line: &str) -> Option<(String, u32, Vec<String>)> {
+    let rest = line.trim().strip_prefix("<s snum=")?;
+    let (id, rest) = rest.split_once('>')?;
+    let id = id.trim();
+    let snum = id.parse::<u32>().ok()?;
+    let words = rest.trim_end().strip_suffix("</s>")?;
+    let words = words.split_whitespace().map(str::to_string).collect();
+    Some((id.to_string(), snum, words))
+}
+
+fn read_sentences(path: &Path) -> Result<Vec<SentenceLine>> {
+    let text = read_text(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (id, snum, words) = parse_sentence(line).ok_or_else(|| {
+            Error::bad_file(
+                path,
+                format!(
+                    "line {}: expected `<s snum=NNNN> words </s>`, found `{}`",
+                    i + 1,
+                    line.trim()
+                ),
+            )
+        })?;
+        out.push(SentenceLine {
+            line: i + 1,
+            snum,
+            id,
+            words,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads a gold alignment set in the HLT-NAACL 2003 shared-task format from `dir`:
+/// [`GOLD_SOURCE_FILE`] (`test.e`), [`GOLD_TARGET_FILE`] (`test.f`) and [`GOLD_LINKS_FILE`]
+/// (`test.wa.nonullalign`).
+///
+/// The sentence files hold one `<s snum=NNNN> words </s>` per line (words separated by
+/// whitespace), with the same sentence numbers in the same order. The links file holds one
+/// `SNUM POS_EN POS_FR S|P` per line, positions 1-based, English = source; they become
+/// 0-based `(source, target)` links. A sure (`S`) link goes into both [`GoldSentence::sure`]
+/// and [`GoldSentence::possible`]. Blank lines are skipped.
+///
+/// # Errors
+///
+/// [`Error::Io`] when a file cannot be read; [`Error::BadFile`], naming the file and line,
+/// for a malformed line, sentence files that do not pair up, a duplicate sentence number, a
+/// link to an unknown sentence, a position 0 (NULL) or past the end of its sentence, or a
+/// label other than `S` and `P`.
+pub fn load_gold(dir: &Path) -> Result<Vec<GoldSentence>> {
+    let (e_path, f_path, a_path) = (
+        dir.join(GOLD_SOURCE_FILE),
+        dir.join(GOLD_TARGET_FILE),
+        dir.join(GOLD_LINKS_FILE),
+    );
+    let source = read_sentences(&e_path)?;
+    let target = read_sentences(&f_path)?;
+    if source.len() != target.len() {
+        return Err(Error::bad_file(
+            &f_path,
+            format!(
+                "it has {} sentences but {} has {}",
+                target.len(),
+                e_path.display(),
+                source.len()
+            ),
+        ));
+    }
+    let mut gold = Vec::with_capacity(source.len());
+    let mut index = BTreeMap::new();
+    for (e, f) in source.into_iter().zip(target) {
+        if e.snum != f.snum {
+            return Err(Error::bad_file(
+                &f_path,
+                format!(
+                    "line {}: sentence {} does not match sentence {} on line {} of {}",
+                    f.line,
+                    f.id,
+                    e.id,
+                    e.line,
+                    e_path.display()
+                ),
+            ));
+        }
+        if index.insert(e.snum, gold.len()).is_some() {
+            return Err(Error::bad_file(
+                &e_path,
+                format!("line {}: sentence {} appears twice", e.line, e.id),
+            ));
+        }
+        gold.push(GoldSentence {
+            id: e.id,
+            source: e.words,
+            target: f.words,
+            sure: Links::new(),
+            possible: Links::new(),
+        });
+    }
+
+    let text = read_text(&a_path)?;
+    for (i, line) in text.lines().enumerate() {
+        let bad = |message: String| Error::bad_file(&a_path, format!("line {}: {message}", i + 1));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let [snum, pos_e, pos_f, label] = fields[..] else {
+            return Err(bad(format!(
+                "expected `SNUM POS_EN POS_FR S|P`, found `{}`",
+                line.trim()
+            )));
+        };
+        let sentence = snum
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| index.get(&n))
+            .and_then(|&k| gold.get_mut(k))
+            .ok_or_else(|| bad(format!("sentence `{snum}` is not in {}", e_path.display())))?;
+        let position = |field: &str, side: &str, len: usize| -> Result<usize> {
+            match field.parse::<usize>() {
+                Ok(0) => Err(bad(format!(
+                    "{side} position 0 is a NULL link, which {GOLD_LINKS_FILE} must not have"
+                ))),
+                Ok(p) if p <= len => Ok(p - 1),
+                Ok(p) => Err(bad(format!(
+                    "{side} position {p} is out of range: sentence {snum} has {len} {side} words"
+                ))),
+                Err(_) => Err(bad(format!("`{field}` is not a {side} word position"))),
+            }
+        };
+        let s = position(pos_e, "English", sentence.source.len())?;
+        let t = position(pos_f, "French", sentence.target.len())?;
+        match label {
+            "S" => {
+                sentence.sure.insert((s, t));
+                sentence.possible.insert((s, t));
+            }
+            "P" => {
+                sentence.possible.insert((s, t));
+            }
+            other => {
+                return Err(bad(format!(
+                    "the label must be `S` (sure) or `P` (possible), found `{other}`"
+                )));
+            }
+        }
+    }
+    Ok(gold)
+}
