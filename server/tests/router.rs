@@ -9,31 +9,11 @@ use attnscope::{AppState, Models, app};
 use attnscope_protocol::{ErrorBody, ModelInfo, TranslateResponse};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use common::state;
+use common::{expect_error, post, state, translate_json};
 use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-
-async fn post(st: &AppState, body: &str, accept: &str) -> (StatusCode, String, Vec<u8>) {
-    let req = Request::post("/api/translate")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, accept)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = app(st.clone()).oneshot(req).await.unwrap();
-    let status = res.status();
-    let ctype = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (
-        status,
-        ctype,
-        to_bytes(res.into_body(), 1 << 24).await.unwrap().to_vec(),
-    )
-}
 
 #[tokio::test]
 async fn models_lists_the_default_model() {
@@ -197,18 +177,6 @@ async fn transformer_steps_carry_every_head_packed() {
     assert_eq!(done.encoder_attention.as_ref(), Some(enc));
 }
 
-async fn expect_error(body: &str, status: StatusCode, code: &str) {
-    let (st, _d) = state();
-    for accept in ["application/json", "text/event-stream"] {
-        let (got, ctype, bytes) = post(&st, body, accept).await;
-        assert_eq!(got, status, "{body} ({accept})");
-        assert!(ctype.starts_with("application/json"));
-        let e: ErrorBody = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(e.error, code);
-        assert!(!e.message.is_empty());
-    }
-}
-
 #[tokio::test]
 async fn bad_input_gets_a_4xx_json_error() {
     expect_error(r#"{"text":""}"#, StatusCode::BAD_REQUEST, "empty_text").await;
@@ -274,82 +242,6 @@ async fn bad_decoding_options_get_a_4xx_json_error() {
     .await;
     expect_error(
         r#"{"text":"Hi.","force_target":"Salut.","beam":2}"#,
-        bad,
-        "invalid_option",
-    )
-    .await;
-}
-
-async fn translate_json(st: &AppState, body: &str) -> TranslateResponse {
-    let (status, _, bytes) = post(st, body, "application/json").await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-#[tokio::test]
-async fn explained_steps_carry_one_normalised_row_per_method_in_json_and_sse() {
-    let (st, _d) = state();
-    let body = r#"{"text":"I am cold. You are here.","max_len":4,"explain":["gradient_x_input","integrated_gradients","erasure"],"ig_steps":8,"ig_baseline":"pad"}"#;
-    let r = translate_json(&st, body).await;
-    assert_eq!(r.agreement.len(), 3);
-    for s in &r.steps {
-        let names: Vec<&str> = s.attributions.iter().map(|a| a.method.as_str()).collect();
-        assert_eq!(
-            names,
-            ["gradient_x_input", "integrated_gradients", "erasure"]
-        );
-        let span = &r.sentences[s.sentence];
-        for a in &s.attributions {
-            assert_eq!(a.weights.len(), r.source_tokens.len());
-            let total: f32 = a.weights.iter().sum();
-            assert!((total - 1.0).abs() < 1e-4 || total == 0.0, "{total}");
-            // Zero outside the step's own sentence, as the attention is.
-            for (j, w) in a.weights.iter().enumerate() {
-                assert!((span.source[0]..span.source[1]).contains(&j) || *w == 0.0);
-            }
-            assert!(a.tau.is_none_or(|t| (-1.0..=1.0).contains(&t)));
-            assert_eq!(a.delta.is_some(), a.method == "integrated_gradients");
-        }
-    }
-    // The stream carries the same rows on its step events.
-    let (status, _, bytes) = post(&st, body, "text/event-stream").await;
-    assert_eq!(status, StatusCode::OK);
-    let text = String::from_utf8(bytes).unwrap();
-    let steps: Vec<attnscope_protocol::StepEvent> = text
-        .split("\n\n")
-        .filter(|e| e.contains("event: step"))
-        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
-    assert_eq!(steps, r.steps);
-    assert!(text.contains("\"agreement\""));
-    // Without `explain`, nothing extra.
-    let r = translate_json(&st, r#"{"text":"I am cold.","max_len":3}"#).await;
-    assert!(r.agreement.is_empty() && r.steps.iter().all(|s| s.attributions.is_empty()));
-}
-
-#[tokio::test]
-async fn bad_explain_options_get_a_4xx_json_error() {
-    let bad = StatusCode::BAD_REQUEST;
-    expect_error(
-        r#"{"text":"Hi.","explain":["saliency"]}"#,
-        bad,
-        "invalid_option",
-    )
-    .await;
-    expect_error(
-        r#"{"text":"Hi.","explain":["integrated_gradients"],"ig_steps":1000}"#,
-        bad,
-        "invalid_option",
-    )
-    .await;
-    expect_error(
-        r#"{"text":"Hi.","explain":["erasure"],"ig_baseline":"noise"}"#,
         bad,
         "invalid_option",
     )

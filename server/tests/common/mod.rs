@@ -1,5 +1,6 @@
 //! Fixtures shared by the server's integration tests: a router state with a tiny random
-//! model, and the `attnscope` binary run with a given stdin.
+//! model, requests through the router (`post`, `translate_json`, `expect_error`), and the
+//! `attnscope` binary run with a given stdin.
 #![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 #![allow(dead_code)] // each test file uses a part
 
@@ -8,8 +9,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use attnscope::{AppState, Models};
+use attnscope::{AppState, Models, app};
 use attnscope_model::{Translator, fixtures};
+use attnscope_protocol::{ErrorBody, TranslateResponse};
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt;
 
 /// A state serving one tiny seeded model named `tiny` and a one-line frontend.
 pub fn state() -> (AppState, tempfile::TempDir) {
@@ -66,4 +71,50 @@ pub fn run_ok(cmd: &mut Command, stdin: &[u8]) -> String {
     let (ok, out, err) = run(cmd, stdin);
     assert!(ok, "{err}");
     String::from_utf8(out).unwrap()
+}
+
+/// `POST /api/translate` with `body`, accepting `accept`: status, content type, body.
+pub async fn post(st: &AppState, body: &str, accept: &str) -> (StatusCode, String, Vec<u8>) {
+    let req = Request::post("/api/translate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, accept)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app(st.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (
+        status,
+        ctype,
+        to_bytes(res.into_body(), 1 << 24).await.unwrap().to_vec(),
+    )
+}
+
+/// The JSON answer to `body`, which must succeed.
+pub async fn translate_json(st: &AppState, body: &str) -> TranslateResponse {
+    let (status, _, bytes) = post(st, body, "application/json").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Both answer forms of `body` fail with `status` and the JSON error `code`.
+pub async fn expect_error(body: &str, status: StatusCode, code: &str) {
+    let (st, _d) = state();
+    for accept in ["application/json", "text/event-stream"] {
+        let (got, ctype, bytes) = post(&st, body, accept).await;
+        assert_eq!(got, status, "{body} ({accept})");
+        assert!(ctype.starts_with("application/json"));
+        let e: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(e.error, code);
+        assert!(!e.message.is_empty());
+    }
 }
