@@ -140,3 +140,56 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         );
     }
 }
+
+#[test]
+fn a_run_started_from_a_model_keeps_its_tokenizers_and_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.tsv");
+    write_corpus(&data);
+    let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
+    for kind in ["additive", "transformer"] {
+        let base = format!("{kind}-base");
+        train(
+            options(&base, &data, kind),
+            &runs,
+            &models,
+            &control(false, None),
+            &mut |_| {},
+        )
+        .unwrap()
+        .expect("finished");
+        // A fine-tune with a learning rate too small to move the weights: the result must
+        // translate exactly as the model it started from (random weights would not).
+        let tuned = format!("{kind}-tuned");
+        let mut o = options(&tuned, &data, "general");
+        (o.init_from, o.lr, o.epochs, o.dropout) = (Some(models.join(&base)), 1e-12, 0.5, 0.0);
+        train(o, &runs, &models, &control(false, None), &mut |_| {})
+            .unwrap()
+            .expect("finished");
+        let read = |name: &str, file: &str| std::fs::read(models.join(name).join(file)).unwrap();
+        for file in ["tokenizer.en.json", "tokenizer.fr.json"] {
+            assert!(
+                read(&base, file) == read(&tuned, file),
+                "{kind}: {file} differs"
+            );
+        }
+        let cfg = |name: &str| {
+            attnscope_model::ModelConfig::load(&models.join(name).join("config.json")).unwrap()
+        };
+        assert_eq!(cfg(&base).architecture, cfg(&tuned).architecture, "{kind}");
+        let (a, b) = (
+            attnscope_model::Translator::load(&models.join(&base)).unwrap(),
+            attnscope_model::Translator::load(&models.join(&tuned)).unwrap(),
+        );
+        for text in ["I see the cat.", "We see the bird?", "She sees the car!"] {
+            let t =
+                |m: &attnscope_model::Translator| m.translate_batch(&[text.to_owned()], 1).unwrap();
+            assert_eq!(t(&a), t(&b), "{kind}: {text}");
+        }
+    }
+    // Another language pair is refused with the reason.
+    let mut o = options("wrong", &data, "additive");
+    (o.init_from, o.target_lang) = (Some(models.join("additive-base")), "de".into());
+    let err = train(o, &runs, &models, &control(false, None), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("same languages"), "{err}");
+}

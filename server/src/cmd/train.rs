@@ -93,6 +93,11 @@ pub struct TrainArgs {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
+    /// Start from this model's weights and tokenizers (a model name under --models, or a
+    /// folder) instead of random ones: fine-tuning, e.g. with --extra-data. Its architecture
+    /// and sizes are used; lower --lr and --warmup for a gentle start.
+    #[arg(long, value_name = "MODEL")]
+    init_from: Option<PathBuf>,
 }
 
 /// The network the flags describe; the library checks it as it checks a `config.json`.
@@ -125,6 +130,14 @@ pub fn run(models: &Path, a: TrainArgs) -> Result<()> {
     opts.dev_sentences = a.dev_sentences;
     opts.limit = a.limit;
     opts.extra_data = a.extra_data;
+    opts.init_from = a.init_from.map(|m| {
+        let named = models.join(&m);
+        if named.join("config.json").is_file() {
+            named
+        } else {
+            m
+        }
+    });
     opts.joined = a.joined;
     if !(opts.joined.is_finite() && (0.0..=10.0).contains(&opts.joined)) {
         bail!("--joined must be a fraction between 0 and 10");

@@ -372,6 +372,9 @@ fn train_flags(o: &TrainOptions) -> String {
     if o.joined > 0.0 {
         f += &format!(" --joined {}", o.joined);
     }
+    if let Some(dir) = &o.init_from {
+        f += &format!(" --init-from {}", dir.display());
+    }
     if o.max_len != 48 {
         f += &format!(" --max-len {}", o.max_len);
     }

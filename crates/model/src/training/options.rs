@@ -48,6 +48,11 @@ pub struct TrainOptions {
     /// 2 to 4 random training pairs ([`data::joined`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub joined: f64,
+    /// Start from this model folder's weights and tokenizers instead of random weights and
+    /// newly trained vocabularies (fine-tuning, e.g. on added data). Its architecture and
+    /// sizes replace the ones above; `max_len`, `dropout` and the schedule stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -86,6 +91,7 @@ impl TrainOptions {
             dropout: architecture.default_dropout(),
             extra_data: Vec::new(),
             joined: 0.0,
+            init_from: None,
         }
     }
 

@@ -146,6 +146,74 @@ fn dev_loss(model: &Network, cfg: &ModelConfig, dev: &[Example], device: &Device
     Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
 }
 
+/// The model a run starts from ([`TrainOptions::init_from`]).
+struct StartFrom {
+    dir: std::path::PathBuf,
+    config: ModelConfig,
+    src: Vocab,
+    tgt: Vocab,
+}
+
+impl StartFrom {
+    /// Reads the model folder `dir` and checks that it translates the run's languages.
+    fn load(dir: &Path, opts: &TrainOptions) -> Result<Self> {
+        let config = ModelConfig::load(&dir.join(CONFIG_FILE))?;
+        if (config.source_lang.as_str(), config.target_lang.as_str())
+            != (opts.source_lang.as_str(), opts.target_lang.as_str())
+        {
+            return Err(Error::Invalid(format!(
+                "{} translates {} to {}, but this run is {} to {}; start from a model of the same languages",
+                dir.display(),
+                config.source_lang,
+                config.target_lang,
+                opts.source_lang,
+                opts.target_lang
+            )));
+        }
+        let src = Vocab::load(&dir.join(&config.source_tokenizer))?;
+        let tgt = Vocab::load(&dir.join(&config.target_tokenizer))?;
+        Ok(StartFrom {
+            dir: dir.to_path_buf(),
+            config,
+            src,
+            tgt,
+        })
+    }
+
+    /// The starting model's configuration with the run's length limit and dropout, and no
+    /// scores (they are measured again).
+    fn config(&self, opts: &TrainOptions) -> ModelConfig {
+        ModelConfig {
+            max_len: opts.max_len,
+            dropout: opts.dropout,
+            source_tokenizer: format!("tokenizer.{}.json", opts.source_lang),
+            target_tokenizer: format!("tokenizer.{}.json", opts.target_lang),
+            training: None,
+            evaluation: None,
+            ..self.config.clone()
+        }
+    }
+
+    /// Sets every variable of `varmap` from the starting model's weights.
+    fn load_weights(&self, varmap: &VarMap, device: &Device) -> Result<()> {
+        let path = self.dir.join(WEIGHTS_FILE);
+        let tensors =
+            candle_core::safetensors::load(&path, device).map_err(|e| Error::bad_file(&path, e))?;
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::Internal("poisoned variable map".into()))?;
+        for (name, var) in data.iter() {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| Error::bad_file(&path, format!("lacks {name}")))?;
+            var.set(t)
+                .map_err(|e| Error::bad_file(&path, format!("{name}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
 /// Trains (or resumes) the run `runs_dir/<name>` and exports the model to `models_dir/<name>`.
 ///
 /// With `resume`, the options saved in the run directory are used, except `epochs` when
@@ -181,6 +249,18 @@ pub fn train(
     if let Some(e) = epochs_override {
         opts.epochs = e;
     }
+    let start_from = match &opts.init_from {
+        Some(dir) => {
+            let from = StartFrom::load(dir, &opts)?;
+            // The options say what the run trains.
+            let c = &from.config;
+            opts.architecture = c.architecture;
+            (opts.src_vocab, opts.tgt_vocab) = (c.src_vocab_size, c.tgt_vocab_size);
+            (opts.embed_dim, opts.hidden_dim) = (c.embed_dim, c.hidden_dim);
+            Some(from)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     json_write(&opts_path, &opts)?;
     let device = Device::Cpu;
@@ -207,6 +287,14 @@ pub fn train(
     let tgt_path = run_dir.join(format!("tokenizer.{}.json", opts.target_lang));
     let (src_vocab, tgt_vocab) = if resume {
         (Vocab::load(&src_path)?, Vocab::load(&tgt_path)?)
+    } else if let Some(from) = &start_from {
+        progress(Event::Phase(format!(
+            "starting from {}",
+            from.dir.display()
+        )));
+        from.src.save(&src_path)?;
+        from.tgt.save(&tgt_path)?;
+        (from.src.clone(), from.tgt.clone())
     } else {
         progress(Event::Phase("training subword vocabularies".into()));
         let s = Vocab::train(split.train.iter().map(|p| p.src.as_str()), opts.src_vocab)?;
@@ -230,13 +318,21 @@ pub fn train(
         ));
     }
 
-    let mut config = opts.model_config(src_vocab.len(), tgt_vocab.len())?;
+    let mut config = match &start_from {
+        Some(from) => from.config(&opts),
+        None => opts.model_config(src_vocab.len(), tgt_vocab.len())?,
+    };
     let varmap = VarMap::new();
     let model = Network::new(
         &config,
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
     )?;
     init::init_network(&varmap, &config, opts.seed)?;
+    if let Some(from) = &start_from
+        && !(resume && ckpt_path.is_file())
+    {
+        from.load_weights(&varmap, &device)?;
+    }
     let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     let mut opt = AdamW::new(&varmap, opts.lr, 0.0)?;
 
