@@ -3,6 +3,7 @@
 /// The alignment method whose AER `GET /api/models` reports.
 pub const HEADLINE_ALIGNMENT: &str = "argmax, grow-diag-final";
 
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ impl Models {
         let mut broken = BTreeMap::new();
         for entry in entries {
             let path = entry?.path();
-            if !path.join("config.json").is_file() {
+            if !path.join(CONFIG_FILE).is_file() {
                 continue;
             }
             let name = path

@@ -1,6 +1,7 @@
 //! `attnscope eval`: test-split scores, attention entropy, word alignment error rate (see
 //! [`super::align`]), and the model card with its loss curve.
 
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -111,7 +112,7 @@ pub fn run(models: &Path, a: EvalArgs) -> Result<()> {
         t.chrf = Some(chrf);
         t.test_sentences = split.test.len();
     }
-    cfg.save(&dir.join("config.json"))?;
+    cfg.save(&dir.join(CONFIG_FILE))?;
     drop(translator);
     report_with(models, &a.model, &a.runs, &a.gold, a.entropy_sentences)
 }
@@ -180,7 +181,7 @@ fn report_with(
         scores,
         faithfulness,
     });
-    cfg.save(&dir.join("config.json"))?;
+    cfg.save(&dir.join(CONFIG_FILE))?;
     write_card(&dir, name, &opts, &cfg, translator.parameters())
 }
 

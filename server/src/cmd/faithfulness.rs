@@ -2,6 +2,7 @@
 //! three attributions and counterfactual attention over the test split
 //! ([`attnscope_model::evaluation::faithfulness`]), stored in `config.json` and the model card.
 
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -52,7 +53,7 @@ pub fn run(models: &Path, a: FaithfulnessArgs) -> Result<()> {
     cfg.evaluation
         .get_or_insert_with(Evaluation::default)
         .faithfulness = Some(f);
-    cfg.save(&dir.join("config.json"))?;
+    cfg.save(&dir.join(CONFIG_FILE))?;
     super::eval::write_card(&dir, &a.model, &opts, &cfg, translator.parameters())?;
     println!("wrote {}", dir.join("README.md").display());
     Ok(())

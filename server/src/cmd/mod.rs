@@ -7,6 +7,7 @@ pub mod render;
 pub mod train;
 pub mod translate;
 
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -28,12 +29,12 @@ pub fn hardware() -> String {
 /// Loads `<models>/<name>`, or explains which models exist and how to train one.
 pub fn load_model(models: &Path, name: &str) -> Result<Translator> {
     let dir = models.join(name);
-    if !dir.join("config.json").is_file() {
+    if !dir.join(CONFIG_FILE).is_file() {
         let mut available: Vec<String> = std::fs::read_dir(models)
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok())
-                    .filter(|e| e.path().join("config.json").is_file())
+                    .filter(|e| e.path().join(CONFIG_FILE).is_file())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect()
             })

@@ -1,5 +1,6 @@
 //! `attnscope train`.
 
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
@@ -113,7 +114,19 @@ fn architecture(a: &TrainArgs) -> Result<Architecture> {
 }
 
 pub fn run(models: &Path, a: TrainArgs) -> Result<()> {
-    let arch = architecture(&a)?;
+    let init_from = a.init_from.clone().map(|m| {
+        let named = models.join(&m);
+        if named.join(CONFIG_FILE).is_file() {
+            named
+        } else {
+            m
+        }
+    });
+    // Starting from a model, its architecture sets the defaults (learning rate, dropout).
+    let arch = match &init_from {
+        Some(dir) => attnscope_model::ModelConfig::load(&dir.join(CONFIG_FILE))?.architecture,
+        None => architecture(&a)?,
+    };
     let mut opts = TrainOptions::new(arch, &a.name, a.data, &a.source_lang, &a.target_lang);
     opts.seed = a.seed;
     opts.epochs = a.epochs.unwrap_or(opts.epochs);
@@ -130,14 +143,7 @@ pub fn run(models: &Path, a: TrainArgs) -> Result<()> {
     opts.dev_sentences = a.dev_sentences;
     opts.limit = a.limit;
     opts.extra_data = a.extra_data;
-    opts.init_from = a.init_from.map(|m| {
-        let named = models.join(&m);
-        if named.join("config.json").is_file() {
-            named
-        } else {
-            m
-        }
-    });
+    opts.init_from = init_from;
     opts.joined = a.joined;
     if !(opts.joined.is_finite() && (0.0..=10.0).contains(&opts.joined)) {
         bail!("--joined must be a fraction between 0 and 10");
