@@ -3,13 +3,13 @@
 /// The alignment method whose AER `GET /api/models` reports.
 pub const HEADLINE_ALIGNMENT: &str = "argmax, grow-diag-final";
 
-use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use attnscope_model::Translator;
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use attnscope_protocol::ModelInfo;
 
 use crate::AppError;

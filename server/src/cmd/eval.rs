@@ -1,11 +1,11 @@
 //! `attnscope eval`: test-split scores, attention entropy, word alignment error rate (see
 //! [`super::align`]), and the model card with its loss curve.
 
-use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use attnscope_model::evaluation::TestItem;
 use attnscope_model::evaluation::robustness;
 use attnscope_model::networks::attention::entropy;

@@ -2,10 +2,10 @@
 //! three attributions and counterfactual attention over the test split
 //! ([`attnscope_model::evaluation::faithfulness`]), stored in `config.json` and the model card.
 
-use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use attnscope_model::evaluation::faithfulness;
 use attnscope_model::report::Evaluation;
 use attnscope_model::report::Faithfulness;

@@ -7,12 +7,12 @@ pub mod render;
 pub mod train;
 pub mod translate;
 
-use attnscope_model::decoding::decode::CONFIG_FILE;
 use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use attnscope_model::Translator;
+use attnscope_model::decoding::decode::CONFIG_FILE;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A short description of this machine for model cards.
