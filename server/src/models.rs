@@ -1,8 +1,5 @@
 //! The loaded models, by name.
 
-/// The alignment method whose AER `GET /api/models` reports.
-pub const HEADLINE_ALIGNMENT: &str = "argmax, grow-diag-final";
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -105,62 +102,16 @@ impl Models {
         }
     }
 
+    /// What `GET /api/models` lists: every loaded model, then the broken folders.
     pub fn infos(&self) -> Vec<ModelInfo> {
         self.by_name
             .iter()
-            .map(|(name, t)| {
-                let c = t.config();
-                let training = c.training.as_ref();
-                let (layers, heads) = c.architecture.layers_heads();
-                ModelInfo {
-                    name: name.clone(),
-                    architecture: c.architecture.name().into(),
-                    attention: c.architecture.attention_name().into(),
-                    attention_training: c.attention_training().to_string(),
-                    default_mode: t.default_mode().to_string(),
-                    modes: attnscope_model::Mode::ALL
-                        .iter()
-                        .map(|m| m.to_string())
-                        .collect(),
-                    layers,
-                    heads,
-                    source_lang: c.source_lang.clone(),
-                    target_lang: c.target_lang.clone(),
-                    default: *name == self.default,
-                    parameters: t.parameters(),
-                    bleu: training.and_then(|s| s.bleu),
-                    chrf: training.and_then(|s| s.chrf),
-                    aer: c
-                        .evaluation
-                        .as_ref()
-                        .and_then(|e| {
-                            e.alignment
-                                .iter()
-                                .find(|a| a.method == HEADLINE_ALIGNMENT)
-                                .or(e.alignment.first())
-                        })
-                        .map(|a| a.aer),
-                    error: None,
-                }
-            })
-            .chain(self.broken.iter().map(|(name, why)| ModelInfo {
-                name: name.clone(),
-                architecture: String::new(),
-                attention: String::new(),
-                attention_training: String::new(),
-                default_mode: String::new(),
-                modes: Vec::new(),
-                layers: 0,
-                heads: 0,
-                source_lang: String::new(),
-                target_lang: String::new(),
-                default: false,
-                parameters: 0,
-                bleu: None,
-                chrf: None,
-                aer: None,
-                error: Some(why.clone()),
-            }))
+            .map(|(name, t)| crate::wire::model_info(name, t, *name == self.default))
+            .chain(
+                self.broken
+                    .iter()
+                    .map(|(name, why)| crate::wire::broken_model_info(name, why)),
+            )
             .collect()
     }
 }

@@ -1,14 +1,77 @@
-//! Model results as wire types ([`attnscope_protocol`]), for the API and the CLI's JSON.
+//! Models and their results as wire types ([`attnscope_protocol`]), for the API and the
+//! CLI's JSON: the one place a model-crate type becomes a protocol type.
 //!
 //! Transformer heads travel packed ([`PackedWeights`]); packing fails only on a ragged block,
 //! which would be a bug in the model crate.
 
 use attnscope_model::explain::normalise;
-use attnscope_model::{Attribution, DecodeStep, TextSource, Translation};
+use attnscope_model::{Attribution, DecodeStep, TextSource, Translation, Translator};
 use attnscope_protocol::{
-    AgreementSummary, AttributionRow, HeadsAttention, HypothesisInfo, PackError, PackedWeights,
-    SentenceInfo, StepEvent, TranslateResponse,
+    AgreementSummary, AttributionRow, HeadsAttention, HypothesisInfo, ModelInfo, PackError,
+    PackedWeights, SentenceInfo, StepEvent, TranslateResponse,
 };
+
+/// The alignment method whose AER `GET /api/models` reports.
+pub const HEADLINE_ALIGNMENT: &str = "argmax, grow-diag-final";
+
+/// The listing of a loaded model `name`.
+pub fn model_info(name: &str, t: &Translator, default: bool) -> ModelInfo {
+    let c = t.config();
+    let training = c.training.as_ref();
+    let (layers, heads) = c.architecture.layers_heads();
+    ModelInfo {
+        name: name.to_owned(),
+        architecture: c.architecture.name().into(),
+        attention: c.architecture.attention_name().into(),
+        attention_training: c.attention_training().to_string(),
+        default_mode: t.default_mode().to_string(),
+        modes: attnscope_model::Mode::ALL
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        layers,
+        heads,
+        source_lang: c.source_lang.clone(),
+        target_lang: c.target_lang.clone(),
+        default,
+        parameters: t.parameters(),
+        bleu: training.and_then(|s| s.bleu),
+        chrf: training.and_then(|s| s.chrf),
+        aer: c
+            .evaluation
+            .as_ref()
+            .and_then(|e| {
+                e.alignment
+                    .iter()
+                    .find(|a| a.method == HEADLINE_ALIGNMENT)
+                    .or(e.alignment.first())
+            })
+            .map(|a| a.aer),
+        error: None,
+    }
+}
+
+/// The listing of a model folder that could not be loaded, with the reason.
+pub fn broken_model_info(name: &str, why: &str) -> ModelInfo {
+    ModelInfo {
+        name: name.to_owned(),
+        architecture: String::new(),
+        attention: String::new(),
+        attention_training: String::new(),
+        default_mode: String::new(),
+        modes: Vec::new(),
+        layers: 0,
+        heads: 0,
+        source_lang: String::new(),
+        target_lang: String::new(),
+        default: false,
+        parameters: 0,
+        bleu: None,
+        chrf: None,
+        aer: None,
+        error: Some(why.to_owned()),
+    }
+}
 
 /// The wire form of one decoding step, with its rows of `explained` (empty when nothing was
 /// asked to be explained).
