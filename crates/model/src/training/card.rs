@@ -171,9 +171,18 @@ pub fn model_card(
     let (title, arch) = architecture(cfg);
     let name = &opts.name;
     let (src, tgt) = (&cfg.source_lang, &cfg.target_lang);
+    let origin = match &opts.init_from {
+        Some(dir) => format!(
+            "Fine-tuned by `attnscope train --init-from {}` on this project's machine: training \
+started from that model's weights and tokenizers (itself trained here from scratch; its card is \
+in this repository's history), and the training below is the fine-tune's.",
+            dir.display()
+        ),
+        None => "Trained from scratch by `attnscope train` on this project's machine.".into(),
+    };
     let mut out = format!(
         "# {name}: {src} → {tgt}, {title}\n\n\
-Trained from scratch by `attnscope train` on this project's machine. Each decoding step returns \
+{origin} Each decoding step returns \
 the attention weights it used, which attnscope streams to the browser.\n\n\
 ## Architecture\n\n\
 | | |\n|---|---|\n\
