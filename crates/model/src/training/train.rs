@@ -199,19 +199,25 @@ impl StartFrom {
         let path = self.dir.join(WEIGHTS_FILE);
         let tensors =
             candle_core::safetensors::load(&path, device).map_err(|e| Error::bad_file(&path, e))?;
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| Error::Internal("poisoned variable map".into()))?;
-        for (name, var) in data.iter() {
-            let t = tensors
-                .get(name)
-                .ok_or_else(|| Error::bad_file(&path, format!("lacks {name}")))?;
-            var.set(t)
-                .map_err(|e| Error::bad_file(&path, format!("{name}: {e}")))?;
-        }
-        Ok(())
+        set_variables(varmap, &tensors, &path)
     }
+}
+
+/// Sets every variable of `varmap` from `tensors`, read from `path` (a checkpoint or a
+/// model's weights); a missing or mis-shaped tensor is that file's fault.
+fn set_variables(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Internal("poisoned variable map".into()))?;
+    for (name, var) in data.iter() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| Error::bad_file(path, format!("lacks {name}")))?;
+        var.set(t)
+            .map_err(|e| Error::bad_file(path, format!("{name}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Trains (or resumes) the run `runs_dir/<name>` and exports the model to `models_dir/<name>`.
@@ -344,18 +350,7 @@ pub fn train(
         let info: CheckpointInfo = json_read(&info_path)?;
         let tensors = candle_core::safetensors::load(&ckpt_path, &device)
             .map_err(|e| Error::bad_file(&ckpt_path, e))?;
-        {
-            let data = varmap
-                .data()
-                .lock()
-                .map_err(|_| Error::Invalid("poisoned variable map".into()))?;
-            for (name, var) in data.iter() {
-                let t = tensors
-                    .get(name)
-                    .ok_or_else(|| Error::bad_file(&ckpt_path, format!("lacks {name}")))?;
-                var.set(t)?;
-            }
-        }
+        set_variables(&varmap, &tensors, &ckpt_path)?;
         // The weights know their own step: a run killed between writing them and
         // `checkpoint.json` must not pair new weights with an old step count.
         let saved_step = match tensors.get(STEP_TENSOR) {
@@ -433,7 +428,7 @@ pub fn train(
             for v in varmap
                 .data()
                 .lock()
-                .map_err(|_| Error::Invalid("poisoned variable map".into()))?
+                .map_err(|_| Error::Internal("poisoned variable map".into()))?
                 .iter()
             {
                 tensors.insert(v.0.clone(), v.1.as_tensor().clone());
