@@ -31,6 +31,8 @@ use utoipa::OpenApi;
         wire::SentenceInfo,
         wire::AttributionRow,
         wire::AgreementSummary,
+        wire::Candidate,
+        wire::AttentionScores,
         wire::ModelInfo,
         wire::RenderRequest,
         wire::ErrorBody,

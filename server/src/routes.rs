@@ -215,6 +215,8 @@ fn options(req: &TranslateRequest) -> Result<DecodeOptions, AppError> {
                 source: i.source,
             })
             .collect(),
+        top_k: req.top_k.unwrap_or(attnscope_protocol::DEFAULT_TOP_K),
+        scores: req.scores.unwrap_or(false),
     })
 }
 

@@ -7,8 +7,8 @@
 use attnscope_model::explain::normalise;
 use attnscope_model::{Attribution, DecodeStep, TextSource, Translation, Translator};
 use attnscope_protocol::{
-    AgreementSummary, AttributionRow, HeadsAttention, HypothesisInfo, ModelInfo, PackError,
-    PackedWeights, SentenceInfo, StepEvent, TranslateResponse,
+    AgreementSummary, AttentionScores, AttributionRow, Candidate, HeadsAttention, HypothesisInfo,
+    ModelInfo, PackError, PackedWeights, SentenceInfo, StepEvent, TranslateResponse,
 };
 
 /// The alignment method whose AER `GET /api/models` reports.
@@ -31,6 +31,10 @@ pub fn model_info(name: &str, t: &Translator, default: bool) -> ModelInfo {
             .collect(),
         layers,
         heads,
+        context_dim: match c.architecture {
+            attnscope_model::config::Architecture::Gru(_) => 2 * c.hidden_dim,
+            attnscope_model::config::Architecture::Transformer(_) => c.embed_dim,
+        },
         source_lang: c.source_lang.clone(),
         target_lang: c.target_lang.clone(),
         default,
@@ -62,6 +66,7 @@ pub fn broken_model_info(name: &str, why: &str) -> ModelInfo {
         modes: Vec::new(),
         layers: 0,
         heads: 0,
+        context_dim: 0,
         source_lang: String::new(),
         target_lang: String::new(),
         default: false,
@@ -96,6 +101,18 @@ pub fn step_event(s: &DecodeStep, explained: &[Attribution]) -> Result<StepEvent
             .iter()
             .filter_map(|a| attribution_row(a, s.index))
             .collect(),
+        candidates: s
+            .candidates
+            .iter()
+            .map(|c| Candidate {
+                token: c.token.clone(),
+                log_prob: c.log_prob,
+            })
+            .collect(),
+        scores: s.scores.as_ref().map(|sc| AttentionScores {
+            first: sc.first,
+            values: sc.values.clone(),
+        }),
     })
 }
 

@@ -29,7 +29,7 @@ pub mod vocab;
 pub use config::ModelConfig;
 pub use decoding::decode::{DecodeOptions, Translation, Translator};
 pub use decoding::sentences::{Segmentation, TextSource};
-pub use decoding::step::{DecodeStep, Intervention, SentenceSpan};
+pub use decoding::step::{Candidate, DecodeStep, Intervention, SentenceSpan, StepScores};
 pub use error::{Error, Result};
 pub use explain::{Attribution, ExplainOptions, Method};
 pub use networks::attention::Mode;

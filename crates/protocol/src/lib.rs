@@ -17,10 +17,15 @@
 use serde::{Deserialize, Serialize};
 
 mod explain;
+mod inside;
 mod packed;
 
 pub use explain::{
     AgreementSummary, AttributionRow, EXPLAIN_METHODS, ExplainMethod, explain_method,
+};
+pub use inside::{
+    AttentionScores, Candidate, DEFAULT_TOP_K, SCORERS, Scorer, argmax, score_weights, scorer,
+    softmax, sparsemax, sparsemax_threshold,
 };
 pub use packed::{PackError, PackedWeights};
 
@@ -92,6 +97,13 @@ pub struct TranslateRequest {
     /// Integrated gradients' baseline: `zero` embeddings (default) or `pad`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ig_baseline: Option<String>,
+    /// Each step carries its `top_k` most likely tokens as `candidates` (default
+    /// [`DEFAULT_TOP_K`], at most 20; 0 for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+    /// Each step carries its attention `scores` before the distribution (default `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<bool>,
 }
 
 impl TranslateRequest {
@@ -112,6 +124,8 @@ impl TranslateRequest {
             explain: Vec::new(),
             ig_steps: None,
             ig_baseline: None,
+            top_k: None,
+            scores: None,
         }
     }
 }
@@ -195,6 +209,10 @@ pub struct ModelInfo {
     /// Transformer heads per layer (0 for a GRU).
     #[serde(default)]
     pub heads: usize,
+    /// Size of the vectors attention averages: a GRU's encoder states (both directions),
+    /// a Transformer's model width (its heads' contexts joined).
+    #[serde(default)]
+    pub context_dim: usize,
     /// ISO 639-1 code of the source language.
     pub source_lang: String,
     /// ISO 639-1 code of the target language.
@@ -261,6 +279,12 @@ pub struct StepEvent {
     /// One row per method the request asked to `explain`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributions: Vec<AttributionRow>,
+    /// The most likely tokens at this step, best first (`top_k` of the request).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
+    /// The attention scores before the distribution, when the request asked for `scores`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<AttentionScores>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -430,6 +454,14 @@ mod tests {
                 argmax_agrees: true,
                 delta: None,
             }],
+            candidates: vec![Candidate {
+                token: "\u{2581}froid".into(),
+                log_prob: -0.5,
+            }],
+            scores: Some(AttentionScores {
+                first: 0,
+                values: vec![vec![vec![1.5, -2.0]]],
+            }),
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<StepEvent>(&json).unwrap(), s);

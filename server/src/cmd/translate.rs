@@ -65,6 +65,13 @@ pub struct TranslateArgs {
     /// Integrated gradients' baseline: zero or pad.
     #[arg(long, default_value_t = Baseline::Zero)]
     ig_baseline: Baseline,
+    /// Report each step's K most likely tokens with their probabilities (0 to 20): text
+    /// prints them under the translation, JSON carries them as each step's `candidates`.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    top_k: usize,
+    /// JSON: each step carries its attention scores before the distribution (`scores`).
+    #[arg(long)]
+    scores: bool,
 }
 
 fn parse_intervention(s: &str) -> Result<Intervention, String> {
@@ -93,6 +100,8 @@ impl TranslateArgs {
             force_target: self.force_target.clone(),
             target_prefix: self.target_prefix.clone(),
             interventions: self.interventions.clone(),
+            top_k: self.top_k,
+            scores: self.scores,
         }
     }
 
@@ -159,11 +168,32 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
             writeln!(out, "{}", serde_json::to_string(&doc)?)?;
         } else {
             writeln!(out, "{}", t.translation)?;
+            write_candidates(&mut out, &t)?;
             for att in &explained {
                 write_shares(&mut out, &t, att)?;
             }
         }
         out.flush()?;
+    }
+    Ok(())
+}
+
+/// Each step's candidates (when asked for): the emitted piece, then the most likely pieces
+/// with their probabilities.
+fn write_candidates(out: &mut impl Write, t: &Translation) -> Result<()> {
+    for step in t.steps.iter().filter(|s| !s.candidates.is_empty()) {
+        let candidates: Vec<String> = step
+            .candidates
+            .iter()
+            .map(|c| format!("{} {:.3}", c.token, c.log_prob.exp()))
+            .collect();
+        writeln!(
+            out,
+            "  {:>3} {}\t{}",
+            step.index + 1,
+            step.token,
+            candidates.join(", ")
+        )?;
     }
     Ok(())
 }

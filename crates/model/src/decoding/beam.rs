@@ -51,8 +51,10 @@ pub(crate) fn search<N: EncoderDecoder>(
             network: ctx.network,
             memory,
             interventions: ctx.interventions,
+            report: ctx.report,
         };
-        let (net, intervened) = step_ctx.step(&state, &prev, index, dist)?;
+        let out = step_ctx.step(&state, &prev, index, dist)?;
+        let net = &out.net;
         let log_probs = candle_nn::ops::log_softmax(&net.logits, D::Minus1)?.to_vec2::<f32>()?;
         // (score, beam, token), best first; ties keep beam and token order.
         let mut cands: Vec<(f32, usize, u32)> = Vec::new();
@@ -83,7 +85,8 @@ pub(crate) fn search<N: EncoderDecoder>(
             }
             let lp = log_probs[b][t as usize];
             let forced = index < prefix.len();
-            let step = make_step(tgt, &net, b, index, t, lp, forced, intervened)?;
+            let mut step = make_step(tgt, net, b, index, t, lp, forced, out.intervened)?;
+            (step.candidates, step.scores) = step_ctx.reported(tgt, &out, &log_probs[b], b)?;
             let mut steps = live[b].steps.clone();
             steps.push(step);
             if t == EOS_ID {

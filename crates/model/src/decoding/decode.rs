@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use crate::config::{EOS_ID, ModelConfig};
 use crate::decoding::beam;
 use crate::decoding::step::{
-    DecodeStep, Hypothesis, Intervention, SentenceSpan, StepContext, make_step,
+    DecodeStep, Hypothesis, Intervention, Report, SentenceSpan, StepContext, make_step,
 };
 use crate::networks::attention::{Distribution, Mode};
 use crate::networks::{EncoderDecoder, Network};
@@ -31,6 +31,8 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const MAX_BEAM: usize = 16;
 /// The longest output accepted, in pieces.
 pub const MAX_OUTPUT: usize = 256;
+/// The most candidates a step reports.
+pub const MAX_TOP_K: usize = 20;
 
 /// How to decode. `Default` is the model's own attention, greedy, no forcing.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +53,19 @@ pub struct DecodeOptions {
     /// Force these first target tokens, then decode freely.
     pub target_prefix: Option<String>,
     pub interventions: Vec<Intervention>,
+    /// Each step reports its `top_k` most likely tokens (0 to [`MAX_TOP_K`]; default 0).
+    pub top_k: usize,
+    /// Each step reports its attention scores before the distribution.
+    pub scores: bool,
+}
+
+impl DecodeOptions {
+    fn report(&self) -> Report {
+        Report {
+            top_k: self.top_k,
+            scores: self.scores,
+        }
+    }
 }
 
 impl Default for DecodeOptions {
@@ -64,6 +79,8 @@ impl Default for DecodeOptions {
             force_target: None,
             target_prefix: None,
             interventions: Vec::new(),
+            top_k: 0,
+            scores: false,
         }
     }
 }
@@ -236,6 +253,12 @@ impl Translator {
                 opts.beam
             )));
         }
+        if opts.top_k > MAX_TOP_K {
+            return Err(Error::Invalid(format!(
+                "top_k {} is out of range; use 0 (no candidates) to {MAX_TOP_K}",
+                opts.top_k
+            )));
+        }
         if let Some(m) = opts.max_len
             && (m == 0 || m > MAX_OUTPUT)
         {
@@ -359,6 +382,7 @@ impl Translator {
                 network: m,
                 memory: &memory,
                 interventions: &opts.interventions,
+                report: opts.report(),
             };
             beam::search(&self.tgt, &ctx, &mut dist, &prefix, max_len, opts.beam)
         })
@@ -390,6 +414,7 @@ impl Translator {
             network: net,
             memory: &memory,
             interventions: &opts.interventions,
+            report: opts.report(),
         };
         if opts.beam > 1 {
             let hyps = beam::search(&self.tgt, &ctx, dist, plan.prefix, plan.max_len, opts.beam)?;
@@ -432,8 +457,8 @@ impl Translator {
         let mut state = ctx.network.initial_state(ctx.memory)?;
         let mut steps = Vec::new();
         for index in 0..max_len {
-            let (net, intervened) = ctx.step(&state, &prev, index, dist)?;
-            let log_probs = candle_nn::ops::log_softmax(&net.logits, D::Minus1)?.i(0)?;
+            let out = ctx.step(&state, &prev, index, dist)?;
+            let log_probs = candle_nn::ops::log_softmax(&out.net.logits, D::Minus1)?.i(0)?;
             let given = match forced {
                 Some(f) => Some(f[index]),
                 None => prefix.get(index).copied(),
@@ -443,16 +468,24 @@ impl Translator {
                 None => log_probs.argmax(D::Minus1)?.to_scalar::<u32>()?,
             };
             let log_prob = log_probs.i(token_id as usize)?.to_scalar::<f32>()?;
-            let step = make_step(
+            let mut step = make_step(
                 &self.tgt,
-                &net,
+                &out.net,
                 0,
                 index,
                 token_id,
                 log_prob,
                 given.is_some(),
-                intervened,
+                out.intervened,
             )?;
+            if ctx.report != Report::default() {
+                let row = if ctx.report.top_k > 0 {
+                    log_probs.to_vec1::<f32>()?
+                } else {
+                    Vec::new()
+                };
+                (step.candidates, step.scores) = ctx.reported(&self.tgt, &out, &row, 0)?;
+            }
             let flow = on_step(&step);
             steps.push(step);
             if token_id == EOS_ID {
@@ -462,7 +495,7 @@ impl Translator {
                 return Ok((steps, true));
             }
             prev = Tensor::new(&[token_id], &self.device)?;
-            state = net.state;
+            state = out.net.state;
         }
         Ok((steps, false))
     }

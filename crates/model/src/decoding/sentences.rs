@@ -20,7 +20,9 @@ use std::ops::ControlFlow;
 
 use crate::decoding::decode::{DecodeOptions, Translation, check_interventions};
 use crate::decoding::segment;
-use crate::decoding::step::{DecodeStep, Hypothesis, Intervention, SentenceSpan, StepHeads};
+use crate::decoding::step::{
+    DecodeStep, Hypothesis, Intervention, SentenceSpan, StepHeads, StepScores,
+};
 use crate::{Error, Result, Translator};
 
 /// Whether to split an input into sentences before translating it.
@@ -416,6 +418,10 @@ impl Placement {
             attention: self.row(&s.attention),
             heads,
             sentence: self.sentence,
+            scores: s.scores.as_ref().map(|sc| StepScores {
+                first: sc.first + self.source_start,
+                values: sc.values.clone(),
+            }),
             ..s.clone()
         }
     }

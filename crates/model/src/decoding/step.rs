@@ -1,8 +1,9 @@
 //! One decoding step as every decoder emits it ([`DecodeStep`], with a Transformer's
-//! [`StepHeads`]), beam search's [`Hypothesis`], the [`Intervention`]s that force a step's
-//! attention, and what every step of one decoding shares ([`StepContext`]): the types greedy,
-//! forced, prefixed and beam decoding have in common, so that none of them depends on
-//! another.
+//! [`StepHeads`], the [`Candidate`] tokens the decoder weighed and, on request, the
+//! [`StepScores`] its attention came from), beam search's [`Hypothesis`], the
+//! [`Intervention`]s that force a step's attention, and what every step of one decoding
+//! shares ([`StepContext`]): the types greedy, forced, prefixed and beam decoding have in
+//! common, so that none of them depends on another.
 
 use candle_core::{D, IndexOp, Tensor};
 
@@ -28,6 +29,28 @@ pub struct StepHeads {
     pub self_attention: Vec<Vec<Vec<f32>>>,
 }
 
+/// One of the most likely next tokens at a step, as the decoder saw them before choosing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub token_id: u32,
+    /// The piece (`</s>` for the end of the sentence).
+    pub token: String,
+    /// Natural log of the probability the model gave it.
+    pub log_prob: f32,
+}
+
+/// The attention scores of one step before they became weights: what the scorer computed
+/// (additive energy, general or dot product, a Transformer head's scaled dot product) for
+/// each source token, before the temperature and the distribution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepScores {
+    /// Source position of the first score: a segmented input's sentence attends only to its
+    /// own tokens, so its scores cover `first..first + len`.
+    pub first: usize,
+    /// `[layer][head][source]`; one layer of one head for a GRU.
+    pub values: Vec<Vec<Vec<f32>>>,
+}
+
 /// One decoding step, as emitted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodeStep {
@@ -50,6 +73,12 @@ pub struct DecodeStep {
     /// The input sentence this step translates (0 unless the input was segmented into
     /// several, see [`crate::decoding::sentences`]).
     pub sentence: usize,
+    /// The most likely tokens at this step, best first (as many as
+    /// [`crate::DecodeOptions::top_k`] asks; none by default).
+    pub candidates: Vec<Candidate>,
+    /// The attention scores before the distribution, when
+    /// [`crate::DecodeOptions::scores`] asks for them.
+    pub scores: Option<StepScores>,
 }
 
 /// One finished beam-search hypothesis.
@@ -76,43 +105,123 @@ pub struct SentenceSpan {
     pub translation: String,
 }
 
-/// What every step of one decoding shares: the network, the encoded source and the
-/// interventions.
+/// What every step of one decoding shares: the network, the encoded source, the
+/// interventions and what each step reports besides its token and attention.
 pub(crate) struct StepContext<'a, N: EncoderDecoder> {
     pub network: &'a N,
     pub memory: &'a N::Memory,
     pub interventions: &'a [Intervention],
+    pub report: Report,
+}
+
+/// What each step reports besides its token and attention: its `top_k` candidates and,
+/// when `scores`, the attention scores before the distribution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub top_k: usize,
+    pub scores: bool,
+}
+
+/// One network step with what the decoders need besides it.
+pub(crate) struct CtxStep<S> {
+    pub net: NetStep<S>,
+    /// An intervention set this step's attention.
+    pub intervened: bool,
+    /// The masked scores the distribution received, one tensor per layer (`(B, S)` for a
+    /// GRU, `(B, heads, 1, S)` for a Transformer); empty unless [`Report::scores`].
+    pub scores: Vec<Tensor>,
 }
 
 impl<N: EncoderDecoder> StepContext<'_, N> {
     /// One network step at target position `index`, with the intervention for that step if
-    /// any (a one-hot for every row, layer and head), else `dist`. Returns whether an
-    /// intervention applied.
+    /// any (a one-hot for every row, layer and head), else `dist`; keeps the scores when
+    /// the report asks for them.
     pub fn step(
         &self,
         state: &N::State,
         prev: &Tensor,
         index: usize,
         dist: &mut Distribution,
-    ) -> Result<(NetStep<N::State>, bool)> {
+    ) -> Result<CtxStep<N::State>> {
         let forced = self
             .interventions
             .iter()
             .find(|iv| iv.step == index)
             .map(|iv| iv.source);
-        let net = match forced {
-            Some(j) => self.network.step(self.memory, state, prev, &mut |sc| {
-                let s = sc.dim(D::Minus1)?;
-                let row =
-                    Tensor::from_vec(crate::networks::attention::one_hot(s, j), s, sc.device())?;
-                Ok(row.broadcast_as(sc.shape())?.contiguous()?)
-            })?,
-            None => self
-                .network
-                .step(self.memory, state, prev, &mut |sc| dist.weights(sc))?,
-        };
-        Ok((net, forced.is_some()))
+        let keep = self.report.scores;
+        let mut scores = Vec::new();
+        let net = self.network.step(self.memory, state, prev, &mut |sc| {
+            if keep {
+                scores.push(sc.clone());
+            }
+            match forced {
+                Some(j) => {
+                    let s = sc.dim(D::Minus1)?;
+                    let row = Tensor::from_vec(
+                        crate::networks::attention::one_hot(s, j),
+                        s,
+                        sc.device(),
+                    )?;
+                    Ok(row.broadcast_as(sc.shape())?.contiguous()?)
+                }
+                None => dist.weights(sc),
+            }
+        })?;
+        Ok(CtxStep {
+            net,
+            intervened: forced.is_some(),
+            scores,
+        })
     }
+
+    /// The candidates and scores of batch row `row` of a step, as the report asks.
+    pub fn reported(
+        &self,
+        tgt: &Vocab,
+        step: &CtxStep<N::State>,
+        log_probs: &[f32],
+        row: usize,
+    ) -> Result<(Vec<Candidate>, Option<StepScores>)> {
+        let candidates = top_candidates(tgt, log_probs, self.report.top_k);
+        let scores = if self.report.scores {
+            let mut values = Vec::with_capacity(step.scores.len());
+            for layer in &step.scores {
+                let r = layer.i(row)?;
+                let s = r.dim(D::Minus1)?;
+                let heads = r.elem_count() / s.max(1);
+                values.push(r.reshape((heads, s))?.to_vec2::<f32>()?);
+            }
+            Some(StepScores { first: 0, values })
+        } else {
+            None
+        };
+        Ok((candidates, scores))
+    }
+}
+
+/// The `k` most likely tokens of a row of log probabilities, best first (ties by id).
+pub(crate) fn top_candidates(tgt: &Vocab, log_probs: &[f32], k: usize) -> Vec<Candidate> {
+    let k = k.min(log_probs.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut order: Vec<u32> = (0..log_probs.len() as u32).collect();
+    let by_prob = |x: &u32, y: &u32| {
+        log_probs[*y as usize]
+            .total_cmp(&log_probs[*x as usize])
+            .then(x.cmp(y))
+    };
+    order.select_nth_unstable_by(k - 1, by_prob);
+    order.truncate(k);
+    order.sort_by(by_prob);
+    order
+        .into_iter()
+        .map(|id| Candidate {
+            token_id: id,
+            token: tgt.piece(id),
+            log_prob: log_probs[id as usize],
+        })
+        .collect()
 }
 
 /// The [`DecodeStep`] of batch row `row` of a network step.
@@ -147,5 +256,7 @@ pub(crate) fn make_step<S>(
         intervened,
         heads,
         sentence: 0,
+        candidates: Vec::new(),
+        scores: None,
     })
 }
