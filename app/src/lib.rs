@@ -1,5 +1,6 @@
 //! The attnscope browser app, as a library so that its pure parts ([`sse`], [`events`],
-//! [`tokens`], [`query`], [`models`], [`compare`], [`heads`], [`view`]) are unit-tested natively with
+//! [`tokens`], [`query`], [`models`], [`compare`], [`heads`], [`view`], [`playback`],
+//! [`inside`]) are unit-tested natively with
 //! `cargo test -p attnscope-app`. The `attnscope-app` binary mounts [`App`].
 
 pub mod api;
@@ -7,8 +8,10 @@ pub mod compare;
 pub mod components;
 pub mod events;
 pub mod heads;
+pub mod inside;
 pub mod models;
 pub mod pages;
+pub mod playback;
 pub mod query;
 pub mod run;
 pub mod sse;

@@ -57,6 +57,7 @@ mod tests {
             modes: vec!["soft".into()],
             layers: 0,
             heads: 0,
+            context_dim: 0,
             source_lang: "en".into(),
             target_lang: "fr".into(),
             default,

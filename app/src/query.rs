@@ -3,7 +3,8 @@
 //! unit-tested natively. The view settings add `layout=lines`, `words=1`, `scale=log`,
 //! `palette=<name>` and `threshold=<weight>` when they differ from the defaults; `seg=0`
 //! turns sentence segmentation off; `show=<method>` (and `show2`) makes a heatmap show an
-//! attribution instead of the attention.
+//! attribution instead of the attention; `step=<n>` shows the decoding up to its n-th step
+//! (1-based), and `inside=1` opens every step view's score breakdown.
 
 use crate::view::{Layout, Palette, Scale, ViewSettings};
 
@@ -32,6 +33,11 @@ pub struct Query {
     pub show: Option<String>,
     /// `show2`: the same for the second run.
     pub show2: Option<String>,
+    /// `step`: the last step shown, 0-based here (the URL counts from 1); every step when
+    /// absent.
+    pub step: Option<usize>,
+    /// `inside=1`: ask for the attention scores and show how each weight is computed.
+    pub inside: bool,
     /// How the heatmaps are drawn.
     pub view: ViewSettings,
 }
@@ -108,6 +114,20 @@ impl Query {
                     q.whole = matches!(value.as_str(), "0" | "false" | "no");
                     continue;
                 }
+                "step" => {
+                    if q.step.is_none() {
+                        q.step = value
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .map(|n| n - 1);
+                    }
+                    continue;
+                }
+                "inside" => {
+                    q.inside = matches!(value.as_str(), "1" | "true" | "yes");
+                    continue;
+                }
                 _ => continue,
             };
             if slot.is_none() && !value.is_empty() {
@@ -131,6 +151,8 @@ impl Query {
         put("beam", &self.beam.map(|b| b.to_string()));
         put("show", &self.show);
         put("seg", &self.whole.then(|| "0".to_owned()));
+        put("step", &self.step.map(|k| (k + 1).to_string()));
+        put("inside", &self.inside.then(|| "1".to_owned()));
         if self.compare {
             put("compare", &Some("1".into()));
             put("model2", &self.model2);
@@ -276,6 +298,11 @@ mod tests {
             "/?text=a&show=erasure&compare=1&show2=integrated_gradients"
         );
         assert_eq!(Query::parse("?text=a&show=saliency").show, None);
+        let stepped = Query::parse("?text=a&step=3&inside=1");
+        assert_eq!((stepped.step, stepped.inside), (Some(2), true));
+        assert_eq!(stepped.to_url("/"), "/?text=a&step=3&inside=1");
+        assert_eq!(Query::parse("?text=a&step=0").step, None);
+        assert_eq!(Query::parse("?text=a&step=x").step, None);
         let view =
             Query::parse("?text=a&layout=lines&words=1&scale=log&palette=greys&threshold=0.25");
         assert_eq!(

@@ -3,7 +3,8 @@
 //! comparing; each streams on its own and can be cancelled by the next request.
 
 use attnscope_protocol::{
-    AgreementSummary, HypothesisInfo, InterventionSpec, SentenceInfo, StepEvent, TranslateRequest,
+    AgreementSummary, AttentionScores, Candidate, HypothesisInfo, InterventionSpec, SentenceInfo,
+    StepEvent, TranslateRequest,
 };
 use std::rc::Rc;
 
@@ -69,6 +70,24 @@ impl WhatIf {
     }
 }
 
+/// What one step computed besides its heatmap row: the tokens it weighed and, when asked
+/// for, its attention scores (for the step view).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepDetail {
+    /// The most likely tokens, best first.
+    pub candidates: Vec<Candidate>,
+    /// The attention scores before the distribution.
+    pub scores: Option<AttentionScores>,
+    /// The attention the decoder used (whatever the heatmap shows).
+    pub attention: Vec<f32>,
+    /// Natural log of the emitted token's probability.
+    pub log_prob: f32,
+    /// The token was given (target prefix), not chosen.
+    pub forced: bool,
+    /// An intervention set this step's attention.
+    pub intervened: bool,
+}
+
 /// The reactive state of one run (all signals, so it is `Copy`).
 #[derive(Clone, Copy)]
 pub struct Run {
@@ -101,6 +120,11 @@ pub struct Run {
     pub heads: RwSignal<Heads>,
     /// Forced attention and target prefix of the current decoding.
     pub what_if: RwSignal<WhatIf>,
+    /// Each step's candidates and scores, in step order (the streamed translation's; a
+    /// beam hypothesis chosen later has none).
+    pub details: RwSignal<Vec<StepDetail>>,
+    /// Whether requests ask for each step's attention scores (the score view is open).
+    pub scores: RwSignal<bool>,
     /// The text of the last request, for re-decoding.
     text: StoredValue<String>,
     /// Whether the last request turned segmentation off (whole text as one sequence).
@@ -135,11 +159,21 @@ impl Run {
             elapsed_ms: RwSignal::new(None),
             heads: RwSignal::new(Heads::default()),
             what_if: RwSignal::new(WhatIf::default()),
+            details: RwSignal::new(Vec::new()),
+            scores: RwSignal::new(false),
             text: StoredValue::new(String::new()),
             whole: StoredValue::new(false),
             run: StoredValue::new(0),
             abort: StoredValue::new_local(None),
             on_done: StoredValue::new_local(None),
+        }
+    }
+
+    /// This run, asking for scores whenever `other` does (one switch for a comparison).
+    pub fn sharing_scores(self, other: Run) -> Self {
+        Self {
+            scores: other.scores,
+            ..self
         }
     }
 
@@ -210,6 +244,16 @@ impl Run {
             w.interventions.retain(|i| i.step < step);
             w.interventions.push(InterventionSpec { step, source });
         });
+    }
+
+    /// Decodes again with the target as it was before step `step`, then `piece` forced at
+    /// that step (a candidate the decoder weighed), then freely.
+    pub fn choose_candidate(self, step: usize, piece: &str) {
+        let mut pieces: Vec<String> = self
+            .rows
+            .with_untracked(|r| r.iter().take(step).map(|r| r.token.clone()).collect());
+        pieces.push(piece.to_owned());
+        self.set_prefix(detokenize(&pieces));
     }
 
     /// Decodes again with `prefix` as the start of the target.
@@ -283,6 +327,7 @@ impl Run {
         self.hypotheses.set(Vec::new());
         self.agreement.set(None);
         self.chosen.set(0);
+        self.details.set(Vec::new());
 
         let config = self.config();
         let what_if = self.what_if.get_untracked();
@@ -295,6 +340,7 @@ impl Run {
             target_prefix: (!prefix.is_empty()).then_some(prefix),
             segment: self.whole.get_value().then_some(false),
             explain: config.show.into_iter().collect(),
+            scores: self.scores.get_untracked().then_some(true),
             ..TranslateRequest::new(text)
         };
         spawn_local(async move {
@@ -334,6 +380,16 @@ impl Run {
                 }
                 let n = self.source.with_untracked(Vec::len);
                 let (weights, tau) = shown_row(&step, self.show.get_untracked().as_deref());
+                self.details.update(|d| {
+                    d.push(StepDetail {
+                        candidates: step.candidates.clone(),
+                        scores: step.scores.clone(),
+                        attention: step.attention.clone(),
+                        log_prob: step.log_prob,
+                        forced: step.forced,
+                        intervened: step.intervened,
+                    });
+                });
                 self.rows.update(|rows| {
                     rows.push(Row {
                         run,

@@ -211,6 +211,7 @@ fn model(name: &str, modes: &[&str], default_mode: &str) -> ModelInfo {
         modes: modes.iter().map(|m| m.to_string()).collect(),
         layers: 0,
         heads: 0,
+        context_dim: 0,
         source_lang: "en".into(),
         target_lang: "fr".into(),
         default: name == "bahdanau",

@@ -1,6 +1,8 @@
 //! One run's panel: its model and attention-mode pickers, the streamed translation (with the
 //! tokens that differ from the other run marked, when comparing), its token strips, its
-//! heatmap, and a summary line (model, mode, sizes, time, mean entropy and peak weight).
+//! heatmap, a summary line (model, mode, sizes, time, mean entropy and peak weight) and the
+//! step view. The translation, the strips and the heatmap show the steps up to the player's
+//! ([`crate::playback`]).
 
 use attnscope_protocol::{ModelInfo, RenderRequest};
 use leptos::prelude::*;
@@ -10,8 +12,10 @@ use crate::components::heads_grid::HeadsGrid;
 use crate::components::heatmap::Heatmap;
 use crate::components::lines::Lines;
 use crate::components::model_picker::{ModePicker, ModelPicker, ShowPicker};
+use crate::components::step_inside::StepInside;
 use crate::components::token::TokenText;
 use crate::components::token_strip::{Axis, TokenStrip};
+use crate::playback::{Playback, shown_len};
 use crate::run::{Phase, Run};
 use crate::tokens::{Hover, Row, detokenize, piece_blocks};
 use crate::view::{Layout, ViewSettings, merge_words, word_groups, word_label};
@@ -86,6 +90,14 @@ pub fn RunPanel(
     /// How to draw the attention (shared by both runs).
     view: Signal<ViewSettings>,
 ) -> impl IntoView {
+    let playback = Playback::from_context();
+    // The rows up to the player's step (every row while it shows every step).
+    let rows_now = Memo::new(move |_| {
+        let step = playback.step.get();
+        run.rows.with(|r| r[..shown_len(step, r.len())].to_vec())
+    });
+    // The heatmap cell clicked for the step view (outside what-if picking).
+    let selected = RwSignal::new(None::<(usize, usize)>);
     // What the heatmap shows: pieces as streamed, or merged to words. Memos, so the merge
     // runs once per step however many parts of the view read it.
     let shown_source = Memo::new(move |_| {
@@ -100,10 +112,10 @@ pub fn RunPanel(
     });
     let shown_rows = Memo::new(move |_| {
         if !view.get().words {
-            return run.rows.get();
+            return rows_now.get();
         }
         let source = run.source.get();
-        let rows = run.rows.get();
+        let rows = rows_now.get();
         let tokens: Vec<&str> = rows.iter().map(|r| r.token.as_str()).collect();
         let tgroups = word_groups(&tokens);
         let weights: Vec<Vec<f32>> = rows.iter().map(|r| r.weights.clone()).collect();
@@ -182,7 +194,8 @@ pub fn RunPanel(
         })
     };
     let streaming = move || run.phase.get() == Phase::Streaming;
-    let target_tokens = Signal::derive(move || run.target_tokens());
+    let target_tokens =
+        Signal::derive(move || rows_now.with(|r| r.iter().map(|r| r.token.clone()).collect()));
     let source_tokens = Signal::derive(move || run.source.get());
     let meta = move || {
         let model = run.used_model.get()?;
@@ -263,11 +276,13 @@ pub fn RunPanel(
     let prefix_text = RwSignal::new(String::new());
     let on_pick = Callback::new(move |(t, s): (usize, usize)| {
         // Picks are piece positions: not in the word view.
-        if picking.get_untracked()
-            && !view.get_untracked().words
-            && run.phase.get_untracked() != Phase::Streaming
-        {
+        if view.get_untracked().words || run.phase.get_untracked() == Phase::Streaming {
+            return;
+        }
+        if picking.get_untracked() {
             run.force(t, s);
+        } else {
+            selected.set(Some((t, s)));
         }
     });
     let what_if_line = move || {
@@ -410,7 +425,12 @@ pub fn RunPanel(
                     })
             }}
             <p class="translation" data-testid="translation" aria-live="polite">
-                {move || run.translation.get()}
+                {move || match playback.step.get() {
+                    None => run.translation.get(),
+                    Some(_) => rows_now.with(|r| {
+                        detokenize(&r.iter().map(|r| r.token.as_str()).collect::<Vec<_>>())
+                    }),
+                }}
             </p>
             {diff}
             {sentence_list}
@@ -564,7 +584,12 @@ pub fn RunPanel(
                     blocks=shown_blocks
                 />
             </Show>
-            <HeadsGrid heads=run.heads source=run.source target=target_tokens />
+            <StepInside run=run selected=selected models=models />
+            <HeadsGrid
+                heads=run.heads
+                source=run.source
+                target=Signal::derive(move || run.target_tokens())
+            />
         </section>
     }
 }

@@ -7,9 +7,12 @@ use leptos::task::spawn_local;
 
 use crate::api;
 use crate::compare::token_diff;
+use crate::components::lessons::Lessons;
+use crate::components::playback_bar::PlaybackBar;
 use crate::components::run_panel::{PANEL_A, PANEL_B, RunPanel};
 use crate::components::view_toolbar::ViewToolbar;
 use crate::models::{default_name, url_model};
+use crate::playback::Playback;
 use crate::query::Query;
 use crate::run::{Phase, Run, RunConfig};
 use crate::tokens::Hover;
@@ -124,33 +127,47 @@ struct State {
     b: Run,
     hover: RwSignal<Hover>,
     view: RwSignal<ViewSettings>,
+    playback: Playback,
 }
 
 impl State {
     fn new(query: &Query) -> Self {
+        let a = Run::new(RunConfig {
+            beam: query.beam,
+            show: query.show.clone(),
+            ..config(query.model.as_deref(), query.mode.as_deref())
+        });
+        a.scores.set(query.inside);
         Self {
             text: RwSignal::new(query.text.clone().unwrap_or_default()),
             models: RwSignal::new(Vec::new()),
             models_error: RwSignal::new(None),
             compare: RwSignal::new(query.compare),
             whole: RwSignal::new(query.whole),
-            a: Run::new(RunConfig {
-                beam: query.beam,
-                show: query.show.clone(),
-                ..config(query.model.as_deref(), query.mode.as_deref())
-            }),
+            a,
+            // Both runs ask for scores, or neither (`inside=` in the permalink).
             b: Run::new(RunConfig {
                 beam: query.beam2,
                 show: query.show2.clone(),
                 ..config(query.model2.as_deref(), query.mode2.as_deref())
-            }),
+            })
+            .sharing_scores(a),
             hover: RwSignal::new(Hover::default()),
             view: RwSignal::new(query.view),
+            playback: Playback::new(query.step),
         }
     }
 
-    /// Translates the text in the box with the first run, and the second when comparing.
+    /// Translates the text in the box with the first run, and the second when comparing,
+    /// streaming every step live.
     fn submit(self) {
+        self.playback.playing.set(false);
+        self.playback.step.set(None);
+        self.translate();
+    }
+
+    /// [`Self::submit`] keeping the player's step (a permalink with `step=`).
+    fn translate(self) {
         let text = self.text.get_untracked();
         let whole = self.whole.get_untracked();
         self.hover.set(Hover::default());
@@ -192,6 +209,8 @@ impl State {
             whole: self.whole.get_untracked(),
             show: a.show,
             show2: b.show,
+            step: self.playback.step.get_untracked(),
+            inside: self.a.scores.get_untracked(),
             view: self.view.get_untracked(),
         });
     }
@@ -228,6 +247,29 @@ fn initial_query() -> Query {
 pub fn TranslatePage() -> impl IntoView {
     let query = initial_query();
     let state = State::new(&query);
+    provide_context(state.playback);
+    // The permalink follows the player (once there is a translation to link to).
+    Effect::new(move |first: Option<()>| {
+        state.playback.step.track();
+        if first.is_some() && state.a.phase.get_untracked() == Phase::Done {
+            state.share();
+        }
+    });
+    // The score view turned on: decode again, asking for the scores.
+    Effect::new(move |first: Option<()>| {
+        let on = state.a.scores.get();
+        if first.is_none() || state.a.phase.get_untracked() == Phase::Idle {
+            return;
+        }
+        if on {
+            state.a.rerun();
+            if state.compare.get_untracked() {
+                state.b.rerun();
+            }
+        } else {
+            state.share();
+        }
+    });
 
     spawn_local(async move {
         match api::models().await {
@@ -236,7 +278,7 @@ pub fn TranslatePage() -> impl IntoView {
         }
     });
     if query.text.is_some() {
-        state.submit();
+        state.translate();
     }
 
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
@@ -393,6 +435,14 @@ pub fn TranslatePage() -> impl IntoView {
             </section>
 
             <ViewToolbar view=state.view />
+            <PlaybackBar
+                total=Signal::derive(move || {
+                    let a = state.a.rows.with(Vec::len);
+                    let b = if state.compare.get() { state.b.rows.with(Vec::len) } else { 0 };
+                    a.max(b)
+                })
+                ready=Signal::derive(move || phase() == Phase::Done)
+            />
 
             <div class="runs" class:two=move || state.compare.get()>
                 <RunPanel
@@ -425,6 +475,16 @@ pub fn TranslatePage() -> impl IntoView {
                     "A cell shows how much the decoder looked at that English token when producing that French token; "
                     "the last column gives the step's entropy (0 when it looked at one token) and its largest weight."
                 </p>
+                <Lessons
+                    available=Signal::derive(move || {
+                        presets_now().iter().map(|p| p.testid).collect::<Vec<_>>()
+                    })
+                    on_preset=Callback::new(move |testid: &'static str| {
+                        if let Some(p) = presets_now().iter().find(|p| p.testid == testid) {
+                            state.apply_preset(p);
+                        }
+                    })
+                />
                 <p class="caveat">
                     <strong>"A caveat: "</strong>
                     "attention weights show where the decoder looked, not why it chose a word. "
@@ -449,6 +509,7 @@ mod tests {
             modes: vec!["soft".into(), "hard".into()],
             layers: 0,
             heads: 0,
+            context_dim: 0,
             source_lang: "en".into(),
             target_lang: "fr".into(),
             default,
