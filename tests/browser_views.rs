@@ -50,6 +50,9 @@ async fn export_buttons_download_the_heatmap_as_png_svg_json_and_csv() {
                 assert_eq!(doc.target_tokens, want.target_tokens);
                 assert_eq!(doc.source_tokens, want.source_tokens);
                 assert_eq!(doc.attention.len(), want.attention.len());
+                // Each row's candidates, as the API gave them.
+                let cands: Vec<_> = want.steps.iter().map(|s| s.candidates.clone()).collect();
+                assert_eq!(doc.candidates, cands);
                 // The export carries the page's view: here the default scale and palette.
                 assert_eq!(
                     (doc.scale.as_deref(), doc.palette.as_deref()),

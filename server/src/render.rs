@@ -179,6 +179,7 @@ pub fn validate(mut request: RenderRequest) -> Result<Validated, AppError> {
             *w = w.clamp(0.0, 1.0);
         }
     }
+    check_candidates(&request)?;
     if let Some(title) = &request.title {
         let n = title.chars().count();
         if n > MAX_TITLE_CHARS {
@@ -205,6 +206,43 @@ pub fn validate(mut request: RenderRequest) -> Result<Validated, AppError> {
         palette,
     })
 }
+
+/// The candidates are absent or one list per row, of at most 20 tokens with finite
+/// log-probabilities no greater than 0.
+fn check_candidates(request: &RenderRequest) -> Result<(), AppError> {
+    let c = &request.candidates;
+    if c.is_empty() {
+        return Ok(());
+    }
+    if c.len() != request.target_tokens.len() {
+        return Err(invalid(format!(
+            "candidates has {} lists but there are {} target_tokens: give one list per target token, or none",
+            c.len(),
+            request.target_tokens.len()
+        )));
+    }
+    for (r, list) in c.iter().enumerate() {
+        if list.len() > MAX_CANDIDATES {
+            return Err(invalid(format!(
+                "candidates of row {r} has {} tokens; at most {MAX_CANDIDATES} per row",
+                list.len()
+            )));
+        }
+        if let Some(bad) = list
+            .iter()
+            .find(|x| !x.log_prob.is_finite() || x.log_prob > WEIGHT_TOLERANCE)
+        {
+            return Err(invalid(format!(
+                "candidate {:?} of row {r} has log_prob {}: a log-probability is finite and at most 0",
+                bad.token, bad.log_prob
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The most candidates a row may carry (the API's largest `top_k`).
+const MAX_CANDIDATES: usize = 20;
 
 impl Validated {
     /// The request as validated (weights clamped).
@@ -259,12 +297,24 @@ impl Validated {
             out.push(',');
             push_csv_field(&mut out, token);
         }
+        if !r.candidates.is_empty() {
+            out.push_str(",candidates");
+        }
         out.push('\n');
-        for (token, row) in r.target_tokens.iter().zip(&r.attention) {
+        for (i, (token, row)) in r.target_tokens.iter().zip(&r.attention).enumerate() {
             push_csv_field(&mut out, token);
             for w in row {
                 out.push(',');
                 out.push_str(&w.to_string());
+            }
+            if let Some(list) = r.candidates.get(i) {
+                // `piece probability` pairs, best first, separated by spaces.
+                let cell: Vec<String> = list
+                    .iter()
+                    .map(|c| format!("{} {}", c.token, c.log_prob.exp()))
+                    .collect();
+                out.push(',');
+                push_csv_field(&mut out, &cell.join(" "));
             }
             out.push('\n');
         }

@@ -126,4 +126,18 @@ fn the_cli_prints_each_steps_candidates() {
             .iter()
             .all(|s| s.candidates.len() == 3 && s.scores.is_some())
     );
+    // `render` keeps them: a JSON export with one list per row, a CSV column.
+    let doc = run_ok(
+        attnscope().args(["render", "--format", "json"]),
+        json.as_bytes(),
+    );
+    let req: attnscope_protocol::RenderRequest = serde_json::from_str(doc.trim()).unwrap();
+    assert_eq!(req.candidates.len(), r.steps.len());
+    assert_eq!(req.candidates[0], r.steps[0].candidates);
+    let csv = run_ok(
+        attnscope().args(["render", "--format", "csv"]),
+        json.as_bytes(),
+    );
+    let header = csv.lines().next().unwrap();
+    assert!(header.ends_with(",candidates"), "{header}");
 }

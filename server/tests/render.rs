@@ -61,6 +61,7 @@ fn sample() -> RenderRequest {
         title: Some("Le chat".into()),
         scale: Some("log".into()),
         palette: Some("cividis".into()),
+        candidates: Vec::new(),
     }
 }
 
@@ -321,6 +322,7 @@ async fn the_render_body_limit_takes_a_200x200_matrix_and_no_more_than_its_limit
         title: None,
         scale: None,
         palette: None,
+        candidates: Vec::new(),
     };
     let json = serde_json::to_string(&req).unwrap();
     assert!(json.len() > 4 * attnscope::MAX_BODY_BYTES, "{}", json.len());
@@ -425,4 +427,71 @@ fn translate_json_piped_into_render_writes_a_png() {
     let two = [json.as_slice(), json.as_slice()].concat();
     fails(&["--format", "csv"], &two, "more than one JSON document");
     fails(&["--format", "csv"], b"", "no JSON document");
+}
+
+#[tokio::test]
+async fn candidates_travel_in_the_json_and_csv_exports() {
+    let (st, _d) = state();
+    let cand = |token: &str, p: f32| attnscope_protocol::Candidate {
+        token: token.into(),
+        log_prob: p.ln(),
+    };
+    let req = RenderRequest {
+        candidates: vec![
+            vec![cand("\u{2581}le", 0.75), cand("\u{2581}la", 0.25)],
+            vec![cand("\u{2581}chat, \"c\"", 0.5)],
+            vec![],
+        ],
+        ..sample()
+    };
+    let json = post(
+        &st,
+        "/api/render?format=json",
+        serde_json::to_string(&req).unwrap(),
+    )
+    .await;
+    assert_eq!(json.status, StatusCode::OK);
+    let back: RenderRequest = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(back.candidates, req.candidates);
+    let csv = post(
+        &st,
+        "/api/render?format=csv",
+        serde_json::to_string(&req).unwrap(),
+    )
+    .await;
+    let records = parse_csv(&String::from_utf8(csv.body).unwrap());
+    assert_eq!(records[0].last().unwrap(), "candidates");
+    assert_eq!(
+        records[1].last().unwrap(),
+        "\u{2581}le 0.75 \u{2581}la 0.25"
+    );
+    assert_eq!(records[2].last().unwrap(), "\u{2581}chat, \"c\" 0.5");
+    assert_eq!(records[3].last().unwrap(), "");
+    assert!(records.iter().all(|r| r.len() == records[0].len()));
+
+    // One list per row, or none; log-probabilities at most 0.
+    let short = RenderRequest {
+        candidates: vec![vec![]],
+        ..sample()
+    };
+    expect_400(
+        &st,
+        "/api/render?format=json",
+        &serde_json::to_string(&short).unwrap(),
+        "invalid_render",
+        "one list per target token",
+    )
+    .await;
+    let positive = RenderRequest {
+        candidates: vec![vec![cand("x", 2.0)], vec![], vec![]],
+        ..sample()
+    };
+    expect_400(
+        &st,
+        "/api/render?format=csv",
+        &serde_json::to_string(&positive).unwrap(),
+        "invalid_render",
+        "at most 0",
+    )
+    .await;
 }

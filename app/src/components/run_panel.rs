@@ -265,6 +265,20 @@ pub fn RunPanel(
             ),
             scale: Some(scale.to_owned()),
             palette: Some(palette.to_owned()),
+            // Each row's candidates, when the rows are the streamed pieces.
+            candidates: if view.get_untracked().words || run.chosen.get_untracked() != 0 {
+                Vec::new()
+            } else {
+                let rows = shown_rows.with_untracked(Vec::len);
+                let lists: Vec<_> = run.details.with_untracked(|d| {
+                    d.iter().take(rows).map(|s| s.candidates.clone()).collect()
+                });
+                if lists.len() == rows {
+                    lists
+                } else {
+                    Vec::new()
+                }
+            },
         };
         export_error.set(None);
         leptos::task::spawn_local(async move {

@@ -382,6 +382,10 @@ pub struct RenderRequest {
     /// The colours: `viridis` (default), `cividis` or `greys`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub palette: Option<String>,
+    /// Per target token, the tokens the decoder weighed at that step, best first (none, or
+    /// one list per row): the JSON export keeps them, the CSV export adds a column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Vec<Candidate>>,
 }
 
 /// A client or server error: `{"error": code, "message": human text}`.
@@ -482,6 +486,10 @@ mod tests {
             r#"{"source_tokens":["▁a","</s>"],"target_tokens":["</s>"],"attention":[[0.25,0.75]]}"#
         );
         let full = RenderRequest {
+            candidates: vec![vec![Candidate {
+                token: "</s>".into(),
+                log_prob: -0.25,
+            }]],
             title: Some("a, \"b\"".into()),
             scale: Some("log".into()),
             palette: Some("greys".into()),

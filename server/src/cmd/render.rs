@@ -130,8 +130,21 @@ fn read_request(a: &RenderArgs) -> Result<RenderRequest> {
     let t: TranslateResponse = serde_json::from_value(doc).with_context(|| {
         format!("{name} is not valid `attnscope translate --format json` output")
     })?;
-    let (translation, target_tokens, attention, label) = match a.hypothesis {
-        None => (t.translation, t.target_tokens, t.attention, String::new()),
+    let (translation, target_tokens, attention, label, candidates) = match a.hypothesis {
+        None => {
+            let candidates = if t.steps.iter().any(|s| !s.candidates.is_empty()) {
+                t.steps.into_iter().map(|s| s.candidates).collect()
+            } else {
+                Vec::new()
+            };
+            (
+                t.translation,
+                t.target_tokens,
+                t.attention,
+                String::new(),
+                candidates,
+            )
+        }
         Some(n) => {
             let count = t.hypotheses.len();
             if count == 0 {
@@ -150,6 +163,7 @@ fn read_request(a: &RenderArgs) -> Result<RenderRequest> {
                 h.target_tokens,
                 h.attention,
                 format!(", hypothesis {n}"),
+                Vec::new(),
             )
         }
     };
@@ -165,5 +179,6 @@ fn read_request(a: &RenderArgs) -> Result<RenderRequest> {
         attention,
         scale: None,
         palette: None,
+        candidates,
     })
 }
