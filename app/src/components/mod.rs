@@ -1,5 +1,6 @@
 //! View components of the translate page.
 
+pub mod export_bar;
 pub mod heads_grid;
 pub mod heatmap;
 pub mod heatmap_canvas;

@@ -4,10 +4,11 @@
 //! step view. The translation, the strips and the heatmap show the steps up to the player's
 //! ([`crate::playback`]).
 
-use attnscope_protocol::{ModelInfo, RenderRequest};
+use attnscope_protocol::ModelInfo;
 use leptos::prelude::*;
 
 use crate::compare::{entropy, max_weight, mean_of, token_diff};
+use crate::components::export_bar::ExportBar;
 use crate::components::heads_grid::HeadsGrid;
 use crate::components::heatmap::Heatmap;
 use crate::components::lines::Lines;
@@ -237,56 +238,6 @@ pub fn RunPanel(
         Some(parts.join(" \u{b7} "))
     };
     let picking = RwSignal::new(false);
-    let export_error = RwSignal::new(None::<String>);
-    let export = move |format: &'static str| {
-        // The heatmap as shown: pieces or words, with the view's scale and palette.
-        let (scale, palette) = view.get_untracked().render_names();
-        let request = RenderRequest {
-            source_tokens: shown_source.get_untracked(),
-            target_tokens: shown_rows
-                .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect()),
-            attention: shown_rows.with_untracked(|r| r.iter().map(|r| r.weights.clone()).collect()),
-            // The server takes titles of up to 200 characters.
-            title: Some(
-                format!(
-                    "{} \u{2192} {}{}",
-                    run.text_now(),
-                    run.translation.get_untracked(),
-                    run.show
-                        .get_untracked()
-                        .as_deref()
-                        .and_then(attnscope_protocol::explain_method)
-                        .map(|m| format!(" ({})", m.label))
-                        .unwrap_or_default()
-                )
-                .chars()
-                .take(200)
-                .collect(),
-            ),
-            scale: Some(scale.to_owned()),
-            palette: Some(palette.to_owned()),
-            // Each row's candidates, when the rows are the streamed pieces.
-            candidates: if view.get_untracked().words || run.chosen.get_untracked() != 0 {
-                Vec::new()
-            } else {
-                let rows = shown_rows.with_untracked(Vec::len);
-                let lists: Vec<_> = run.details.with_untracked(|d| {
-                    d.iter().take(rows).map(|s| s.candidates.clone()).collect()
-                });
-                if lists.len() == rows {
-                    lists
-                } else {
-                    Vec::new()
-                }
-            },
-        };
-        export_error.set(None);
-        leptos::task::spawn_local(async move {
-            if let Err(e) = crate::api::export(&request, format).await {
-                export_error.set(Some(e.message));
-            }
-        });
-    };
     let prefix_text = RwSignal::new(String::new());
     let on_pick = Callback::new(move |(t, s): (usize, usize)| {
         // Picks are piece positions: not in the word view.
@@ -517,29 +468,7 @@ pub fn RunPanel(
             </Show>
             <p class="meta" data-testid="meta">{meta}</p>
             <Show when=move || run.phase.get() == Phase::Done>
-                <div class="export" role="group" aria-label="Export this heatmap">
-                    <span class="examples-label">"Export:"</span>
-                    {["png", "svg", "json", "csv"]
-                        .into_iter()
-                        .map(|format| {
-                            view! {
-                                <button
-                                    type="button"
-                                    class="example"
-                                    data-testid=format!("export-{format}")
-                                    on:click=move |_| export(format)
-                                >
-                                    {format.to_uppercase()}
-                                </button>
-                            }
-                        })
-                        .collect_view()}
-                    {move || {
-                        export_error
-                            .get()
-                            .map(|m| view! { <span class="models-error" role="alert">{m}</span> })
-                    }}
-                </div>
+                <ExportBar run=run source=shown_source rows=shown_rows view=view />
             </Show>
             <div class="what-if-controls">
                 <label class="toggle">
