@@ -174,8 +174,8 @@ pub fn model_card(
     let origin = match &opts.init_from {
         Some(dir) => format!(
             "Fine-tuned by `attnscope train --init-from {}` on this project's machine: training \
-started from that model's weights and tokenizers (itself trained here from scratch; its card is \
-in this repository's history), and the training below is the fine-tune's.",
+started from that model's weights and tokenizers (itself trained here, from scratch or by an \
+earlier fine-tune; its card, which says how, is in this repository's history), and the training below is the fine-tune's.",
             dir.display()
         ),
         None => "Trained from scratch by `attnscope train` on this project's machine.".into(),
