@@ -51,15 +51,6 @@ async fn click_when_ready(c: &Client, css: &str) {
     }
 }
 
-async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attention_and_attribution_side_by_side_in_one_click_by_permalink_and_by_picker() {
     let (addr, _driver, c) = session().await;

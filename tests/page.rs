@@ -177,3 +177,30 @@ pub async fn click(c: &Client, css: &str) {
         .await
         .unwrap();
 }
+
+/// The text of the element matching `css`.
+pub async fn text_of(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits until the first heatmap has `n` rows; returns their weights.
+pub async fn wait_for_rows(c: &Client, n: usize) -> Vec<Vec<f32>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = heatmap_rows(c, "heatmap").await;
+        if rows.len() == n {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the heatmap has {} rows, want {n}",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -13,23 +13,6 @@ use fantoccini::{Client, Locator};
 
 const TEXT: &str = "I am cold.";
 
-/// Waits until the first heatmap has `n` rows; returns them.
-async fn wait_for_rows(c: &Client, n: usize) -> Vec<Vec<f32>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows = heatmap_rows(c, "heatmap").await;
-        if rows.len() == n {
-            return rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the heatmap has {} rows, want {n}",
-            rows.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn assert_rows(shown: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
     assert_eq!(shown.len(), want.len(), "{what}");
     for (t, (a, b)) in shown.iter().zip(want).enumerate() {
@@ -41,14 +24,7 @@ fn assert_rows(shown: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .trim()
-        .to_owned()
+    text_of(c, css).await.trim().to_owned()
 }
 
 fn detokenize(pieces: &[String]) -> String {
