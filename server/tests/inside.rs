@@ -77,20 +77,17 @@ fn the_cli_prints_each_steps_candidates() {
     attnscope_model::fixtures::write_tiny_model_of(&dir.path().join("tiny"), "additive", 1)
         .unwrap();
     let models = dir.path().to_str().unwrap();
-    let text = run_ok(
-        attnscope().args([
-            "--models",
-            models,
-            "translate",
-            "--model",
-            "tiny",
-            "--max-len",
-            "3",
-            "--top-k",
-            "2",
-        ]),
-        b"I am cold.\n",
-    );
+    // `translate` on the tiny model, three steps at most, with `extra` options.
+    let translate = |extra: &[&str]| {
+        run_ok(
+            attnscope()
+                .args(["--models", models, "translate", "--model", "tiny"])
+                .args(["--max-len", "3"])
+                .args(extra),
+            b"I am cold.\n",
+        )
+    };
+    let text = translate(&["--top-k", "2"]);
     let lines: Vec<&str> = text.lines().collect();
     assert!((2..=4).contains(&lines.len()), "{text}");
     for (n, line) in lines[1..].iter().enumerate() {
@@ -103,23 +100,7 @@ fn the_cli_prints_each_steps_candidates() {
         assert_eq!(cands.split(", ").count(), 2, "{line}");
         assert!(cands.starts_with(token), "{line}");
     }
-    let json = run_ok(
-        attnscope().args([
-            "--models",
-            models,
-            "translate",
-            "--model",
-            "tiny",
-            "--max-len",
-            "3",
-            "--top-k",
-            "3",
-            "--scores",
-            "--format",
-            "json",
-        ]),
-        b"I am cold.\n",
-    );
+    let json = translate(&["--top-k", "3", "--scores", "--format", "json"]);
     let r: attnscope_protocol::TranslateResponse = serde_json::from_str(json.trim()).unwrap();
     assert!(
         r.steps
