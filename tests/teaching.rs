@@ -250,7 +250,7 @@ async fn candidates_match_forced_decoding_and_the_score_view_rebuilds_the_weight
             let used: f32 = attr(row, "data-used").await;
             assert!((e - heads[0][k]).abs() < 1e-5, "{model} column {k}");
             assert!((w - used).abs() < 1e-4, "{model} column {k}: {w} vs {used}");
-            assert!((used - scored.steps[t].attention[k]).abs() < 1e-6);
+            assert!((used - scored.attention[t][k]).abs() < 1e-6);
         }
         let formulas = c
             .find_all(Locator::Css("[data-testid=score-formula]"))

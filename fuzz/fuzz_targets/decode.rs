@@ -3,8 +3,8 @@
 //! Input layout: `TEXT [0x00 OPTIONS]`. TEXT (up to the first NUL byte) is the source
 //! sentence, taken as UTF-8 where it is valid and lossily (U+FFFD) where it is not. The bytes
 //! after the NUL are read with `arbitrary` into [`Options`]: which tiny model (additive,
-//! general, dot, hard, transformer), which API (translate, beam_search, check_options then
-//! translate_source as the server does, translate_batch), the attention mode, temperature,
+//! general, dot, hard, transformer), which API (translate, beam_search, plan then decode as
+//! the server does, translate_batch), the attention mode, temperature,
 //! seed, beam width, a small max_len, a target prefix or forced target and interventions,
 //! some of them deliberately out of range. A plain sentence with no NUL decodes greedily
 //! with the additive model, so the seeds in `fuzz/seeds/` are readable text.
@@ -12,8 +12,8 @@
 //! `Err` results are fine (empty text, bad options); a panic or abort is a bug. On `Ok`,
 //! a few documented invariants are asserted: one attention row per step, as long as the
 //! source, non-negative, summing to 1, one-hot at an intervened position, no more steps
-//! than asked for; and `check_options` passing means decoding does not fail (the server
-//! checks first and then streams).
+//! than asked for; and a plan that is made means decoding does not fail (the server plans
+//! first and then streams).
 
 #![no_main]
 
@@ -21,9 +21,9 @@ use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use attnscope_model::decoding::decode::{MAX_BEAM, MAX_OUTPUT};
+use attnscope_model::decoding::plan::{MAX_BEAM, MAX_OUTPUT};
 use attnscope_model::fixtures::{KINDS, tiny_translator_of};
-use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Translator};
+use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Segmentation, Translator};
 use libfuzzer_sys::fuzz_target;
 
 /// Longest source text tried, in characters: long enough for the tokenizer's odd cases,
@@ -202,7 +202,7 @@ fn run(data: &[u8]) {
         0 => {
             if let Ok(t) = model.translate(&text, &opts, on_step) {
                 assert_eq!(t.target_tokens.len(), t.steps.len());
-                assert_eq!(t.attention.len(), t.steps.len());
+                assert_eq!(t.attention().len(), t.steps.len());
                 check_steps(&t.steps, t.source_tokens.len(), &opts, plain);
                 assert!(t.hypotheses.len() <= opts.beam);
                 for h in &t.hypotheses {
@@ -220,17 +220,15 @@ fn run(data: &[u8]) {
             }
         }
         2 => {
-            // As the server does: split, check the options, then decode and stream.
-            let Ok((ids, pieces)) = model.source(&text) else {
+            // As the server does: split, plan (check the options), then decode and stream.
+            let Ok(source) = model.text_source(&text, Segmentation::Whole) else {
                 return;
             };
-            assert_eq!(ids.len(), pieces.len());
-            if model.check_options(ids.len(), &opts).is_ok() {
-                let t = model.translate_source(&ids, pieces, &opts, on_step);
-                let t = t.unwrap_or_else(|e| {
-                    panic!("check_options passed but translate_source failed: {e}")
-                });
-                check_steps(&t.steps, ids.len(), &opts, plain);
+            let src_len = source.len();
+            if let Ok(plan) = model.plan(source, opts.clone()) {
+                let t = model.decode(&plan, on_step);
+                let t = t.unwrap_or_else(|e| panic!("the plan was made but decoding failed: {e}"));
+                check_steps(&t.steps, src_len, &opts, plain);
             }
         }
         _ => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use attnscope_model::Translator;
-use attnscope_model::decoding::decode::CONFIG_FILE;
+use attnscope_model::decoding::translator::CONFIG_FILE;
 use attnscope_protocol::ModelInfo;
 
 use crate::AppError;

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use attnscope_model::explain::{Baseline, DEFAULT_IG_STEPS};
 use attnscope_model::{
-    Attribution, DecodeOptions, DecodeStep, ExplainOptions, Intervention, Method, Mode,
-    Segmentation, TextSource, Translation, Translator,
+    Attribution, DecodeOptions, DecodePlan, DecodeStep, ExplainOptions, Intervention, Method, Mode,
+    Segmentation, Translation, Translator,
 };
 use attnscope_protocol::{
     DoneEvent, ErrorBody, StartEvent, TranslateRequest, TranslateResponse, event,
@@ -179,9 +179,9 @@ pub(crate) async fn list_models(
 struct Job {
     model_name: String,
     model: Arc<Translator>,
-    /// The text, split into sentences (or whole) and tokenised.
-    source: TextSource,
-    opts: DecodeOptions,
+    /// The text, split into sentences (or whole) and tokenised, with the decoding options
+    /// checked against it.
+    plan: DecodePlan,
     /// The attributions asked for (none: decode only).
     explain: ExplainOptions,
     /// Holds the job's place until its decoding ends.
@@ -255,13 +255,11 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
         Some(false) => Segmentation::Whole,
         _ => Segmentation::Sentences,
     };
-    let source = model.text_source(&req.text, segmentation)?;
-    model.check_text(&source, &opts)?;
+    let plan = model.plan(model.text_source(&req.text, segmentation)?, opts)?;
     Ok(Job {
         model_name,
         model,
-        source,
-        opts,
+        plan,
         explain,
         admission: st.admit()?,
         began: Instant::now(),
@@ -333,8 +331,7 @@ impl Job {
         let (stats, metrics, gate) = (st.stats.clone(), st.metrics.clone(), st.gate.clone());
         let Job {
             model,
-            source,
-            opts,
+            plan,
             explain,
             admission,
             began,
@@ -344,7 +341,7 @@ impl Job {
             let (_admission, _permit) = (admission, permit);
             let _busy = Busy::new(&stats);
             let mut slot = gate.acquire(Turn::First);
-            let out = model.translate_text(&source, &opts, |s| {
+            let out = model.decode(&plan, |s| {
                 if s.index == 0 {
                     metrics.first_step.observe(began.elapsed().as_secs_f64());
                 }
@@ -355,7 +352,7 @@ impl Job {
                 let explained = if translation.stopped {
                     Vec::new()
                 } else {
-                    model.explain(&source, &translation, &opts, &explain)?
+                    model.explain(&plan, &translation, &explain)?
                 };
                 Ok(Decoded {
                     translation,
@@ -401,8 +398,8 @@ async fn stream(
     let (tx, rx) = mpsc::channel::<Event>(16);
     let start = StartEvent {
         model: job.model_name.clone(),
-        source_tokens: job.source.tokens(),
-        sentences: wire::source_sentences(&job.source),
+        source_tokens: job.plan.source().tokens(),
+        sentences: wire::source_sentences(job.plan.source()),
     };
     // The channel has room, so the start event goes out before any decoding.
     let _ = tx.try_send(sse_event(event::START, &start));

@@ -209,13 +209,19 @@ pub fn response(
     t: Translation,
     explained: &[Attribution],
 ) -> Result<TranslateResponse, PackError> {
+    // The attention goes once: rows in the matrix, none in the steps.
+    let mut steps: Vec<StepEvent> = t
+        .steps
+        .iter()
+        .map(|s| step_event(s, explained))
+        .collect::<Result<_, _>>()?;
+    let attention = steps
+        .iter_mut()
+        .map(|s| std::mem::take(&mut s.attention))
+        .collect();
     Ok(TranslateResponse {
         model,
-        steps: t
-            .steps
-            .iter()
-            .map(|s| step_event(s, explained))
-            .collect::<Result<_, _>>()?,
+        steps,
         agreement: agreement(explained),
         hypotheses: hypotheses(&t),
         encoder_attention: encoder_attention(&t)?,
@@ -225,6 +231,6 @@ pub fn response(
         source_tokens: t.source_tokens,
         target_tokens: t.target_tokens,
         translation: t.translation,
-        attention: t.attention,
+        attention,
     })
 }

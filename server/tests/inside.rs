@@ -44,7 +44,7 @@ async fn steps_carry_candidates_and_on_request_the_scores() {
                 }
             }
             for (j, m) in mean.iter().enumerate() {
-                let a = s.attention[span[0] + j];
+                let a = r.attention[s.index][span[0] + j];
                 assert!((m - a).abs() < 1e-5, "{model} step {}: {m} vs {a}", s.index);
             }
             assert_eq!(

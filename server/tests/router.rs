@@ -46,6 +46,12 @@ async fn json_answer_has_one_attention_row_per_target_token() {
         assert_eq!(row.len(), r.source_tokens.len());
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }
+    // The rows go once: in the matrix, not again in the steps.
+    assert_eq!(r.steps.len(), r.attention.len());
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    for step in doc["steps"].as_array().unwrap() {
+        assert!(step.get("attention").is_none(), "{step}");
+    }
 }
 
 #[tokio::test]
@@ -84,7 +90,8 @@ async fn a_paragraph_is_translated_sentence_by_sentence_unless_asked_not_to() {
         at = b;
         for step in &r.steps[a..b] {
             assert_eq!(step.sentence, k);
-            let inside: f32 = step.attention[s.source[0]..s.source[1]].iter().sum();
+            let row = &r.attention[step.index];
+            let inside: f32 = row[s.source[0]..s.source[1]].iter().sum();
             assert!(
                 (inside - 1.0).abs() < 1e-4,
                 "row attends within its sentence"

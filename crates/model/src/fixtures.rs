@@ -7,7 +7,7 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::config::{Architecture, AttentionTraining, Scorer, TransformerConfig};
-use crate::decoding::decode::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::decoding::translator::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::networks::Network;
 use crate::{ModelConfig, Result, Translator, Vocab};
 

@@ -27,9 +27,11 @@ pub mod training;
 pub mod vocab;
 
 pub use config::ModelConfig;
-pub use decoding::decode::{DecodeOptions, Translation, Translator};
-pub use decoding::sentences::{Segmentation, TextSource};
+pub use decoding::decode::Translation;
+pub use decoding::plan::{DecodeOptions, DecodePlan};
+pub use decoding::source::{Segmentation, TextSource};
 pub use decoding::step::{Candidate, DecodeStep, Intervention, SentenceSpan, StepScores};
+pub use decoding::translator::Translator;
 pub use error::{Error, Result};
 pub use explain::{Attribution, ExplainOptions, Method};
 pub use networks::attention::Mode;

@@ -8,8 +8,8 @@ use std::ops::ControlFlow;
 use attnscope_model::explain::{Baseline, normalise};
 use attnscope_model::fixtures::{KINDS, tiny_translator_of};
 use attnscope_model::{
-    DecodeOptions, ExplainOptions, Intervention, Method, Mode, Segmentation, Translation,
-    Translator,
+    DecodeOptions, DecodePlan, ExplainOptions, Intervention, Method, Mode, Segmentation,
+    TextSource, Translation, Translator,
 };
 
 const TEXT: &str = "We are cold!";
@@ -18,11 +18,20 @@ fn tiny(kind: &str) -> Translator {
     tiny_translator_of(kind, 7).unwrap().0
 }
 
-fn decode(t: &Translator, text: &str, o: &DecodeOptions) -> Translation {
+fn plan(t: &Translator, text: &str, o: &DecodeOptions) -> DecodePlan {
     let src = t.text_source(text, Segmentation::Sentences).unwrap();
-    t.check_text(&src, o).unwrap();
-    t.translate_text(&src, o, |_| ControlFlow::Continue(()))
-        .unwrap()
+    t.plan(src, o.clone()).unwrap()
+}
+
+/// A source given as pieces (`ids` ending with `</s>`), decoded as one sentence.
+fn decode_ids(
+    t: &Translator,
+    ids: Vec<u32>,
+    tokens: Vec<String>,
+    o: &DecodeOptions,
+) -> Translation {
+    let p = t.plan(TextSource::one("", ids, tokens), o.clone()).unwrap();
+    t.decode(&p, |_| ControlFlow::Continue(())).unwrap()
 }
 
 fn explain(
@@ -31,9 +40,9 @@ fn explain(
     o: &DecodeOptions,
     e: &ExplainOptions,
 ) -> (Translation, Vec<attnscope_model::Attribution>) {
-    let src = t.text_source(text, Segmentation::Sentences).unwrap();
-    let out = decode(t, text, o);
-    let rows = t.explain(&src, &out, o, e).unwrap();
+    let p = plan(t, text, o);
+    let out = t.decode(&p, |_| ControlFlow::Continue(())).unwrap();
+    let rows = t.explain(&p, &out, e).unwrap();
     (out, rows)
 }
 
@@ -64,11 +73,7 @@ fn integrated_gradients_are_complete_against_a_pad_source_decoded_on_its_own() {
             .unwrap();
         // f(x'): the same target forced on a source of <pad> embeddings, decoded normally.
         let (ids, tokens) = t.source(TEXT).unwrap();
-        let pad = t
-            .translate_source(&vec![0; ids.len()], tokens, &o, |_| {
-                ControlFlow::Continue(())
-            })
-            .unwrap();
+        let pad = decode_ids(&t, vec![0; ids.len()], tokens, &o);
         for (step, (s, p)) in out.steps.iter().zip(&pad.steps).enumerate() {
             let sum: f32 = ig.raw[step].iter().sum();
             let want = s.log_prob - p.log_prob;
@@ -98,9 +103,7 @@ fn erasure_is_the_drop_when_the_token_is_left_out() {
             left.remove(i);
             let mut toks = tokens.clone();
             toks.remove(i);
-            let without = t
-                .translate_source(&left, toks, &o, |_| ControlFlow::Continue(()))
-                .unwrap();
+            let without = decode_ids(&t, left, toks, &o);
             for (step, (s, w)) in out.steps.iter().zip(&without.steps).enumerate() {
                 let want = s.log_prob - w.log_prob;
                 let got = rows[0].raw[step][i];
@@ -244,31 +247,24 @@ fn a_segmented_text_is_explained_sentence_by_sentence() {
 #[test]
 fn bad_options_are_refused_with_a_clear_message() {
     let t = tiny("additive");
-    let src = t.text_source(TEXT, Segmentation::Sentences).unwrap();
-    let out = decode(&t, TEXT, &DecodeOptions::default());
+    let p = plan(&t, TEXT, &DecodeOptions::default());
+    let out = t.decode(&p, |_| ControlFlow::Continue(())).unwrap();
     let e = ExplainOptions {
         methods: vec![Method::IntegratedGradients],
         ig_steps: 0,
         ..Default::default()
     };
-    let err = t
-        .explain(&src, &out, &DecodeOptions::default(), &e)
-        .unwrap_err();
+    let err = t.explain(&p, &out, &e).unwrap_err();
     assert!(
         err.to_string().contains("ig_steps 0 is out of range"),
         "{err}"
     );
-    let other = t
-        .text_source("Is it here? I am cold.", Segmentation::Sentences)
-        .unwrap();
+    let other = plan(&t, "Is it here? I am cold.", &DecodeOptions::default());
     let e = ExplainOptions {
         methods: vec![Method::Erasure],
         ..Default::default()
     };
-    assert!(
-        t.explain(&other, &out, &DecodeOptions::default(), &e)
-            .is_err()
-    );
+    assert!(t.explain(&other, &out, &e).is_err());
 }
 
 #[test]

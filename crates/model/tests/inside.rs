@@ -192,9 +192,8 @@ fn beam_and_segmented_steps_report_too() {
         let src = t
             .text_source("I am cold. You are here.", Segmentation::Sentences)
             .unwrap();
-        let whole = t
-            .translate_text(&src, &reporting(2), |_| ControlFlow::Continue(()))
-            .unwrap();
+        let plan = t.plan(src, reporting(2)).unwrap();
+        let whole = t.decode(&plan, |_| ControlFlow::Continue(())).unwrap();
         assert_eq!(whole.sentences.len(), 2);
         for step in &whole.steps {
             let span = &whole.sentences[step.sentence];

@@ -26,10 +26,10 @@ fn opts(max_len: usize) -> DecodeOptions {
 
 fn segmented(t: &Translator, text: &str, o: &DecodeOptions) -> (Translation, Vec<DecodeStep>) {
     let src = t.text_source(text, Segmentation::Sentences).unwrap();
-    t.check_text(&src, o).unwrap();
+    let plan = t.plan(src, o.clone()).unwrap();
     let mut seen = Vec::new();
     let out = t
-        .translate_text(&src, o, |s| {
+        .decode(&plan, |s| {
             seen.push(s.clone());
             ControlFlow::Continue(())
         })
@@ -109,7 +109,9 @@ fn blocks_are_the_single_sentence_translations() {
         let whole = t.text_source(TEXT, Segmentation::Whole).unwrap();
         assert_eq!(whole.sentences.len(), 1);
         let w = t
-            .translate_text(&whole, &o, |_| ControlFlow::Continue(()))
+            .decode(&t.plan(whole, o.clone()).unwrap(), |_| {
+                ControlFlow::Continue(())
+            })
             .unwrap();
         assert_eq!(w, single(&t, TEXT, &o), "{kind}");
         // The batch path segments the same way.
@@ -168,7 +170,7 @@ fn beam_forced_prefix_and_interventions_carry_over() {
         ..DecodeOptions::default()
     };
     assert!(
-        matches!(t.check_text(&src, &wrong), Err(Error::Invalid(m)) if m.contains("one translation per sentence"))
+        matches!(t.plan(src.clone(), wrong), Err(Error::Invalid(m)) if m.contains("one translation per sentence"))
     );
     // A prefix of one sentence forces the start of the first only.
     let prefix = DecodeOptions {
@@ -205,16 +207,17 @@ fn beam_forced_prefix_and_interventions_carry_over() {
         }],
         ..opts(5)
     };
-    assert!(t.check_text(&src, &out_of_range).is_err());
+    assert!(t.plan(src, out_of_range).is_err());
 }
 
 #[test]
 fn stopping_ends_the_whole_text() {
     let t = tiny("additive");
     let src = t.text_source(TEXT, Segmentation::Sentences).unwrap();
+    let plan = t.plan(src, opts(4)).unwrap();
     let mut n = 0;
     let out = t
-        .translate_text(&src, &opts(4), |_| {
+        .decode(&plan, |_| {
             n += 1;
             if n == 2 {
                 ControlFlow::Break(())

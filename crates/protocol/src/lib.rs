@@ -260,6 +260,9 @@ pub struct StepEvent {
     pub token: String,
     /// The attention weights the decoder used at this step, one per source token; they sum
     /// to 1. For a Transformer: the mean over heads of the last layer's cross-attention.
+    /// Streamed `step` events carry it; in the JSON answer ([`TranslateResponse`]) it is
+    /// empty and left out, because the answer's `attention` matrix holds every row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attention: Vec<f32>,
     /// Natural log of the probability the model gave this token.
     #[serde(default)]
@@ -340,7 +343,8 @@ pub struct TranslateResponse {
     pub translation: String,
     /// One row per target token, one column per source token; each row sums to 1.
     pub attention: Vec<Vec<f32>>,
-    /// Every step in full, as streamed (log probabilities, heads).
+    /// Every step as streamed (log probabilities, heads, candidates, attributions), but
+    /// without its attention row: that is the row of `attention` with the same index.
     pub steps: Vec<StepEvent>,
     /// Sum of the emitted tokens' natural-log probabilities.
     pub log_prob: f32,

@@ -6,7 +6,6 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use attnscope_model::decoding::sentences::SourceSentence;
 use attnscope_model::evaluation::align::{self, AlignmentCounts, Extraction, Symmetrization};
 use attnscope_model::report::AlignmentResult;
 use attnscope_model::{DecodeOptions, ExplainOptions, Method, TextSource, Translator};
@@ -84,15 +83,9 @@ pub fn align_eval(
             force_target: Some(target.clone()),
             ..DecodeOptions::default()
         };
-        let text = TextSource {
-            sentences: vec![SourceSentence {
-                text: g.source.join(" "),
-                ids: src_ids.clone(),
-                tokens: src_tokens,
-                start: 0,
-            }],
-        };
-        let out = t.translate_text(&text, &opts, |_| ControlFlow::Continue(()))?;
+        let text = TextSource::one(&g.source.join(" "), src_ids, src_tokens);
+        let plan = t.plan(text, opts)?;
+        let out = t.decode(&plan, |_| ControlFlow::Continue(()))?;
         let forced: Vec<u32> = out.steps.iter().map(|s| s.token_id).collect();
         if forced[..forced.len() - 1] != tgt_ids[..] {
             bail!(
@@ -102,8 +95,9 @@ pub fn align_eval(
         }
         let src_owner = align::piece_owners(&src_counts, true);
         let tgt_owner = align::piece_owners(&tgt_counts, true);
-        let explained = t.explain(&text, &out, &opts, explain)?;
-        let rows = std::iter::once(out.attention.clone()).chain(
+        let explained = t.explain(&plan, &out, explain)?;
+        let own: Vec<Vec<f32>> = out.attention().into_iter().map(<[f32]>::to_vec).collect();
+        let rows = std::iter::once(own).chain(
             explained
                 .iter()
                 .map(|a| (0..a.raw.len()).map(|s| a.normalised(s)).collect()),

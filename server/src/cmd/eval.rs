@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use attnscope_model::decoding::decode::CONFIG_FILE;
+use attnscope_model::decoding::translator::CONFIG_FILE;
 use attnscope_model::evaluation::TestItem;
 use attnscope_model::evaluation::robustness;
 use attnscope_model::networks::attention::entropy;
@@ -351,7 +351,7 @@ fn attention_stats(t: &Translator, sentences: &[String]) -> Result<(f64, f64, us
             continue;
         }
         let out = t.translate(s, &DecodeOptions::default(), |_| ControlFlow::Continue(()))?;
-        for r in &out.attention {
+        for r in out.attention() {
             h += entropy(r) as f64;
             m += r.iter().copied().fold(0f32, f32::max) as f64;
             rows += 1;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use attnscope_model::decoding::decode::CONFIG_FILE;
+use attnscope_model::decoding::translator::CONFIG_FILE;
 use attnscope_model::evaluation::faithfulness;
 use attnscope_model::report::Evaluation;
 use attnscope_model::report::Faithfulness;

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use attnscope_model::Translator;
-use attnscope_model::decoding::decode::CONFIG_FILE;
+use attnscope_model::decoding::translator::CONFIG_FILE;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A short description of this machine for model cards.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use attnscope_model::config::{Architecture, ArchitectureFields, AttentionTraining, Scorer};
-use attnscope_model::decoding::decode::CONFIG_FILE;
+use attnscope_model::decoding::translator::CONFIG_FILE;
 use attnscope_model::training::options::TrainOptions;
 use attnscope_model::training::train::{self, Event};
 

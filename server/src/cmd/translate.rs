@@ -157,9 +157,9 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
         let (t, explained) = translator
             .text_source(&line, a.segmentation())
             .and_then(|src| {
-                translator.check_text(&src, &opts)?;
-                let t = translator.translate_text(&src, &opts, |_| ControlFlow::Continue(()))?;
-                let explained = translator.explain(&src, &t, &opts, &explain)?;
+                let plan = translator.plan(src, opts.clone())?;
+                let t = translator.decode(&plan, |_| ControlFlow::Continue(()))?;
+                let explained = translator.explain(&plan, &t, &explain)?;
                 Ok((t, explained))
             })
             .with_context(|| format!("line {}", n + 1))?;

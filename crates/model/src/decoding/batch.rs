@@ -5,10 +5,12 @@
 use candle_core::{D, Device, Tensor};
 
 use crate::config::{EOS_ID, PAD_ID};
+use crate::decoding::plan::default_max_len;
+use crate::decoding::translator::Translator;
 use crate::networks::EncoderDecoder;
 use crate::networks::attention::Distribution;
 use crate::with_network;
-use crate::{Error, Result, Translator};
+use crate::{Error, Result};
 
 impl Translator {
     /// Greedy translations of many sentences with the model's own attention, decoded
@@ -67,11 +69,8 @@ impl Translator {
         let mut outs: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
         // The same per-sentence length limit as `translate`.
-        let limits: Vec<usize> = sources
-            .iter()
-            .map(|s| Self::default_max_len(s.len()))
-            .collect();
-        for _ in 0..Self::default_max_len(s) {
+        let limits: Vec<usize> = sources.iter().map(|s| default_max_len(s.len())).collect();
+        for _ in 0..default_max_len(s) {
             let step = net.step(&memory, &state, &prev, &mut |sc| dist.weights(sc))?;
             let next = step.logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             for (i, &tok) in next.iter().enumerate() {

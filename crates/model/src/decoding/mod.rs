@@ -1,12 +1,18 @@
-//! Turning a source text into a translation with the attention of every step: the
-//! [`decode::Translator`] (a model folder loaded; greedy, forced and prefixed decoding with
-//! interventions), [`beam`] search, many sentences at once ([`batch`]), and multi-sentence
-//! input ([`segment`] finds the sentences, [`sentences`] translates them one by one into one
-//! block-diagonal matrix). Drives the networks; knows nothing of training.
+//! Turning a source text into a translation with the attention of every step, in the
+//! order a request goes: a loaded [`translator::Translator`], its input tokenised
+//! ([`source`], with [`segment`] finding the sentences), the request checked once into a
+//! [`plan::DecodePlan`], one sentence decoded ([`decode`]: greedy, forced and prefixed
+//! decoding with interventions, or [`beam`] search, step by step through [`step`]), and a
+//! whole input decoded sentence by sentence into one block-diagonal matrix ([`sentences`]).
+//! Many sentences at once go through [`batch`]. Drives the networks; knows nothing of
+//! training.
 
 pub(crate) mod batch;
 pub(crate) mod beam;
 pub mod decode;
+pub mod plan;
 pub mod segment;
 pub mod sentences;
+pub mod source;
 pub mod step;
+pub mod translator;

@@ -51,8 +51,9 @@ pub fn measure(
     let mut done = 0usize;
     for (i, text) in sources.iter().enumerate() {
         let src = t.text_source(text, Segmentation::Whole)?;
-        let out = decode(t, &src, &own)?;
-        let rows = t.explain(&src, &out, &own, &explain)?;
+        let plan = t.plan(src.clone(), own.clone())?;
+        let out = t.decode(&plan, |_| ControlFlow::Continue(()))?;
+        let rows = t.explain(&plan, &out, &explain)?;
         steps += out.steps.len();
         for (k, a) in rows.iter().enumerate() {
             for g in &a.agreement {
@@ -129,8 +130,8 @@ pub fn measure(
 }
 
 fn decode(t: &Translator, src: &crate::TextSource, o: &DecodeOptions) -> Result<Translation> {
-    t.check_text(src, o)?;
-    t.translate_text(src, o, |_| ControlFlow::Continue(()))
+    let plan = t.plan(src.clone(), o.clone())?;
+    t.decode(&plan, |_| ControlFlow::Continue(()))
 }
 
 /// The log-probability of `target` forced with attention `mode` (the model's own when

@@ -9,7 +9,7 @@
 
 use crate::report::SetScore;
 
-use crate::decoding::sentences::Segmentation;
+use crate::decoding::source::Segmentation;
 use crate::evaluation::TestItem;
 use crate::evaluation::metrics::{corpus_bleu_multi, corpus_chrf};
 use crate::{Result, Translator};

@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 
 use super::replay::{Replay, ReplayStep};
 use super::*;
+use crate::decoding::plan::DecodeOptions;
 use crate::fixtures::{KINDS, tiny_translator_of};
 
 #[test]

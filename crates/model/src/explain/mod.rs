@@ -32,8 +32,8 @@ pub use agreement::{Agreement, kendall_tau};
 use replay::{FixedRows, Replay, ReplayStep};
 
 use crate::config::PAD_ID;
-use crate::decoding::decode::{DecodeOptions, Translation};
-use crate::decoding::sentences::TextSource;
+use crate::decoding::decode::Translation;
+use crate::decoding::plan::DecodePlan;
 use crate::decoding::step::DecodeStep;
 use crate::networks::EncoderDecoder;
 use crate::networks::attention::Mode;
@@ -194,16 +194,16 @@ struct SentenceRows {
 }
 
 impl Translator {
-    /// Attributions of translation `t` of `src` (decoded with `decode`), one per method of
-    /// `opts`. See the module documentation.
+    /// Attributions of translation `t`, decoded from `plan`, one per method of `opts`. See
+    /// the module documentation.
     pub fn explain(
         &self,
-        src: &TextSource,
+        plan: &DecodePlan,
         t: &Translation,
-        decode: &DecodeOptions,
         opts: &ExplainOptions,
     ) -> Result<Vec<Attribution>> {
         opts.check()?;
+        let src = plan.source();
         let methods = opts.methods();
         let (n, width) = (t.steps.len(), t.source_tokens.len());
         let mut out: Vec<Attribution> = methods
@@ -245,7 +245,7 @@ impl Translator {
                     steps,
                     cols.clone(),
                     t.mode,
-                    decode.temperature,
+                    plan.options().temperature,
                     opts,
                 )?;
                 for (k, row) in got.rows.into_iter().enumerate() {

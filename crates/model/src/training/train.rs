@@ -15,7 +15,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
-use crate::decoding::decode::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::decoding::translator::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::evaluation::TestItem;
 use crate::evaluation::metrics;
 use crate::kernels::adam::AdamW;
