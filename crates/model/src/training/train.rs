@@ -6,15 +6,14 @@
 //! same updates as one that was never stopped. At the end the model is exported to
 //! `models/<name>/` and scored on its test split.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
+use crate::decoding::translator::Translator;
 use crate::decoding::translator::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::evaluation::TestItem;
 use crate::evaluation::metrics;
@@ -23,12 +22,14 @@ use crate::networks::Batch;
 use crate::networks::init;
 use crate::networks::{Network, TrainMode};
 use crate::report::TrainingSummary;
+use crate::training::card;
+use crate::training::checkpoint::{Position, RunFiles, json_read, json_write};
 use crate::training::data::{self, Example, Pair};
 use crate::training::options::TrainOptions;
 pub use crate::training::run_log::LogLine;
-use crate::training::{card, run_log};
+use crate::training::start::StartFrom;
 use crate::vocab::Vocab;
-use crate::{Error, Result, Translator};
+use crate::{Error, Result};
 
 /// The training options, copied into the model directory.
 pub const OPTIONS_FILE: &str = "training-options.json";
@@ -79,27 +80,6 @@ pub struct TrainReport {
     pub parameters: usize,
 }
 
-#[derive(Serialize, Deserialize)]
-struct CheckpointInfo {
-    step: usize,
-    elapsed_seconds: f64,
-    last_train_loss: f64,
-    last_dev_loss: f64,
-}
-
-/// The checkpoint's own record of the steps it has made (beside the weights and moments).
-const STEP_TENSOR: &str = "attnscope.step";
-
-fn json_write<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Invalid(e.to_string()))?;
-    crate::files::write(path, text)
-}
-
-fn json_read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))
-}
-
 /// Reads training options saved by [`train`] (`options.json` in a run, or
 /// [`OPTIONS_FILE`] in a model directory).
 pub fn load_options(path: &Path) -> Result<TrainOptions> {
@@ -146,84 +126,12 @@ fn dev_loss(model: &Network, cfg: &ModelConfig, dev: &[Example], device: &Device
     Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
 }
 
-/// The model a run starts from ([`TrainOptions::init_from`]).
-struct StartFrom {
-    dir: std::path::PathBuf,
-    config: ModelConfig,
-    src: Vocab,
-    tgt: Vocab,
-}
-
-impl StartFrom {
-    /// Reads the model folder `dir` and checks that it translates the run's languages.
-    fn load(dir: &Path, opts: &TrainOptions) -> Result<Self> {
-        let config = ModelConfig::load(&dir.join(CONFIG_FILE))?;
-        if (config.source_lang.as_str(), config.target_lang.as_str())
-            != (opts.source_lang.as_str(), opts.target_lang.as_str())
-        {
-            return Err(Error::Invalid(format!(
-                "{} translates {} to {}, but this run is {} to {}; start from a model of the same languages",
-                dir.display(),
-                config.source_lang,
-                config.target_lang,
-                opts.source_lang,
-                opts.target_lang
-            )));
-        }
-        let src = Vocab::load(&dir.join(&config.source_tokenizer))?;
-        let tgt = Vocab::load(&dir.join(&config.target_tokenizer))?;
-        Ok(StartFrom {
-            dir: dir.to_path_buf(),
-            config,
-            src,
-            tgt,
-        })
-    }
-
-    /// The starting model's configuration with the run's length limit and dropout, and no
-    /// scores (they are measured again).
-    fn config(&self, opts: &TrainOptions) -> ModelConfig {
-        ModelConfig {
-            max_len: opts.max_len,
-            dropout: opts.dropout,
-            source_tokenizer: format!("tokenizer.{}.json", opts.source_lang),
-            target_tokenizer: format!("tokenizer.{}.json", opts.target_lang),
-            training: None,
-            evaluation: None,
-            ..self.config.clone()
-        }
-    }
-
-    /// Sets every variable of `varmap` from the starting model's weights.
-    fn load_weights(&self, varmap: &VarMap, device: &Device) -> Result<()> {
-        let path = self.dir.join(WEIGHTS_FILE);
-        let tensors =
-            candle_core::safetensors::load(&path, device).map_err(|e| Error::bad_file(&path, e))?;
-        set_variables(varmap, &tensors, &path)
-    }
-}
-
-/// Sets every variable of `varmap` from `tensors`, read from `path` (a checkpoint or a
-/// model's weights); a missing or mis-shaped tensor is that file's fault.
-fn set_variables(varmap: &VarMap, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| Error::Internal("poisoned variable map".into()))?;
-    for (name, var) in data.iter() {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| Error::bad_file(path, format!("lacks {name}")))?;
-        var.set(t)
-            .map_err(|e| Error::bad_file(path, format!("{name}: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Trains (or resumes) the run `runs_dir/<name>` and exports the model to `models_dir/<name>`.
+/// Trains (or resumes) the run `runs_dir/<name>` and exports the model to `models_dir/<name>`,
+/// in five phases: the options, the data, the network, the steps, the export. `None` when
+/// `control.stop_after` stopped the run early (a checkpoint holds where it stands).
 ///
-/// With `resume`, the options saved in the run directory are used, except `epochs` when
-/// `epochs_override` is given.
+/// With `control.resume`, the options saved in the run directory are used, except `epochs`
+/// when `control.epochs` is given.
 pub fn train(
     mut opts: TrainOptions,
     runs_dir: &Path,
@@ -232,247 +140,307 @@ pub fn train(
     progress: &mut dyn FnMut(Event),
 ) -> Result<Option<TrainReport>> {
     crate::kernels::alloc::keep_freed_memory();
-    let (resume, epochs_override, hardware) =
-        (control.resume, control.epochs, control.hardware.as_str());
-    let run_dir = runs_dir.join(&opts.name);
-    let opts_path = run_dir.join("options.json");
-    let ckpt_path = run_dir.join("checkpoint.safetensors");
-    let info_path = run_dir.join("checkpoint.json");
-    if resume {
-        if !info_path.is_file() {
-            return Err(Error::Invalid(format!(
-                "nothing to resume: {} does not exist; run without --resume to start",
-                info_path.display()
-            )));
-        }
-        opts = json_read(&opts_path)?;
-    } else if info_path.exists() {
-        return Err(Error::Invalid(format!(
-            "{} already holds a run; pass --resume to continue it or delete the folder to start over",
-            run_dir.display()
-        )));
-    }
-    if let Some(e) = epochs_override {
+    let run = RunFiles::open(&mut opts, runs_dir, control.resume)?;
+    if let Some(e) = control.epochs {
         opts.epochs = e;
     }
     let start_from = match &opts.init_from {
-        Some(dir) => {
-            let from = StartFrom::load(dir, &opts)?;
-            // The options say what the run trains.
-            let c = &from.config;
-            opts.architecture = c.architecture;
-            (opts.src_vocab, opts.tgt_vocab) = (c.src_vocab_size, c.tgt_vocab_size);
-            (opts.embed_dim, opts.hidden_dim) = (c.embed_dim, c.hidden_dim);
-            Some(from)
-        }
+        Some(dir) => Some(StartFrom::load(dir, &opts)?),
         None => None,
     };
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-    json_write(&opts_path, &opts)?;
+    if let Some(from) = &start_from {
+        from.adopt_sizes(&mut opts);
+    }
+    run.create(&opts)?;
     let device = Device::Cpu;
-
-    progress(Event::Phase(format!("reading {}", opts.data.display())));
-    let pairs = data::read_tsv(&opts.data)?;
-    let mut split = data::split(&pairs, opts.seed, opts.dev_sentences, opts.test_sentences);
-    {
-        use rand::SeedableRng;
-        use rand::seq::SliceRandom;
-        split
-            .train
-            .shuffle(&mut rand::rngs::StdRng::seed_from_u64(opts.seed));
-    }
-    if let Some(n) = opts.limit {
-        split.train.truncate(n);
-    }
-    for extra in &opts.extra_data {
-        progress(Event::Phase(format!("reading {}", extra.display())));
-        split.train.extend(data::read_tsv(extra)?);
-    }
-
-    let src_path = run_dir.join(format!("tokenizer.{}.json", opts.source_lang));
-    let tgt_path = run_dir.join(format!("tokenizer.{}.json", opts.target_lang));
-    let (src_vocab, tgt_vocab) = if resume {
-        (Vocab::load(&src_path)?, Vocab::load(&tgt_path)?)
-    } else if let Some(from) = &start_from {
-        progress(Event::Phase(format!(
-            "starting from {}",
-            from.dir.display()
-        )));
-        from.src.save(&src_path)?;
-        from.tgt.save(&tgt_path)?;
-        (from.src.clone(), from.tgt.clone())
+    let data = Data::prepare(&opts, &run, control.resume, start_from.as_ref(), progress)?;
+    // A resumed run's checkpoint holds its weights; a new one takes the starting model's.
+    let resuming = control.resume && run.has_checkpoint();
+    let start_weights = start_from.as_ref().filter(|_| !resuming);
+    let mut trainee = Trainee::new(&opts, &data, start_from.as_ref(), start_weights, &device)?;
+    let mut at = if resuming {
+        run.restore(&trainee.varmap, &mut trainee.opt, &device)?
     } else {
-        progress(Event::Phase("training subword vocabularies".into()));
-        let s = Vocab::train(split.train.iter().map(|p| p.src.as_str()), opts.src_vocab)?;
-        let t = Vocab::train(split.train.iter().map(|p| p.tgt.as_str()), opts.tgt_vocab)?;
-        s.save(&src_path)?;
-        t.save(&tgt_path)?;
-        (s, t)
+        Position::start()
     };
-    progress(Event::Phase("tokenising".into()));
-    let mut train_ex = encode_pairs(&split.train, &src_vocab, &tgt_vocab, opts.max_len)?;
-    if opts.joined > 0.0 {
-        let n = (opts.joined * split.train.len() as f64).round() as usize;
-        let joined = data::joined(&split.train, n, opts.seed);
-        train_ex.extend(encode_pairs(&joined, &src_vocab, &tgt_vocab, opts.max_len)?);
+    if !trainee.run(&opts, &data, &run, control, &mut at, progress)? {
+        return Ok(None);
     }
-    let mut dev_ex = encode_pairs(&split.dev, &src_vocab, &tgt_vocab, opts.max_len)?;
-    dev_ex.truncate(2000);
-    if train_ex.is_empty() {
-        return Err(Error::Invalid(
-            "no training pair is short enough; raise --max-len".into(),
-        ));
-    }
-
-    let mut config = match &start_from {
-        Some(from) => from.config(&opts),
-        None => opts.model_config(src_vocab.len(), tgt_vocab.len())?,
-    };
-    let varmap = VarMap::new();
-    let model = Network::new(
-        &config,
-        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+    let finished = Finished { data, trainee, at };
+    let report = export(
+        finished,
+        &opts,
+        models_dir,
+        &run,
+        &control.hardware,
+        progress,
     )?;
-    init::init_network(&varmap, &config, opts.seed)?;
-    if let Some(from) = &start_from
-        && !(resume && ckpt_path.is_file())
-    {
-        from.load_weights(&varmap, &device)?;
-    }
-    let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-    let mut opt = AdamW::new(&varmap, opts.lr, 0.0)?;
+    Ok(Some(report))
+}
 
-    let per_epoch = train_ex.len().div_ceil(opts.batch_size);
-    let total = ((opts.epochs * per_epoch as f64).round() as usize).max(1);
-    let (mut step, mut elapsed_before, mut last_train, mut last_dev) =
-        (0usize, 0.0, f64::NAN, f64::NAN);
-    if resume && ckpt_path.is_file() {
-        let info: CheckpointInfo = json_read(&info_path)?;
-        let tensors = candle_core::safetensors::load(&ckpt_path, &device)
-            .map_err(|e| Error::bad_file(&ckpt_path, e))?;
-        set_variables(&varmap, &tensors, &ckpt_path)?;
-        // The weights know their own step: a run killed between writing them and
-        // `checkpoint.json` must not pair new weights with an old step count.
-        let saved_step = match tensors.get(STEP_TENSOR) {
-            Some(t) => t.to_vec1::<i64>()?.first().map(|&s| s as usize),
-            None => None,
-        }
-        .unwrap_or(info.step);
-        opt.load_state(&tensors, saved_step)?;
-        run_log::repair(&run_dir.join(run_log::FILE), saved_step)?;
-        (step, elapsed_before, last_train, last_dev) = (
-            saved_step,
-            info.elapsed_seconds,
-            info.last_train_loss,
-            info.last_dev_loss,
-        );
-    }
+/// The run's data: the split, both vocabularies and the encoded pairs.
+struct Data {
+    split: data::Split,
+    src: Vocab,
+    tgt: Vocab,
+    train: Vec<Example>,
+    dev: Vec<Example>,
+}
 
-    progress(Event::Begin {
-        total,
-        done: step.min(total),
-    });
-    let start = Instant::now();
-    let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
-    let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-    let (mut window_tokens, mut window_start) = (0usize, Instant::now());
-    while step < total {
-        if control.stop_after.is_some_and(|n| step >= n) {
-            return Ok(None);
+impl Data {
+    /// Reads and splits the pairs (shuffled by the seed, cut to `limit`, the extra data
+    /// added), takes the vocabularies (the run's own on resume, the starting model's, or new
+    /// ones trained on the training side) and encodes what fits `max_len`.
+    fn prepare(
+        opts: &TrainOptions,
+        run: &RunFiles,
+        resume: bool,
+        start_from: Option<&StartFrom>,
+        progress: &mut dyn FnMut(Event),
+    ) -> Result<Self> {
+        progress(Event::Phase(format!("reading {}", opts.data.display())));
+        let pairs = data::read_tsv(&opts.data)?;
+        let mut split = data::split(&pairs, opts.seed, opts.dev_sentences, opts.test_sentences);
+        {
+            use rand::SeedableRng;
+            use rand::seq::SliceRandom;
+            split
+                .train
+                .shuffle(&mut rand::rngs::StdRng::seed_from_u64(opts.seed));
         }
-        let epoch = step / per_epoch;
-        if epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            epoch_batches = Some((
-                epoch,
-                data::batches(&train_ex, opts.batch_size, opts.seed, epoch as u64),
+        if let Some(n) = opts.limit {
+            split.train.truncate(n);
+        }
+        for extra in &opts.extra_data {
+            progress(Event::Phase(format!("reading {}", extra.display())));
+            split.train.extend(data::read_tsv(extra)?);
+        }
+
+        let src_path = run.tokenizer(&opts.source_lang);
+        let tgt_path = run.tokenizer(&opts.target_lang);
+        let (src, tgt) = if resume {
+            (Vocab::load(&src_path)?, Vocab::load(&tgt_path)?)
+        } else if let Some(from) = start_from {
+            progress(Event::Phase(format!(
+                "starting from {}",
+                from.dir.display()
+            )));
+            from.src.save(&src_path)?;
+            from.tgt.save(&tgt_path)?;
+            (from.src.clone(), from.tgt.clone())
+        } else {
+            progress(Event::Phase("training subword vocabularies".into()));
+            let s = Vocab::train(split.train.iter().map(|p| p.src.as_str()), opts.src_vocab)?;
+            let t = Vocab::train(split.train.iter().map(|p| p.tgt.as_str()), opts.tgt_vocab)?;
+            s.save(&src_path)?;
+            t.save(&tgt_path)?;
+            (s, t)
+        };
+        progress(Event::Phase("tokenising".into()));
+        let mut train = encode_pairs(&split.train, &src, &tgt, opts.max_len)?;
+        if opts.joined > 0.0 {
+            let n = (opts.joined * split.train.len() as f64).round() as usize;
+            let joined = data::joined(&split.train, n, opts.seed);
+            train.extend(encode_pairs(&joined, &src, &tgt, opts.max_len)?);
+        }
+        let mut dev = encode_pairs(&split.dev, &src, &tgt, opts.max_len)?;
+        dev.truncate(2000);
+        if train.is_empty() {
+            return Err(Error::Invalid(
+                "no training pair is short enough; raise --max-len".into(),
             ));
         }
-        let Some((_, batches)) = &epoch_batches else {
-            unreachable!("set above")
-        };
-        let batch = data::collate(&train_ex, &batches[step % per_epoch], &device)?;
-        opt.lr = learning_rate(&opts, step, total);
-        let loss = model.loss(
-            &config,
-            &batch,
-            &mut TrainMode::for_step(&config, opts.seed, step),
-        )?;
-        let grads = loss.backward()?;
-        opt.step(&grads, 1.0)?;
-        let loss = loss.to_scalar::<f32>()? as f64;
-        if !loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "training diverged at step {step} (loss {loss}); lower --lr"
-            )));
-        }
-        loss_sum += loss;
-        loss_n += 1;
-        window_tokens += batch.tokens;
-        step += 1;
-        let secs = window_start.elapsed().as_secs_f64();
-        progress(Event::Step {
-            step,
-            loss,
-            lr: opt.lr,
-            tokens_per_second: window_tokens as f64 / secs.max(1e-9),
-        });
-        if secs > 30.0 {
-            (window_tokens, window_start) = (0, Instant::now());
-        }
-        if step % opts.checkpoint_every == 0 || step == total || control.stop_after == Some(step) {
-            last_train = loss_sum / loss_n.max(1) as f64;
-            (loss_sum, loss_n) = (0.0, 0);
-            last_dev = dev_loss(&model, &config, &dev_ex, &device)?;
-            let elapsed = elapsed_before + start.elapsed().as_secs_f64();
-            let mut tensors: HashMap<String, Tensor> = opt.state()?;
-            for v in varmap
-                .data()
-                .lock()
-                .map_err(|_| Error::Internal("poisoned variable map".into()))?
-                .iter()
-            {
-                tensors.insert(v.0.clone(), v.1.as_tensor().clone());
-            }
-            tensors.insert(STEP_TENSOR.into(), Tensor::new(&[step as i64], &device)?);
-            crate::files::write_with(&ckpt_path, |tmp| {
-                Ok(candle_core::safetensors::save(&tensors, tmp)?)
-            })?;
-            let info = CheckpointInfo {
-                step,
-                elapsed_seconds: elapsed,
-                last_train_loss: last_train,
-                last_dev_loss: last_dev,
-            };
-            json_write(&info_path, &info)?;
-            let line = LogLine {
-                step,
-                epoch: step as f64 / per_epoch as f64,
-                train_loss: last_train,
-                dev_loss: last_dev,
-                lr: opt.lr,
-                elapsed_seconds: elapsed,
-            };
-            run_log::append(&run_dir.join(run_log::FILE), &line)?;
-            progress(Event::Checkpoint {
-                step,
-                train_loss: last_train,
-                dev_loss: last_dev,
-            });
-        }
+        Ok(Data {
+            split,
+            src,
+            tgt,
+            train,
+            dev,
+        })
     }
-    let training_seconds = elapsed_before + start.elapsed().as_secs_f64();
 
-    // Export.
+    /// Batches per epoch.
+    fn per_epoch(&self, opts: &TrainOptions) -> usize {
+        self.train.len().div_ceil(opts.batch_size)
+    }
+}
+
+/// The network being trained, its variables and optimiser.
+struct Trainee {
+    config: ModelConfig,
+    varmap: VarMap,
+    model: Network,
+    opt: AdamW,
+    parameters: usize,
+    device: Device,
+}
+
+impl Trainee {
+    /// The network of the run's configuration (the starting model's, if any), seeded, or
+    /// with `start_weights`.
+    fn new(
+        opts: &TrainOptions,
+        data: &Data,
+        start_from: Option<&StartFrom>,
+        start_weights: Option<&StartFrom>,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = match start_from {
+            Some(from) => from.config(opts),
+            None => opts.model_config(data.src.len(), data.tgt.len())?,
+        };
+        let varmap = VarMap::new();
+        let model = Network::new(
+            &config,
+            VarBuilder::from_varmap(&varmap, DType::F32, device),
+        )?;
+        init::init_network(&varmap, &config, opts.seed)?;
+        if let Some(from) = start_weights {
+            from.load_weights(&varmap, device)?;
+        }
+        let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        let opt = AdamW::new(&varmap, opts.lr, 0.0)?;
+        Ok(Trainee {
+            config,
+            varmap,
+            model,
+            opt,
+            parameters,
+            device: device.clone(),
+        })
+    }
+
+    /// Makes the steps from `at` to the end of the plan, with a checkpoint every
+    /// `checkpoint_every` steps and at the end, and leaves in `at` the seconds spent in all;
+    /// false when `stop_after` stopped it.
+    fn run(
+        &mut self,
+        opts: &TrainOptions,
+        data: &Data,
+        run: &RunFiles,
+        control: &RunControl,
+        at: &mut Position,
+        progress: &mut dyn FnMut(Event),
+    ) -> Result<bool> {
+        let per_epoch = data.per_epoch(opts);
+        let total = ((opts.epochs * per_epoch as f64).round() as usize).max(1);
+        progress(Event::Begin {
+            total,
+            done: at.step.min(total),
+        });
+        let (start, elapsed_before) = (Instant::now(), at.elapsed_seconds);
+        let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
+        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+        let (mut window_tokens, mut window_start) = (0usize, Instant::now());
+        while at.step < total {
+            let step = at.step;
+            if control.stop_after.is_some_and(|n| step >= n) {
+                return Ok(false);
+            }
+            let epoch = step / per_epoch;
+            if epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
+                epoch_batches = Some((
+                    epoch,
+                    data::batches(&data.train, opts.batch_size, opts.seed, epoch as u64),
+                ));
+            }
+            let Some((_, batches)) = &epoch_batches else {
+                unreachable!("set above")
+            };
+            let batch = data::collate(&data.train, &batches[step % per_epoch], &self.device)?;
+            self.opt.lr = learning_rate(opts, step, total);
+            let loss = self.model.loss(
+                &self.config,
+                &batch,
+                &mut TrainMode::for_step(&self.config, opts.seed, step),
+            )?;
+            let grads = loss.backward()?;
+            self.opt.step(&grads, 1.0)?;
+            let loss = loss.to_scalar::<f32>()? as f64;
+            if !loss.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "training diverged at step {step} (loss {loss}); lower --lr"
+                )));
+            }
+            loss_sum += loss;
+            loss_n += 1;
+            window_tokens += batch.tokens;
+            at.step += 1;
+            let step = at.step;
+            let secs = window_start.elapsed().as_secs_f64();
+            progress(Event::Step {
+                step,
+                loss,
+                lr: self.opt.lr,
+                tokens_per_second: window_tokens as f64 / secs.max(1e-9),
+            });
+            if secs > 30.0 {
+                (window_tokens, window_start) = (0, Instant::now());
+            }
+            if step.is_multiple_of(opts.checkpoint_every)
+                || step == total
+                || control.stop_after == Some(step)
+            {
+                at.last_train_loss = loss_sum / loss_n.max(1) as f64;
+                (loss_sum, loss_n) = (0.0, 0);
+                at.last_dev_loss = dev_loss(&self.model, &self.config, &data.dev, &self.device)?;
+                at.elapsed_seconds = elapsed_before + start.elapsed().as_secs_f64();
+                let line = LogLine {
+                    step,
+                    epoch: step as f64 / per_epoch as f64,
+                    train_loss: at.last_train_loss,
+                    dev_loss: at.last_dev_loss,
+                    lr: self.opt.lr,
+                    elapsed_seconds: at.elapsed_seconds,
+                };
+                run.save(&self.varmap, &self.opt, at, &line, &self.device)?;
+                progress(Event::Checkpoint {
+                    step,
+                    train_loss: at.last_train_loss,
+                    dev_loss: at.last_dev_loss,
+                });
+            }
+        }
+        at.elapsed_seconds = elapsed_before + start.elapsed().as_secs_f64();
+        Ok(true)
+    }
+}
+
+/// A run that has made all its steps.
+struct Finished {
+    data: Data,
+    trainee: Trainee,
+    at: Position,
+}
+
+/// Writes the model folder `models_dir/<name>` (tokenizers, weights, configuration with the
+/// training summary and test scores, options, log, card) from the finished run.
+fn export(
+    finished: Finished,
+    opts: &TrainOptions,
+    models_dir: &Path,
+    run: &RunFiles,
+    hardware: &str,
+    progress: &mut dyn FnMut(Event),
+) -> Result<TrainReport> {
+    let Finished { data, trainee, at } = finished;
+    let Trainee {
+        mut config,
+        varmap,
+        model,
+        parameters,
+        ..
+    } = trainee;
     let model_dir = models_dir.join(&opts.name);
     std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
-    src_vocab.save(&model_dir.join(&config.source_tokenizer))?;
-    tgt_vocab.save(&model_dir.join(&config.target_tokenizer))?;
+    data.src.save(&model_dir.join(&config.source_tokenizer))?;
+    data.tgt.save(&model_dir.join(&config.target_tokenizer))?;
     let weights = model_dir.join(WEIGHTS_FILE);
     crate::files::write_with(&weights, |tmp| Ok(varmap.save(tmp)?))?;
 
-    let translator =
-        Translator::from_parts(config.clone(), model, src_vocab, tgt_vocab, parameters)?;
-    let (bleu, chrf) = evaluate(&translator, &split.test, &run_dir, progress)?;
+    let per_epoch = data.per_epoch(opts);
+    let translator = Translator::from_parts(config.clone(), model, data.src, data.tgt, parameters)?;
+    let (bleu, chrf) = evaluate(&translator, &data.split.test, &run.dir, progress)?;
     let summary = TrainingSummary {
         data: opts
             .data
@@ -480,34 +448,34 @@ pub fn train(
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
         seed: opts.seed,
-        train_pairs: train_ex.len(),
-        dev_pairs: split.dev.len(),
-        test_sentences: split.test.len(),
-        steps: step,
-        epochs: step as f64 / per_epoch as f64,
+        train_pairs: data.train.len(),
+        dev_pairs: data.split.dev.len(),
+        test_sentences: data.split.test.len(),
+        steps: at.step,
+        epochs: at.step as f64 / per_epoch as f64,
         batch_size: opts.batch_size,
-        training_seconds,
+        training_seconds: at.elapsed_seconds,
         hardware: hardware.to_string(),
-        final_train_loss: last_train,
-        dev_loss: last_dev,
+        final_train_loss: at.last_train_loss,
+        dev_loss: at.last_dev_loss,
         bleu: Some(bleu),
         chrf: Some(chrf),
     };
     config.training = Some(summary.clone());
     config.save(&model_dir.join(CONFIG_FILE))?;
-    json_write(&model_dir.join(OPTIONS_FILE), &opts)?;
-    let log = run_dir.join(run_log::FILE);
+    json_write(&model_dir.join(OPTIONS_FILE), opts)?;
+    let log = run.log();
     if log.is_file() {
         crate::files::copy(&log, &model_dir.join(LOG_FILE))?;
     }
-    let card_text = card::model_card(&opts, &config, parameters, card::Figures::default());
+    let card_text = card::model_card(opts, &config, parameters, card::Figures::default());
     let card_path = model_dir.join("README.md");
     crate::files::write(&card_path, card_text)?;
-    Ok(Some(TrainReport {
+    Ok(TrainReport {
         model_dir,
         summary,
         parameters,
-    }))
+    })
 }
 
 /// Translates the test split, writes `test.src`, `test.ref` and `test.hyp` into `out_dir`
