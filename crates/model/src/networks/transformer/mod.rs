@@ -564,3 +564,5 @@ impl Transformer {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod training_tests;
