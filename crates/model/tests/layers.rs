@@ -54,12 +54,50 @@ fn code_lines(text: &str) -> Vec<&str> {
     lines
 }
 
-/// Every module of the crate and the modules its code names by a `crate::` path.
+/// The names `lib.rs` re-exports (`pub use a::b::{X, Y};`) with the module each comes from,
+/// so that `crate::X` counts as a use of `a::b`.
+fn reexports(lib: &str, modules: &BTreeSet<String>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in code_lines(lib) {
+        let Some(rest) = line.trim().strip_prefix("pub use ") else {
+            continue;
+        };
+        let rest = rest.trim_end_matches(';');
+        let (path, names) = match rest.split_once("::{") {
+            Some((p, n)) => (p.to_string(), n.trim_end_matches('}').to_string()),
+            None => match rest.rsplit_once("::") {
+                Some((p, n)) => (p.to_string(), n.to_string()),
+                None => continue,
+            },
+        };
+        let segs: Vec<&str> = path.split("::").collect();
+        let Some(module) = (1..=segs.len())
+            .rev()
+            .map(|n| segs[..n].join("::"))
+            .find(|m| modules.contains(m))
+        else {
+            continue;
+        };
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            out.insert(name.to_string(), module.clone());
+        }
+    }
+    out
+}
+
+/// Every module of the crate and the modules its code names by a `crate::` path (a name
+/// `lib.rs` re-exports counts as its own module).
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
     let modules: BTreeSet<String> = files.iter().map(|f| module_of(&src, f)).collect();
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let reexported = reexports(&lib, &modules);
+    assert!(
+        reexported.contains_key("Translator"),
+        "lib.rs re-exports not found: {reexported:?}"
+    );
     let mut edges = BTreeMap::new();
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy();
@@ -69,18 +107,33 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         let from = module_of(&src, file);
         let text = std::fs::read_to_string(file).unwrap();
         let mut to = BTreeSet::new();
-        for line in code_lines(&text) {
-            for (i, _) in line.match_indices("crate::") {
-                let path: String = line[i + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-                    .collect();
+        // `use crate::{A, b::C};` names several paths at once.
+        let code = code_lines(&text).join("\n");
+        for (i, _) in code.match_indices("crate::") {
+            let after = &code[i + "crate::".len()..];
+            let paths: Vec<String> = match after.strip_prefix('{') {
+                Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                    .split(',')
+                    .map(|p| {
+                        let p = p.split(" as ").next().unwrap_or(p);
+                        p.split_whitespace().collect::<String>()
+                    })
+                    .collect(),
+                None => vec![
+                    after
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                        .collect(),
+                ],
+            };
+            for path in paths {
                 let segs: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
-                // The longest prefix of the path that is a module.
+                // The longest prefix of the path that is a module, or a re-exported name.
                 let target = (1..=segs.len())
                     .rev()
                     .map(|n| segs[..n].join("::"))
-                    .find(|m| modules.contains(m));
+                    .find(|m| modules.contains(m))
+                    .or_else(|| segs.first().and_then(|n| reexported.get(*n).cloned()));
                 if let Some(t) = target {
                     let ancestor = from == t || from.starts_with(&format!("{t}::"));
                     if !ancestor {
