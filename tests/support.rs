@@ -35,7 +35,13 @@ pub fn dist_dir() -> PathBuf {
 
 /// Starts the real router with the shipped models on 127.0.0.1:0 and returns its address.
 pub async fn start_server() -> Result<SocketAddr> {
-    let models = Models::load_dir(&models_dir(), attnscope::DEFAULT_MODEL)?;
+    start_server_with(&models_dir(), attnscope::DEFAULT_MODEL).await
+}
+
+/// [`start_server`] with the models of `dir`, `default` the one a request gets when it
+/// names none.
+pub async fn start_server_with(dir: &std::path::Path, default: &str) -> Result<SocketAddr> {
+    let models = Models::load_dir(dir, default)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = app(AppState::new(models, dist_dir()));

@@ -58,6 +58,9 @@ enum Command {
     /// integrated gradients and erasure, and what replacing it changes, on the test split;
     /// rewrites the model card.
     Faithfulness(cmd::faithfulness::FaithfulnessArgs),
+    /// Import a Hugging Face Marian model (an opus-mt folder on this disk) into
+    /// <models>/<name>/, so that `serve` lists it and the page opens it.
+    ImportHf(cmd::import_hf::ImportArgs),
     /// Export an attention matrix (`translate --format json` output, or a render request) as
     /// a heatmap image (PNG, SVG) or as raw weights (JSON, CSV).
     Render(cmd::render::RenderArgs),
@@ -150,6 +153,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::AlignEval(args) => cmd::align::run_align(&cli.models, args),
         Command::Faithfulness(args) => cmd::faithfulness::run(&cli.models, args),
         Command::Render(args) => cmd::render::run(args),
+        Command::ImportHf(args) => cmd::import_hf::run(&cli.models, args),
         Command::Score { hyp, reference } => cmd::translate::score(&hyp, &reference),
         Command::Serve {
             addr,

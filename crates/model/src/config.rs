@@ -178,6 +178,70 @@ pub struct TransformerConfig {
     pub heads: usize,
     /// Inner size of the feed-forward blocks.
     pub ff_dim: usize,
+    /// Where the layer norms go and how positions are laid out.
+    pub layout: TransformerLayout,
+    /// The feed-forward block's nonlinearity.
+    pub activation: Activation,
+}
+
+impl TransformerConfig {
+    /// attnscope's own layout (pre-norm, ReLU) at the given sizes.
+    pub const fn new(layers: usize, heads: usize, ff_dim: usize) -> Self {
+        TransformerConfig {
+            layers,
+            heads,
+            ff_dim,
+            layout: TransformerLayout::PreNorm,
+            activation: Activation::Relu,
+        }
+    }
+}
+
+/// How a Transformer's layers are arranged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TransformerLayout {
+    /// attnscope's own: pre-norm sublayers (`x + f(LN(x))`), a final layer norm after the
+    /// encoder and the decoder, interleaved sinusoids (sine in even columns, cosine in odd).
+    #[default]
+    PreNorm,
+    /// Marian's (Hugging Face `MarianMTModel`, the opus-mt models): post-norm sublayers
+    /// (`LN(x + f(x))`), no final layer norms, sinusoids in halves (every sine, then every
+    /// cosine).
+    Marian,
+}
+
+impl TransformerLayout {
+    pub const ALL: [TransformerLayout; 2] = [TransformerLayout::PreNorm, TransformerLayout::Marian];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TransformerLayout::PreNorm => "pre-norm",
+            TransformerLayout::Marian => "marian",
+        }
+    }
+}
+
+/// The feed-forward block's nonlinearity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Activation {
+    #[default]
+    Relu,
+    /// The exact (erf) GELU.
+    Gelu,
+    /// `x * sigmoid(x)`, also called SiLU.
+    Swish,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 3] = [Activation::Relu, Activation::Gelu, Activation::Swish];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::Swish => "swish",
+        }
+    }
 }
 
 impl Architecture {
@@ -199,11 +263,7 @@ impl Architecture {
 
     /// The shipped Transformer's shape: 3+3 layers, 4 heads, feed-forward 1024.
     pub const fn transformer() -> Self {
-        Architecture::Transformer(TransformerConfig {
-            layers: 3,
-            heads: 4,
-            ff_dim: 1024,
-        })
+        Architecture::Transformer(TransformerConfig::new(3, 4, 1024))
     }
 
     /// `gru` or `transformer`, as `config.json` and the CLI spell it.
@@ -319,6 +379,8 @@ impl AttentionTraining {
 
 crate::names::named!(Scorer, name, "GRU attention scorer");
 crate::names::named!(AttentionTraining, name, "attention training");
+crate::names::named!(TransformerLayout, name, "transformer layout");
+crate::names::named!(Activation, name, "activation");
 
 /// [`Architecture`] as files spell it: flat fields, with the defaults of files written before
 /// each field existed (`gru`, `additive`, `soft`; `gru-bahdanau` is read as `gru`).
@@ -337,6 +399,16 @@ pub struct ArchitectureFields {
     pub heads: usize,
     #[serde(default)]
     pub ff_dim: usize,
+    /// Transformer only; left out when it is the default (`pre-norm`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub layout: TransformerLayout,
+    /// Transformer only; left out when it is the default (`relu`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub activation: Activation,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn default_architecture() -> String {
@@ -372,6 +444,8 @@ impl TryFrom<ArchitectureFields> for Architecture {
                     layers: f.layers,
                     heads: f.heads,
                     ff_dim: f.ff_dim,
+                    layout: f.layout,
+                    activation: f.activation,
                 }))
             }
             other => Err(Error::Invalid(format!(
@@ -383,17 +457,25 @@ impl TryFrom<ArchitectureFields> for Architecture {
 
 impl From<Architecture> for ArchitectureFields {
     fn from(a: Architecture) -> Self {
-        let (layers, heads, ff_dim) = match a {
-            Architecture::Gru(_) => (0, 0, 0),
-            Architecture::Transformer(t) => (t.layers, t.heads, t.ff_dim),
+        let t = match a {
+            Architecture::Gru(_) => TransformerConfig {
+                layers: 0,
+                heads: 0,
+                ff_dim: 0,
+                layout: TransformerLayout::default(),
+                activation: Activation::default(),
+            },
+            Architecture::Transformer(t) => t,
         };
         ArchitectureFields {
             architecture: a.name().into(),
             attention: a.attention_name().into(),
             attention_training: a.attention_training(),
-            layers,
-            heads,
-            ff_dim,
+            layers: t.layers,
+            heads: t.heads,
+            ff_dim: t.ff_dim,
+            layout: t.layout,
+            activation: t.activation,
         }
     }
 }
@@ -428,6 +510,34 @@ mod tests {
     }
 
     #[test]
+    fn a_marian_layout_is_written_and_read_back_and_pre_norm_stays_unwritten() {
+        let t = TransformerConfig {
+            layout: TransformerLayout::Marian,
+            activation: Activation::Swish,
+            ..TransformerConfig::new(2, 2, 8)
+        };
+        let fields = ArchitectureFields::from(Architecture::Transformer(t));
+        let json = serde_json::to_value(&fields).unwrap();
+        assert_eq!(json["layout"], "marian");
+        assert_eq!(json["activation"], "swish");
+        let back: ArchitectureFields = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            Architecture::try_from(back).unwrap(),
+            Architecture::Transformer(t)
+        );
+        let ours = serde_json::to_value(ArchitectureFields::from(Architecture::transformer()));
+        let ours = ours.unwrap();
+        assert!(ours.get("layout").is_none() && ours.get("activation").is_none());
+        assert!(
+            "post-norm"
+                .parse::<TransformerLayout>()
+                .unwrap_err()
+                .to_string()
+                .contains("pre-norm or marian")
+        );
+    }
+
+    #[test]
     fn old_files_and_their_defaults_still_read() {
         let old = r#"{"architecture": "gru-bahdanau", "source_lang": "en", "target_lang": "fr",
             "src_vocab_size": 10, "tgt_vocab_size": 10, "embed_dim": 8, "hidden_dim": 8,
@@ -450,6 +560,8 @@ mod tests {
             layers,
             heads: 2,
             ff_dim: 8,
+            layout: TransformerLayout::PreNorm,
+            activation: Activation::Relu,
         };
         let err = |f: ArchitectureFields| Architecture::try_from(f).unwrap_err().to_string();
         assert!(

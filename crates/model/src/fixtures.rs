@@ -51,11 +51,7 @@ pub fn tiny_config(kind: &str, src_vocab: usize, tgt_vocab: usize) -> Result<Mod
 /// The architecture of a tiny model of `kind` (one of [`KINDS`]).
 pub fn tiny_architecture(kind: &str) -> Result<Architecture> {
     Ok(match kind {
-        "transformer" => Architecture::Transformer(TransformerConfig {
-            layers: 2,
-            heads: 2,
-            ff_dim: 24,
-        }),
+        "transformer" => Architecture::Transformer(TransformerConfig::new(2, 2, 24)),
         "hard" => Architecture::gru(Scorer::Additive, AttentionTraining::Hard),
         scorer => Architecture::gru(scorer.parse()?, AttentionTraining::Soft),
     })

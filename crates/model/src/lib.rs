@@ -19,6 +19,7 @@ pub mod evaluation;
 pub mod explain;
 pub mod files;
 pub mod fixtures;
+pub mod import;
 pub mod kernels;
 mod names;
 pub mod networks;

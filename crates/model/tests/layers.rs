@@ -1,5 +1,5 @@
 //! The model crate's layout, kept by the compiler's neighbour: the layers (folders) depend
-//! only downwards, kernels ← networks ← decoding ← explain ← evaluation ← training, with the
+//! only downwards, kernels ← networks ← decoding ← explain ← evaluation ← training ← import, with the
 //! shared description (config, vocab, errors, files, names) usable by all; and no module
 //! depends, through any chain of `crate::` paths, on itself (a child may use its parent's
 //! items). Comments and test code are not counted.
@@ -8,13 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [&str; 6] = [
+const LAYERS: [&str; 7] = [
     "kernels",
     "networks",
     "decoding",
     "explain",
     "evaluation",
     "training",
+    "import",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -46,11 +46,7 @@ fn write_corpus(path: &Path) {
 
 fn options(name: &str, data: &Path, kind: &str) -> TrainOptions {
     let architecture = match kind {
-        "transformer" => Architecture::Transformer(TransformerConfig {
-            layers: 1,
-            heads: 2,
-            ff_dim: 32,
-        }),
+        "transformer" => Architecture::Transformer(TransformerConfig::new(1, 2, 32)),
         "hard" => Architecture::gru(Scorer::Additive, AttentionTraining::Hard),
         scorer => Architecture::gru(scorer.parse().unwrap(), AttentionTraining::Soft),
     };

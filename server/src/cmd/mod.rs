@@ -3,6 +3,7 @@
 pub mod align;
 pub mod eval;
 pub mod faithfulness;
+pub mod import_hf;
 pub mod render;
 pub mod train;
 pub mod translate;

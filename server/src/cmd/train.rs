@@ -110,6 +110,8 @@ fn architecture(a: &TrainArgs) -> Result<Architecture> {
         layers: a.layers,
         heads: a.heads,
         ff_dim: a.ff_dim,
+        layout: Default::default(),
+        activation: Default::default(),
     })?)
 }
 

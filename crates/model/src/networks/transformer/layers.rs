@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use candle_nn::{Init, Linear, VarBuilder, VarMap, linear};
 
 use super::LAYER_NORM_EPS;
+use crate::config::Activation;
 use crate::kernels::fused;
 use crate::kernels::ops::dense;
 use crate::{Error, Result};
@@ -150,24 +151,37 @@ impl MultiHeadAttention {
     }
 }
 
-/// Position-wise feed-forward block `fc2(relu(fc1(x)))`.
+/// Position-wise feed-forward block `fc2(act(fc1(x)))`.
 #[derive(Clone, Debug)]
 pub struct FeedForward {
     fc1: Linear,
     fc2: Linear,
+    activation: Activation,
 }
 
 impl FeedForward {
-    pub fn new(d_model: usize, ff_dim: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        d_model: usize,
+        ff_dim: usize,
+        activation: Activation,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(FeedForward {
             fc1: linear(d_model, ff_dim, vb.pp("fc1"))?,
             fc2: linear(ff_dim, d_model, vb.pp("fc2"))?,
+            activation,
         })
     }
 
     /// # Shapes
     /// - `x`: `(B, T, D)`; returns `(B, T, D)`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        dense(&self.fc2, &dense(&self.fc1, x)?.relu()?)
+        let h = dense(&self.fc1, x)?;
+        let h = match self.activation {
+            Activation::Relu => h.relu()?,
+            Activation::Gelu => h.gelu_erf()?,
+            Activation::Swish => h.silu()?,
+        };
+        dense(&self.fc2, &h)
     }
 }

@@ -23,7 +23,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Linear, Module, VarBuilder, embedding, linear};
 
-use crate::config::{ModelConfig, TransformerConfig};
+use crate::config::{ModelConfig, TransformerConfig, TransformerLayout};
 pub use crate::kernels::ops::cross_entropy;
 use crate::kernels::ops::{dense, softmax};
 use crate::networks::dropout::Dropout;
@@ -45,18 +45,47 @@ fn apply_dropout(dropout: &mut Option<&mut Dropout>, x: Tensor) -> Result<Tensor
     }
 }
 
-/// Sinusoidal positions `start..start + len` as `(len, d)`: `sin(pos / 10000^(2i/d))` in
-/// even columns `2i`, the cosine in odd columns `2i + 1`.
-fn sinusoids(start: usize, len: usize, d: usize, device: &Device) -> Result<Tensor> {
+/// Sinusoidal positions `start..start + len` as `(len, d)`, with `angle(pos, i) = pos /
+/// 10000^(2i/d)`. Pre-norm (ours): `sin` of `angle(pos, i)` in even columns `2i`, the
+/// cosine in odd columns `2i + 1`. Marian: the sines of `i = 0..ceil(d/2)` in the first
+/// half, then the cosines (Hugging Face's `MarianSinusoidalPositionalEmbedding`).
+fn sinusoids(
+    start: usize,
+    len: usize,
+    d: usize,
+    layout: TransformerLayout,
+    device: &Device,
+) -> Result<Tensor> {
+    let angle = |pos: usize, i: usize| pos as f64 / 10000f64.powf(2.0 * i as f64 / d as f64);
+    let half = d.div_ceil(2);
     let mut values = Vec::with_capacity(len * d);
     for pos in start..start + len {
         for j in 0..d {
-            let i = (j / 2) as f64;
-            let angle = pos as f64 / 10000f64.powf(2.0 * i / d as f64);
-            values.push(if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+            let v = match layout {
+                TransformerLayout::PreNorm if j % 2 == 0 => angle(pos, j / 2).sin(),
+                TransformerLayout::PreNorm => angle(pos, j / 2).cos(),
+                TransformerLayout::Marian if j < half => angle(pos, j).sin(),
+                TransformerLayout::Marian => angle(pos, j - half).cos(),
+            };
+            values.push(v as f32);
         }
     }
     Ok(Tensor::from_vec(values, (len, d), device)?)
+}
+
+/// One sublayer with its residual: pre-norm `x + f(LN(x))`, or post-norm `LN(x + f(x))`.
+fn sublayer(
+    x: &Tensor,
+    norm: &LayerNorm,
+    post_norm: bool,
+    dropout: &mut Option<&mut Dropout>,
+    f: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if post_norm {
+        norm.forward(&(x + apply_dropout(dropout, f(x)?)?)?)
+    } else {
+        Ok((x + apply_dropout(dropout, f(&norm.forward(x)?)?)?)?)
+    }
 }
 
 /// `(1, 1, T, T)`: 0 on and below the diagonal, [`MASKED`] above it (a query sees itself and
@@ -68,13 +97,15 @@ fn causal_bias(t: usize, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(values, (1, 1, t, t), device)?)
 }
 
-/// Pre-norm encoder layer: self-attention, then feed-forward, each with a residual.
+/// Encoder layer: self-attention, then feed-forward, each with a residual (pre- or
+/// post-norm, by the layout).
 #[derive(Clone, Debug)]
 pub struct EncoderLayer {
     self_attn: MultiHeadAttention,
     self_attn_norm: LayerNorm,
     ff: FeedForward,
     ff_norm: LayerNorm,
+    post_norm: bool,
 }
 
 impl EncoderLayer {
@@ -83,8 +114,9 @@ impl EncoderLayer {
         Ok(EncoderLayer {
             self_attn: MultiHeadAttention::new(d, t.heads, vb.pp("self_attn"))?,
             self_attn_norm: LayerNorm::new(d, vb.pp("self_attn_norm"))?,
-            ff: FeedForward::new(d, t.ff_dim, vb.pp("ff"))?,
+            ff: FeedForward::new(d, t.ff_dim, t.activation, vb.pp("ff"))?,
             ff_norm: LayerNorm::new(d, vb.pp("ff_norm"))?,
+            post_norm: t.layout == TransformerLayout::Marian,
         })
     }
 
@@ -99,13 +131,19 @@ impl EncoderLayer {
         bias: &Tensor,
         dropout: &mut Option<&mut Dropout>,
     ) -> Result<(Tensor, Tensor)> {
-        let h = self.self_attn_norm.forward(x)?;
-        let q = self.self_attn.query(&h)?;
-        let (k, v) = self.self_attn.keys_values(&h)?;
-        let weights = softmax(&self.self_attn.scores(&q, &k, Some(bias))?)?;
-        let x = (x + apply_dropout(dropout, self.self_attn.output(&weights, &v)?)?)?;
-        let h = self.ff.forward(&self.ff_norm.forward(&x)?)?;
-        let x = (&x + apply_dropout(dropout, h)?)?;
+        let mut weights = None;
+        let x = sublayer(x, &self.self_attn_norm, self.post_norm, dropout, |h| {
+            let q = self.self_attn.query(h)?;
+            let (k, v) = self.self_attn.keys_values(h)?;
+            let w = softmax(&self.self_attn.scores(&q, &k, Some(bias))?)?;
+            let out = self.self_attn.output(&w, &v)?;
+            weights = Some(w);
+            Ok(out)
+        })?;
+        let x = sublayer(&x, &self.ff_norm, self.post_norm, dropout, |h| {
+            self.ff.forward(h)
+        })?;
+        let weights = weights.ok_or_else(|| Error::Internal("no self-attention".into()))?;
         Ok((x, weights))
     }
 }
@@ -121,8 +159,8 @@ struct DecoderLayerOut {
     cross_weights: Tensor,
 }
 
-/// Pre-norm decoder layer: masked self-attention, cross-attention over the encoder
-/// output, then feed-forward, each with a residual.
+/// Decoder layer: masked self-attention, cross-attention over the encoder output, then
+/// feed-forward, each with a residual (pre- or post-norm, by the layout).
 #[derive(Clone, Debug)]
 pub struct DecoderLayer {
     self_attn: MultiHeadAttention,
@@ -131,6 +169,7 @@ pub struct DecoderLayer {
     cross_attn_norm: LayerNorm,
     ff: FeedForward,
     ff_norm: LayerNorm,
+    post_norm: bool,
 }
 
 impl DecoderLayer {
@@ -141,8 +180,9 @@ impl DecoderLayer {
             self_attn_norm: LayerNorm::new(d, vb.pp("self_attn_norm"))?,
             cross_attn: MultiHeadAttention::new(d, t.heads, vb.pp("cross_attn"))?,
             cross_attn_norm: LayerNorm::new(d, vb.pp("cross_attn_norm"))?,
-            ff: FeedForward::new(d, t.ff_dim, vb.pp("ff"))?,
+            ff: FeedForward::new(d, t.ff_dim, t.activation, vb.pp("ff"))?,
             ff_norm: LayerNorm::new(d, vb.pp("ff_norm"))?,
+            post_norm: t.layout == TransformerLayout::Marian,
         })
     }
 
@@ -164,37 +204,45 @@ impl DecoderLayer {
         cross: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
         dropout: &mut Option<&mut Dropout>,
     ) -> Result<DecoderLayerOut> {
-        let h = self.self_attn_norm.forward(x)?;
-        let q = self.self_attn.query(&h)?;
-        let (k, v) = self.self_attn.keys_values(&h)?;
-        let (k, v) = match past {
-            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
-            None => (k, v),
-        };
-        let self_weights = softmax(&self.self_attn.scores(&q, &k, self_bias)?)?;
-        let x = (x + apply_dropout(dropout, self.self_attn.output(&self_weights, &v)?)?)?;
-
-        let h = self.cross_attn_norm.forward(&x)?;
-        let q = self.cross_attn.query(&h)?;
-        let scores = self.cross_attn.scores(&q, &cross_kv.0, Some(cross_bias))?;
-        let cross_weights = cross(&scores)?;
-        if cross_weights.dims() != scores.dims() {
-            return Err(Error::Internal(format!(
-                "cross-attention weights have shape {:?}; the scores have {:?}",
-                cross_weights.dims(),
-                scores.dims()
-            )));
-        }
-        let out = self.cross_attn.output(&cross_weights, &cross_kv.1)?;
-        let x = (&x + apply_dropout(dropout, out)?)?;
-
-        let h = self.ff.forward(&self.ff_norm.forward(&x)?)?;
-        let x = (&x + apply_dropout(dropout, h)?)?;
+        let mut kv_weights = None;
+        let x = sublayer(x, &self.self_attn_norm, self.post_norm, dropout, |h| {
+            let q = self.self_attn.query(h)?;
+            let (k, v) = self.self_attn.keys_values(h)?;
+            let (k, v) = match past {
+                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                None => (k, v),
+            };
+            let w = softmax(&self.self_attn.scores(&q, &k, self_bias)?)?;
+            let out = self.self_attn.output(&w, &v)?;
+            kv_weights = Some(((k, v), w));
+            Ok(out)
+        })?;
+        let mut cross_weights = None;
+        let x = sublayer(&x, &self.cross_attn_norm, self.post_norm, dropout, |h| {
+            let q = self.cross_attn.query(h)?;
+            let scores = self.cross_attn.scores(&q, &cross_kv.0, Some(cross_bias))?;
+            let w = cross(&scores)?;
+            if w.dims() != scores.dims() {
+                return Err(Error::Internal(format!(
+                    "cross-attention weights have shape {:?}; the scores have {:?}",
+                    w.dims(),
+                    scores.dims()
+                )));
+            }
+            let out = self.cross_attn.output(&w, &cross_kv.1)?;
+            cross_weights = Some(w);
+            Ok(out)
+        })?;
+        let x = sublayer(&x, &self.ff_norm, self.post_norm, dropout, |h| {
+            self.ff.forward(h)
+        })?;
+        let missing = || Error::Internal("a decoder sublayer did not run".into());
+        let (kv, self_weights) = kv_weights.ok_or_else(missing)?;
         Ok(DecoderLayerOut {
             x,
-            kv: (k, v),
+            kv,
             self_weights,
-            cross_weights,
+            cross_weights: cross_weights.ok_or_else(missing)?,
         })
     }
 }
@@ -290,12 +338,14 @@ pub struct Transformer {
     src_embedding: Embedding,
     tgt_embedding: Embedding,
     encoder: Vec<EncoderLayer>,
-    encoder_norm: LayerNorm,
+    /// The final layer norms (pre-norm layout only).
+    encoder_norm: Option<LayerNorm>,
     decoder: Vec<DecoderLayer>,
-    decoder_norm: LayerNorm,
+    decoder_norm: Option<LayerNorm>,
     output: Linear,
     /// `(POSITION_TABLE, D)` sinusoids.
     positions: Tensor,
+    layout: TransformerLayout,
     d_model: usize,
     heads: usize,
 }
@@ -316,6 +366,10 @@ impl Transformer {
         }
         let enc = vb.pp("encoder");
         let dec = vb.pp("decoder");
+        let final_norm = |vb: VarBuilder| match t.layout {
+            TransformerLayout::PreNorm => LayerNorm::new(d, vb).map(Some),
+            TransformerLayout::Marian => Ok(None),
+        };
         let encoder = (0..t.layers)
             .map(|i| EncoderLayer::new(d, t, enc.pp("layers").pp(i)))
             .collect::<Result<_>>()?;
@@ -326,14 +380,23 @@ impl Transformer {
             src_embedding: embedding(cfg.src_vocab_size, d, enc.pp("embedding"))?,
             tgt_embedding: embedding(cfg.tgt_vocab_size, d, dec.pp("embedding"))?,
             encoder,
-            encoder_norm: LayerNorm::new(d, enc.pp("norm"))?,
+            encoder_norm: final_norm(enc.pp("norm"))?,
             decoder,
-            decoder_norm: LayerNorm::new(d, dec.pp("norm"))?,
+            decoder_norm: final_norm(dec.pp("norm"))?,
             output: linear(d, cfg.tgt_vocab_size, dec.pp("output"))?,
-            positions: sinusoids(0, POSITION_TABLE, d, vb.device())?,
+            positions: sinusoids(0, POSITION_TABLE, d, t.layout, vb.device())?,
+            layout: t.layout,
             d_model: d,
             heads: t.heads,
         })
+    }
+
+    /// The decoder output after its final layer norm, where the layout has one.
+    fn final_decoder_norm(&self, x: Tensor) -> Result<Tensor> {
+        match &self.decoder_norm {
+            Some(norm) => norm.forward(&x),
+            None => Ok(x),
+        }
     }
 
     /// Attention heads per layer.
@@ -351,7 +414,13 @@ impl Transformer {
         if start + len <= POSITION_TABLE {
             Ok(self.positions.narrow(0, start, len)?)
         } else {
-            sinusoids(start, len, self.d_model, self.positions.device())
+            sinusoids(
+                start,
+                len,
+                self.d_model,
+                self.layout,
+                self.positions.device(),
+            )
         }
     }
 
@@ -413,7 +482,10 @@ impl Transformer {
             x = y;
             attention.push(weights);
         }
-        let memory = self.encoder_norm.forward(&x)?;
+        let memory = match &self.encoder_norm {
+            Some(norm) => norm.forward(&x)?,
+            None => x,
+        };
         let cross_kv = self
             .decoder
             .iter()
@@ -499,7 +571,7 @@ impl Transformer {
             self_attention.push(out.self_weights.squeeze(2)?);
             cross_attention.push(out.cross_weights.squeeze(2)?);
         }
-        let x = self.decoder_norm.forward(&x)?.squeeze(1)?;
+        let x = self.final_decoder_norm(x)?.squeeze(1)?;
         let empty = Tensor::zeros(0, DType::F32, x.device())?;
         Ok((
             x,
@@ -548,7 +620,7 @@ impl Transformer {
                 )?
                 .x;
         }
-        self.decoder_norm.forward(&x)
+        self.final_decoder_norm(x)
     }
 
     /// Next-token scores: `(..., D) -> (..., V)`.

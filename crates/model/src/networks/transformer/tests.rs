@@ -18,11 +18,7 @@ pub(super) fn tiny_cfg() -> ModelConfig {
 }
 
 /// The tiny test Transformer's shape.
-const TINY: TransformerConfig = TransformerConfig {
-    layers: 2,
-    heads: 2,
-    ff_dim: 32,
-};
+const TINY: TransformerConfig = TransformerConfig::new(2, 2, 32);
 
 /// A model on a `VarMap`, as in training (its outputs track gradients).
 pub(super) fn build(cfg: &ModelConfig, seed: u64) -> (VarMap, Transformer) {
