@@ -3,3 +3,4 @@
 //! the models trained here. [`marian`]: Hugging Face Marian (the opus-mt models).
 
 pub mod marian;
+mod marian_card;
