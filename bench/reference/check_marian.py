@@ -7,7 +7,11 @@ times batch-1 greedy decoding of the same sentences with both (median of --reps 
 one warm-up), and the import itself.
 
     bench/reference/.venv/bin/python bench/reference/check_marian.py FOLDER [--reps 5]
-        [--sentences file.txt] [--max-new 20]
+        [--sentences file.txt]
+
+Both decode with the folder's own generation settings (greedy; `max_new_tokens` or
+`max_length`, 20 new tokens when neither is set; the forced `</s>` at the limit), which the
+import records in the model's config.json.
 
 Run it on an idle machine for timings; `cargo build --release -p attnscope` first.
 """
@@ -37,7 +41,6 @@ def main():
     ap.add_argument("folder")
     ap.add_argument("--sentences")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--max-new", type=int, default=20)
     args = ap.parse_args()
     sentences = DEFAULT
     if args.sentences:
@@ -59,16 +62,13 @@ def main():
     for s in sentences:
         enc = tok(s, return_tensors="pt")
         with torch.no_grad():
-            gen = model.generate(**enc, num_beams=1, do_sample=False,
-                                 max_new_tokens=args.max_new)[0].tolist()[1:]
+            gen = model.generate(**enc, num_beams=1, do_sample=False)[0].tolist()[1:]
         hf = tok.convert_ids_to_tokens(gen)
         out = subprocess.run([CLI, "--models", models, "translate", "--model", "m",
-                              "--format", "json", "--no-segment", "--max-len", str(len(gen))],
+                              "--format", "json", "--no-segment"],
                              input=s + "\n", capture_output=True, text=True, check=True, env=env)
         ours = json.loads(out.stdout)["target_tokens"]
-        # generate forces </s> at its limit: compare what comes before it.
-        n = len(gen) - 1 if len(gen) == args.max_new else len(gen)
-        ok = ours[:n] == hf[:n]
+        ok = ours == hf
         failures += not ok
         print(("same " if ok else "DIFF ") + s + "\n  hf:   " + " ".join(hf) +
               ("" if ok else "\n  ours: " + " ".join(ours)))
@@ -76,7 +76,7 @@ def main():
     def hf_once(s):
         enc = tok(s, return_tensors="pt")
         with torch.no_grad():
-            model.generate(**enc, num_beams=1, do_sample=False, max_new_tokens=args.max_new)
+            model.generate(**enc, num_beams=1, do_sample=False)
 
     hf_times = []
     for _ in range(args.reps + 1):
@@ -89,8 +89,7 @@ def main():
     ours_times = []
     for _ in range(args.reps + 1):
         t0 = time.perf_counter()
-        subprocess.run([CLI, "--models", models, "translate", "--model", "m",
-                        "--max-len", str(args.max_new)],
+        subprocess.run([CLI, "--models", models, "translate", "--model", "m", "--no-segment"],
                        input="\n".join(sentences) + "\n", capture_output=True, text=True,
                        check=True, env=env)
         ours_times.append((time.perf_counter() - t0) / len(sentences))

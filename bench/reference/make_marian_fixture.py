@@ -129,7 +129,9 @@ def main():
         with torch.no_grad():
             r = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
                       decoder_input_ids=dec_in, output_attentions=True)
-            gen = model.generate(**enc, num_beams=1, do_sample=False, max_new_tokens=20)
+            # The folder's own generation settings: greedy, max_length 20 by default, the
+            # forced </s> at the limit.
+            gen = model.generate(**enc, num_beams=1, do_sample=False)
         ids = enc.input_ids[0].tolist()
         out["sentences"].append({
             "source": src,

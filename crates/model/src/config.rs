@@ -47,6 +47,21 @@ pub struct ModelConfig {
     /// Attention analysis, filled in by `attnscope eval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
+    /// How decoding ends when the model's authors said (an imported model); absent for the
+    /// models trained here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Generation>,
+}
+
+/// How an imported model's decoding ends, as Hugging Face's `generate` ends it: at most
+/// `max_length` positions (the decoder start included), the last one `</s>` when
+/// `forced_eos_token_id` says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Tokens a translation has at most, its `</s>` included.
+    pub max_new_tokens: usize,
+    /// A translation that reaches the limit ends with `</s>` there.
+    pub forced_eos: bool,
 }
 
 pub const PAD_ID: u32 = 0;
@@ -111,6 +126,7 @@ impl ModelConfig {
             target_tokenizer: format!("tokenizer.{target_lang}.json"),
             training: None,
             evaluation: None,
+            generation: None,
         }
     }
 

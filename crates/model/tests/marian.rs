@@ -180,17 +180,17 @@ fn greedy_output_matches_generate() {
             .iter()
             .map(|v| map[&v.as_u64().unwrap()])
             .collect();
-        // `generate` forces `</s>` at its length limit (20 new tokens): compare the tokens
-        // before it.
-        let opts = DecodeOptions {
-            max_len: Some(hf.len()),
-            ..DecodeOptions::default()
-        };
+        // The folder's own generation settings, as `generate` used them: 20 new tokens,
+        // `</s>` forced at the limit.
         let out = t
-            .translate(text, &opts, |_| ControlFlow::Continue(()))
+            .translate(text, &DecodeOptions::default(), |_| {
+                ControlFlow::Continue(())
+            })
             .unwrap();
         let ours: Vec<u32> = out.steps.iter().map(|s| s.token_id).collect();
-        let n = hf.len() - 1;
-        assert_eq!(ours[..n], hf[..n], "{text}");
+        assert_eq!(ours, hf, "{text}");
+        // The batched path (the command line's plain text) ends the same way.
+        let batched = t.translate_batch(&[text.to_string()], 4).unwrap();
+        assert_eq!(batched[0], out.translation, "{text}");
     }
 }

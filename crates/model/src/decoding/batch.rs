@@ -5,7 +5,6 @@
 use candle_core::{D, Device, Tensor};
 
 use crate::config::{EOS_ID, PAD_ID};
-use crate::decoding::plan::default_max_len;
 use crate::decoding::translator::Translator;
 use crate::networks::EncoderDecoder;
 use crate::networks::attention::Distribution;
@@ -68,12 +67,18 @@ impl Translator {
         let mut state = net.initial_state(&memory)?;
         let mut outs: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
-        // The same per-sentence length limit as `translate`.
-        let limits: Vec<usize> = sources.iter().map(|s| default_max_len(s.len())).collect();
-        for _ in 0..default_max_len(s) {
+        // The same per-sentence length limit as `translate`, and the same `</s>` at it for
+        // a model whose authors force one.
+        let limits: Vec<usize> = sources.iter().map(|s| self.max_len_for(s.len())).collect();
+        let eos_last = self.forced_eos();
+        for k in 0..self.max_len_for(s) {
             let step = net.step(&memory, &state, &prev, &mut |sc| dist.weights(sc))?;
-            let next = step.logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            for (i, &tok) in next.iter().enumerate() {
+            let mut next = step.logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            for (i, tok) in next.iter_mut().enumerate() {
+                if eos_last && k + 1 == limits[i] {
+                    *tok = EOS_ID;
+                }
+                let tok = *tok;
                 if !done[i] {
                     if tok == EOS_ID {
                         done[i] = true;

@@ -10,7 +10,7 @@ use candle_core::{D, DType, IndexOp, Tensor};
 
 use crate::config::EOS_ID;
 use crate::decoding::beam;
-use crate::decoding::plan::{DecodeOptions, DecodePlan};
+use crate::decoding::plan::{DecodeOptions, DecodePlan, SentenceTargets};
 use crate::decoding::source::{Segmentation, SourceSentence};
 use crate::decoding::step::{
     DecodeStep, Hypothesis, Intervention, Report, SentenceSpan, StepContext, make_step,
@@ -189,14 +189,7 @@ impl Translator {
                 encoder_attention,
             });
         }
-        let (steps, stopped) = self.single_path(
-            &ctx,
-            dist,
-            targets.forced.as_deref(),
-            &targets.prefix,
-            targets.max_len,
-            on_step,
-        )?;
+        let (steps, stopped) = self.single_path(&ctx, dist, targets, on_step)?;
         Ok(Decoded {
             steps,
             stopped,
@@ -210,11 +203,11 @@ impl Translator {
         &self,
         ctx: &StepContext<N>,
         dist: &mut Distribution,
-        forced: Option<&[u32]>,
-        prefix: &[u32],
-        max_len: usize,
+        targets: &SentenceTargets,
         on_step: &mut dyn FnMut(&DecodeStep) -> ControlFlow<()>,
     ) -> Result<(Vec<DecodeStep>, bool)> {
+        let (forced, prefix, max_len) =
+            (targets.forced.as_deref(), &targets.prefix, targets.max_len);
         let mut prev = Tensor::new(&[crate::config::BOS_ID], &self.device)?;
         let mut state = ctx.network.initial_state(ctx.memory)?;
         let mut steps = Vec::new();
@@ -224,7 +217,8 @@ impl Translator {
             let given = match forced {
                 Some(f) => Some(f[index]),
                 None => prefix.get(index).copied(),
-            };
+            }
+            .or_else(|| (targets.eos_last && index + 1 == max_len).then_some(EOS_ID));
             let token_id = match given {
                 Some(t) => t,
                 None => log_probs.argmax(D::Minus1)?.to_scalar::<u32>()?,

@@ -19,13 +19,12 @@ use crate::decoding::segment;
 use crate::decoding::source::TextSource;
 use crate::decoding::step::{Intervention, Report};
 use crate::decoding::translator::Translator;
+pub use crate::decoding::translator::{MAX_OUTPUT, default_max_len};
 use crate::networks::attention::{Distribution, Mode};
 use crate::{Error, Result};
 
 /// The widest beam accepted.
 pub const MAX_BEAM: usize = 16;
-/// The longest output accepted, in pieces.
-pub const MAX_OUTPUT: usize = 256;
 /// The most candidates a step reports.
 pub const MAX_TOP_K: usize = 20;
 
@@ -80,11 +79,6 @@ impl Default for DecodeOptions {
     }
 }
 
-/// The default length limit for a source of `src_len` pieces.
-pub fn default_max_len(src_len: usize) -> usize {
-    (2 * src_len + 10).min(MAX_OUTPUT)
-}
-
 /// One sentence's targets, tokenised: what its decoding is held to.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SentenceTargets {
@@ -94,6 +88,9 @@ pub(crate) struct SentenceTargets {
     pub prefix: Vec<u32>,
     /// The most steps.
     pub max_len: usize,
+    /// The last of them is `</s>` unless the translation ended before (an imported model
+    /// whose authors force it, [`crate::config::Generation`]).
+    pub eos_last: bool,
 }
 
 /// A translation request checked against a model and its input; see the module
@@ -228,7 +225,7 @@ impl Translator {
             Some(f) => f.len(),
             None => opts
                 .max_len
-                .unwrap_or_else(|| default_max_len(src_len))
+                .unwrap_or_else(|| self.max_len_for(src_len))
                 .max(prefix.len() + 1),
         };
         if max_len > MAX_OUTPUT {
@@ -239,6 +236,7 @@ impl Translator {
             )));
         }
         Ok(SentenceTargets {
+            eos_last: self.forced_eos() && forced.is_none(),
             forced,
             prefix,
             max_len,

@@ -21,6 +21,13 @@ use crate::{Error, Result};
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// File name of the configuration inside a model directory.
 pub const CONFIG_FILE: &str = "config.json";
+/// The longest output accepted, in pieces.
+pub const MAX_OUTPUT: usize = 256;
+
+/// The default length limit for a source of `src_len` pieces.
+pub fn default_max_len(src_len: usize) -> usize {
+    (2 * src_len + 10).min(MAX_OUTPUT)
+}
 
 /// A loaded model with its vocabularies, ready to translate.
 pub struct Translator {
@@ -96,6 +103,21 @@ impl Translator {
 
     pub fn source_vocab(&self) -> &Vocab {
         &self.src
+    }
+
+    /// The length limit of a source of `src_len` pieces when the request gives none: the
+    /// model's own ([`crate::config::Generation`]) where it has one, else
+    /// [`crate::decoding::plan::default_max_len`].
+    pub fn max_len_for(&self, src_len: usize) -> usize {
+        match self.config.generation {
+            Some(g) => g.max_new_tokens.clamp(1, MAX_OUTPUT),
+            None => default_max_len(src_len),
+        }
+    }
+
+    /// Whether a translation that reaches its length limit ends with `</s>` there.
+    pub fn forced_eos(&self) -> bool {
+        self.config.generation.is_some_and(|g| g.forced_eos)
     }
 
     /// The attention the model was trained with: `hard` or `soft`.

@@ -9,7 +9,10 @@
 //! [`crate::Translator::load`] opens like one trained here:
 //!
 //! - `config.json`: a Transformer with [`TransformerLayout::Marian`] and the checkpoint's
-//!   activation and sizes;
+//!   activation and sizes, and how `generate` ends a translation by default (its
+//!   `max_new_tokens` or `max_length`, 20 new tokens when neither file sets one, and
+//!   `forced_eos_token_id`), which
+//!   decoding then follows when a request sets no length;
 //! - `model.safetensors`: the weights under attnscope's names. The vocabulary is reordered so
 //!   that attnscope's special ids hold (`<pad>` 0, `<s>` 1, `</s>` 2, `<unk>` 3, then every
 //!   other piece in `vocab.json` order): `<s>` is a copy of the row of Marian's decoder start
@@ -26,7 +29,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-use crate::config::{Activation, Architecture, ModelConfig, TransformerConfig, TransformerLayout};
+use crate::config::{
+    Activation, Architecture, Generation, ModelConfig, TransformerConfig, TransformerLayout,
+};
 use crate::decoding::translator::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::import::marian_card::{CardFacts, card};
 use crate::vocab::spm::SpmModel;
@@ -71,8 +76,13 @@ struct HfConfig {
     decoder_start: usize,
     max_positions: usize,
     bad_words: Vec<usize>,
+    /// How `generate` ends a translation, by default.
+    generation: Generation,
     name_or_path: Option<String>,
 }
+
+/// The tokens `generate` makes when neither file sets a length.
+const HF_DEFAULT_NEW_TOKENS: usize = 20;
 
 fn bad(dir: &Path, what: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{}: {what}", dir.display()))
@@ -207,7 +217,27 @@ impl HfConfig {
                     .collect()
             })
             .unwrap_or_default();
+        // A generation setting: generation_config.json's, else config.json's.
+        let setting = |key: &str| {
+            generation
+                .as_ref()
+                .and_then(|g| g.get(key))
+                .filter(|v| !v.is_null())
+                .or_else(|| cfg.get(key).filter(|v| !v.is_null()))
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+        };
+        // `max_length` counts the decoder start; without either, `generate` makes 20 new
+        // tokens.
+        let max_new_tokens = setting("max_new_tokens")
+            .or_else(|| setting("max_length").map(|l| l.saturating_sub(1)))
+            .unwrap_or(HF_DEFAULT_NEW_TOKENS);
+        let generation = Generation {
+            max_new_tokens: max_new_tokens.max(1),
+            forced_eos: setting("forced_eos_token_id") == Some(eos),
+        };
         Ok(HfConfig {
+            generation,
             d_model,
             layers,
             heads,
@@ -507,6 +537,7 @@ pub fn import(src: &Path, models_dir: &Path, opts: &ImportOptions) -> Result<Imp
     (config.attention_dim, config.readout_dim) = (d, d);
     config.dropout = 0.0;
     config.max_len = hf.max_positions;
+    config.generation = Some(hf.generation);
     config.source_tokenizer = SOURCE_TOKENIZER.into();
     config.target_tokenizer = TARGET_TOKENIZER.into();
     config.check()?;
