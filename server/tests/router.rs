@@ -178,7 +178,9 @@ async fn transformer_steps_carry_every_head_packed() {
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .collect();
-    let first: attnscope_protocol::StepEvent = serde_json::from_str(data[1]).unwrap();
+    let mut first: attnscope_protocol::StepEvent = serde_json::from_str(data[1]).unwrap();
+    // The stream carries the row that the JSON answer keeps in its matrix.
+    assert_eq!(std::mem::take(&mut first.attention), r.attention[0]);
     assert_eq!(first, r.steps[0]);
     let done: attnscope_protocol::DoneEvent = serde_json::from_str(data[data.len() - 1]).unwrap();
     assert_eq!(done.encoder_attention.as_ref(), Some(enc));

@@ -36,12 +36,16 @@ async fn explained_steps_carry_one_normalised_row_per_method_in_json_and_sse() {
     let (status, _, bytes) = post(&st, body, "text/event-stream").await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(bytes).unwrap();
-    let steps: Vec<attnscope_protocol::StepEvent> = text
+    let mut steps: Vec<attnscope_protocol::StepEvent> = text
         .split("\n\n")
         .filter(|e| e.contains("event: step"))
         .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
+    // Each streamed step carries the row that the JSON answer keeps in its matrix.
+    for (s, row) in steps.iter_mut().zip(&r.attention) {
+        assert_eq!(&std::mem::take(&mut s.attention), row);
+    }
     assert_eq!(steps, r.steps);
     assert!(text.contains("\"agreement\""));
     // Without `explain`, nothing extra.
