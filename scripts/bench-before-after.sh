@@ -24,7 +24,7 @@ data=../shared/data
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Ten-word English sentences of the Multi30k test set: the same input for both builds.
-cut -f1 "$data/multi30k/multi30k-eng-fra.test2016.tsv" | awk 'NF == 10' | head -40 > "$work/sentences.txt"
+cut -f1 "$data/multi30k/multi30k-eng-fra.test2016.tsv" | awk 'NF == 10 && n < 40 { print; n++ }' > "$work/sentences.txt"
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-2}
 
 perf() { # binary-dir model -> "latency_ms throughput"
