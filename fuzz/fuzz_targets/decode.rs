@@ -21,7 +21,7 @@ use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use attnscope_model::decoding::plan::{MAX_BEAM, MAX_OUTPUT};
+use attnscope_model::decoding::plan::{MAX_BEAM, MAX_OUTPUT, MAX_TOP_K};
 use attnscope_model::fixtures::{KINDS, tiny_translator_of};
 use attnscope_model::{DecodeOptions, DecodeStep, Intervention, Mode, Segmentation, Translator};
 use libfuzzer_sys::fuzz_target;
@@ -65,6 +65,9 @@ struct Options<'a> {
     stop_after: u8,
     target: Target<'a>,
     interventions: Vec<(u8, u8)>,
+    /// Candidates per step (past `MAX_TOP_K` sometimes, which must be refused).
+    top_k: u8,
+    scores: bool,
 }
 
 fn text_of(bytes: &[u8], max_chars: usize) -> String {
@@ -186,6 +189,8 @@ fn run(data: &[u8]) {
                 source: usize::from(source % 40),
             })
             .collect(),
+        top_k: usize::from(o.top_k % (MAX_TOP_K as u8 + 2)),
+        scores: o.scores,
     };
     let stop_after = usize::from(o.stop_after);
     let mut seen = 0usize;

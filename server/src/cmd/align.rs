@@ -10,16 +10,16 @@ use attnscope_model::evaluation::align::{self, AlignmentCounts, Extraction, Symm
 use attnscope_model::report::AlignmentResult;
 use attnscope_model::{DecodeOptions, ExplainOptions, Method, TextSource, Translator};
 
-use super::eval::HANSARDS;
-
 #[derive(clap::Args)]
 pub struct AlignArgs {
     /// Model name (a folder under --models).
     #[arg(long, default_value = attnscope::DEFAULT_MODEL)]
     model: String,
-    /// Gold set: `test.e`, `test.f`, `test.wa.nonullalign`.
-    #[arg(long, default_value = HANSARDS)]
-    gold: PathBuf,
+    /// Gold set: a folder with `test.e`, `test.f`, `test.wa.nonullalign` (Hansards en-fr) or
+    /// `en.utf8`, `de.utf8`, `alignmentDeEn.talp` (RWTH, read as en-de) [default: by the
+    /// model's languages].
+    #[arg(long)]
+    gold: Option<PathBuf>,
     /// Weight threshold of the thresholded extraction.
     #[arg(long, default_value_t = 0.3)]
     threshold: f32,
@@ -53,7 +53,22 @@ pub fn align_eval(
     threshold: f32,
     explain: &ExplainOptions,
 ) -> Result<Vec<AlignmentResult>> {
-    let gold = align::load_gold(gold_dir)?;
+    let set = align::GoldSet::open(gold_dir)?;
+    let pair = (
+        t.config().source_lang.as_str(),
+        t.config().target_lang.as_str(),
+    );
+    if pair != (set.source_lang, set.target_lang) {
+        bail!(
+            "{} aligns {} to {}, but this model translates {} to {}; pass --gold with a set of the model's languages (the Hansards set is en-fr, the RWTH set de-en, read as en-de)",
+            gold_dir.display(),
+            set.source_lang,
+            set.target_lang,
+            pair.0,
+            pair.1
+        );
+    }
+    let gold = set.sentences;
     let methods = explain.methods();
     // The matrices alignments are read from: the attention, then each attribution.
     let sources: Vec<String> = std::iter::once(String::new())
@@ -131,7 +146,7 @@ pub fn align_eval(
         for how in Symmetrization::ALL {
             let s = counts[k].scores();
             out.push(AlignmentResult {
-                gold: "hansards-naacl2003".into(),
+                gold: set.name.into(),
                 method: format!("{source}{ext_name}, {}", how.name()),
                 aer: s.aer,
                 precision: s.precision,
@@ -146,7 +161,8 @@ pub fn align_eval(
 
 pub(crate) fn print_alignment(name: &str, rows: &[AlignmentResult]) {
     println!(
-        "{name}: word alignment from attention, Hansards gold ({} sentences)",
+        "{name}: word alignment from attention, {} gold ({} sentences)",
+        rows.first().map_or("no", |r| r.gold.as_str()),
         rows.first().map_or(0, |r| r.sentences)
     );
     println!(
@@ -166,10 +182,21 @@ pub(crate) fn print_alignment(name: &str, rows: &[AlignmentResult]) {
 
 pub fn run_align(models: &Path, a: AlignArgs) -> Result<()> {
     let translator = super::load_model(models, &a.model)?;
-    if !a.gold.is_dir() {
+    let Some(gold) = a
+        .gold
+        .clone()
+        .or_else(|| super::eval::default_gold(translator.config()).map(Path::to_path_buf))
+    else {
         bail!(
-            "no gold alignments at {}; pass --gold with a folder holding test.e, test.f and test.wa.nonullalign",
-            a.gold.display()
+            "no gold alignments are known for {} to {}; pass --gold with a folder of them",
+            translator.config().source_lang,
+            translator.config().target_lang
+        );
+    };
+    if !gold.is_dir() {
+        bail!(
+            "no gold alignments at {}; pass --gold with a folder holding test.e, test.f and test.wa.nonullalign (Hansards en-fr) or en.utf8, de.utf8 and alignmentDeEn.talp (RWTH, for en-de models)",
+            gold.display()
         );
     }
     let explain = ExplainOptions {
@@ -177,7 +204,7 @@ pub fn run_align(models: &Path, a: AlignArgs) -> Result<()> {
         ig_steps: a.ig_steps,
         ..ExplainOptions::default()
     };
-    let rows = align_eval(&translator, &a.gold, a.threshold, &explain)?;
+    let rows = align_eval(&translator, &gold, a.threshold, &explain)?;
     print_alignment(&a.model, &rows);
     Ok(())
 }

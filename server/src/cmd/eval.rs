@@ -18,6 +18,18 @@ use attnscope_model::{DecodeOptions, Segmentation, Translator};
 
 /// Where the Hansards gold alignments live, relative to the project root.
 pub(crate) const HANSARDS: &str = "../shared/data/align-gold-en-fr-hansards-naacl2003";
+/// Where the RWTH German-English gold alignments live, relative to the project root.
+pub(crate) const RWTH: &str = "../shared/data/align-gold-de-en-rwth-europarl";
+
+/// The gold alignment set of a model's languages, where there is one: Hansards for en-fr,
+/// RWTH (read as en-de) for en-de.
+pub(crate) fn default_gold(c: &attnscope_model::ModelConfig) -> Option<&'static Path> {
+    match (c.source_lang.as_str(), c.target_lang.as_str()) {
+        ("en", "fr") => Some(Path::new(HANSARDS)),
+        ("en", "de") => Some(Path::new(RWTH)),
+        _ => None,
+    }
+}
 /// File name of the loss curve beside the card.
 const LOSS_PLOT: &str = "loss.png";
 /// File name of the BLEU-by-length chart beside the card.
@@ -38,9 +50,10 @@ pub struct EvalArgs {
     /// The TSV the model was trained on [default: the path recorded at training].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Gold word alignments (English-French models only).
-    #[arg(long, default_value = HANSARDS)]
-    gold: PathBuf,
+    /// Gold word alignments [default: by the model's languages: the Hansards set for en-fr,
+    /// the RWTH set for en-de].
+    #[arg(long)]
+    gold: Option<PathBuf>,
     /// Test sentences decoded one by one for the attention entropy figures.
     #[arg(long, default_value_t = 500)]
     entropy_sentences: usize,
@@ -114,19 +127,25 @@ pub fn run(models: &Path, a: EvalArgs) -> Result<()> {
     }
     cfg.save(&dir.join(CONFIG_FILE))?;
     drop(translator);
-    report_with(models, &a.model, &a.runs, &a.gold, a.entropy_sentences)
+    report_with(
+        models,
+        &a.model,
+        &a.runs,
+        a.gold.as_deref(),
+        a.entropy_sentences,
+    )
 }
 
 /// After training: attention entropy, AER, loss curve and card, with default settings.
 pub fn report(models: &Path, name: &str, runs: &Path, gold: Option<&Path>) -> Result<()> {
-    report_with(models, name, runs, gold.unwrap_or(Path::new(HANSARDS)), 500)
+    report_with(models, name, runs, gold, 500)
 }
 
 fn report_with(
     models: &Path,
     name: &str,
     runs: &Path,
-    gold: &Path,
+    gold: Option<&Path>,
     entropy_sentences: usize,
 ) -> Result<()> {
     let translator = super::load_model(models, name)?;
@@ -164,7 +183,9 @@ fn report_with(
 
     let mut alignment = Vec::new();
     let c = translator.config();
-    if c.source_lang == "en" && c.target_lang == "fr" && gold.is_dir() {
+    if let Some(gold) = gold.or_else(|| default_gold(c))
+        && gold.is_dir()
+    {
         alignment = super::align::align_eval(&translator, gold, 0.3, &Default::default())?;
         super::align::print_alignment(name, &alignment);
     }

@@ -1,5 +1,6 @@
 //! Reading gold word alignments: the HLT-NAACL 2003 shared-task format of the Hansards
-//! en-fr test set ([`load_gold`]).
+//! en-fr test set ([`load_gold`]), the RWTH German-English Europarl set ([`load_rwth`]), and
+//! which of the two a folder holds ([`GoldSet::open`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -193,4 +194,133 @@ pub fn load_gold(dir: &Path) -> Result<Vec<GoldSentence>> {
         }
     }
     Ok(gold)
+}
+
+/// English sentences of the RWTH set, one tokenised sentence per line.
+pub const RWTH_ENGLISH_FILE: &str = "en.utf8";
+/// German sentences of the RWTH set, line by line with [`RWTH_ENGLISH_FILE`].
+pub const RWTH_GERMAN_FILE: &str = "de.utf8";
+/// RWTH links, one line per sentence: `G-E` sure and `GpE` possible, German first, 1-based.
+pub const RWTH_LINKS_FILE: &str = "alignmentDeEn.talp";
+
+/// Reads the RWTH German-English gold alignments (Europarl, 508 pairs) from `dir`, turned
+/// round to English → German, the direction the `en→de` models translate: source = English.
+///
+/// [`RWTH_ENGLISH_FILE`] and [`RWTH_GERMAN_FILE`] hold one tokenised sentence a line;
+/// [`RWTH_LINKS_FILE`] holds one line of links per sentence, `G-E` (sure) or `GpE`
+/// (possible), German position first, 1-based. The ids are line numbers (`1`, `2`, ...);
+/// a line blank in all three files is skipped.
+///
+/// # Errors
+///
+/// [`Error::Io`] when a file cannot be read; [`Error::BadFile`], naming the file and line,
+/// for files of different lengths, a malformed link or a position 0 or past the end.
+pub fn load_rwth(dir: &Path) -> Result<Vec<GoldSentence>> {
+    let (en_path, de_path, a_path) = (
+        dir.join(RWTH_ENGLISH_FILE),
+        dir.join(RWTH_GERMAN_FILE),
+        dir.join(RWTH_LINKS_FILE),
+    );
+    let (en, de, links) = (
+        read_text(&en_path)?,
+        read_text(&de_path)?,
+        read_text(&a_path)?,
+    );
+    let (en, de, links): (Vec<&str>, Vec<&str>, Vec<&str>) = (
+        en.lines().collect(),
+        de.lines().collect(),
+        links.lines().collect(),
+    );
+    if en.len() != de.len() || en.len() != links.len() {
+        return Err(Error::bad_file(
+            &a_path,
+            format!(
+                "{} English, {} German and {} link lines: they must pair up line by line",
+                en.len(),
+                de.len(),
+                links.len()
+            ),
+        ));
+    }
+    let mut gold = Vec::with_capacity(en.len());
+    for (i, ((e, d), l)) in en.iter().zip(&de).zip(&links).enumerate() {
+        let bad = |message: String| Error::bad_file(&a_path, format!("line {}: {message}", i + 1));
+        let source: Vec<String> = e.split_whitespace().map(str::to_string).collect();
+        let target: Vec<String> = d.split_whitespace().map(str::to_string).collect();
+        if source.is_empty() && target.is_empty() && l.trim().is_empty() {
+            continue; // the set's last line is blank in all three files
+        }
+        let (mut sure, mut possible) = (Links::new(), Links::new());
+        for link in l.split_whitespace() {
+            let (sep, is_sure) = if link.contains('-') {
+                ('-', true)
+            } else {
+                ('p', false)
+            };
+            let (g, e) = link
+                .split_once(sep)
+                .ok_or_else(|| bad(format!("`{link}` is not `G-E` or `GpE`")))?;
+            let position = |field: &str, len: usize, side: &str| -> Result<usize> {
+                match field.parse::<usize>() {
+                    Ok(p) if (1..=len).contains(&p) => Ok(p - 1),
+                    _ => Err(bad(format!(
+                        "`{link}`: {side} position {field} is not in 1..={len}"
+                    ))),
+                }
+            };
+            let pair = (
+                position(e, source.len(), "English")?,
+                position(g, target.len(), "German")?,
+            );
+            if is_sure {
+                sure.insert(pair);
+            }
+            possible.insert(pair);
+        }
+        gold.push(GoldSentence {
+            id: (i + 1).to_string(),
+            source,
+            target,
+            sure,
+            possible,
+        });
+    }
+    Ok(gold)
+}
+
+/// A gold alignment set and the languages it aligns (source first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoldSet {
+    /// A short name for tables: `hansards-naacl2003` or `rwth-europarl`.
+    pub name: &'static str,
+    pub source_lang: &'static str,
+    pub target_lang: &'static str,
+    pub sentences: Vec<GoldSentence>,
+}
+
+impl GoldSet {
+    /// Reads the gold set in `dir`: the Hansards en-fr files ([`load_gold`]) or the RWTH
+    /// de-en ones ([`load_rwth`], as en→de).
+    pub fn open(dir: &Path) -> Result<Self> {
+        if dir.join(GOLD_SOURCE_FILE).is_file() {
+            Ok(GoldSet {
+                name: "hansards-naacl2003",
+                source_lang: "en",
+                target_lang: "fr",
+                sentences: load_gold(dir)?,
+            })
+        } else if dir.join(RWTH_LINKS_FILE).is_file() {
+            Ok(GoldSet {
+                name: "rwth-europarl",
+                source_lang: "en",
+                target_lang: "de",
+                sentences: load_rwth(dir)?,
+            })
+        } else {
+            Err(Error::Invalid(format!(
+                "{} holds no gold alignments this build reads: the Hansards files ({GOLD_SOURCE_FILE}, {GOLD_TARGET_FILE}, {GOLD_LINKS_FILE}) or the RWTH ones ({RWTH_ENGLISH_FILE}, {RWTH_GERMAN_FILE}, {RWTH_LINKS_FILE})",
+                dir.display()
+            )))
+        }
+    }
 }

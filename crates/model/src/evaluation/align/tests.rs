@@ -310,3 +310,34 @@ fn loads_the_real_hansards_gold() {
         assert!(s.aer > 0.0 && s.aer < 1.0);
     }
 }
+
+#[test]
+fn rwth_links_are_read_german_first_and_turned_to_english_to_german() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(RWTH_ENGLISH_FILE), "We are cold .\n\n").unwrap();
+    std::fs::write(dir.path().join(RWTH_GERMAN_FILE), "Uns ist kalt .\n\n").unwrap();
+    std::fs::write(dir.path().join(RWTH_LINKS_FILE), "1-1 2-2 3-3 2p1 4-4 \n\n").unwrap();
+    let set = GoldSet::open(dir.path()).unwrap();
+    assert_eq!((set.source_lang, set.target_lang), ("en", "de"));
+    assert_eq!(set.sentences.len(), 1, "the blank last line is skipped");
+    let g = &set.sentences[0];
+    assert_eq!(g.source[0], "We");
+    assert_eq!(g.target[0], "Uns");
+    // `2p1`: German 2 (ist), English 1 (We), possible only; as (English, German) 0-based.
+    assert!(g.possible.contains(&(0, 1)) && !g.sure.contains(&(0, 1)));
+    assert!(g.sure.contains(&(2, 2)) && g.possible.contains(&(2, 2)));
+    assert_eq!(g.sure.len(), 4);
+
+    std::fs::write(dir.path().join(RWTH_LINKS_FILE), "1-9\n\n").unwrap();
+    let err = load_rwth(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("line 1") && err.contains("English position 9"),
+        "{err}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let err = GoldSet::open(empty.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("alignmentDeEn.talp") && err.contains("test.wa.nonullalign"),
+        "{err}"
+    );
+}
