@@ -283,16 +283,10 @@ async fn the_transformer_grid_shows_every_layer_and_head_with_the_causal_mask() 
 
     let driver = start_chromedriver().await.unwrap();
     let c = browser(&driver).await.unwrap();
-    c.goto(&format!(
-        "http://{addr}/?text=I%20am%20cold.&model=transformer"
-    ))
-    .await
-    .unwrap();
-    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    open_run(&c, addr, "text=I%20am%20cold.&model=transformer").await;
     let maps = "[data-testid=head-map]";
     // Cross-attention: one target x source map per layer and head.
-    assert_eq!(attrs(&c, maps, "data-rows").await, vec![t; layers * heads]);
-    assert_eq!(attrs(&c, maps, "data-cols").await, vec![s; layers * heads]);
+    assert_cross_grid(&c, layers * heads, t, s).await;
     save_screenshot(&c, "transformer-grid.png").await;
 
     // Masked decoder self-attention: target x target, the upper triangle greyed.

@@ -40,15 +40,9 @@ async fn an_imported_marian_model_opens_in_the_layer_by_head_grid() {
     let (t, s) = (want.target_tokens.len(), want.source_tokens.len());
     let driver = start_chromedriver().await.unwrap();
     let c = browser(&driver).await.unwrap();
-    c.goto(&format!(
-        "http://{addr}/?text=I%20am%20cold.&model=opus-tiny"
-    ))
-    .await
-    .unwrap();
-    assert_eq!(wait_for_run(&c, "run-a").await, "done");
-    let maps = "[data-testid=head-map]";
-    assert_eq!(attrs(&c, maps, "data-rows").await, vec![t; 4]);
-    assert_eq!(attrs(&c, maps, "data-cols").await, vec![s; 4]);
+    open_run(&c, addr, "text=I%20am%20cold.&model=opus-tiny").await;
+    // Cross-attention: one target x source map for each of 2 layers x 2 heads.
+    assert_cross_grid(&c, 4, t, s).await;
     save_screenshot(&c, "imported-grid.png").await;
     c.close().await.unwrap();
     std::fs::remove_dir_all(&models).ok();

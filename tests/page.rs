@@ -204,3 +204,17 @@ pub async fn wait_for_rows(c: &Client, n: usize) -> Vec<Vec<f32>> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Opens the page at `/?query` and waits until its first run is done.
+pub async fn open_run(c: &Client, addr: std::net::SocketAddr, query: &str) {
+    c.goto(&format!("http://{addr}/?{query}")).await.unwrap();
+    assert_eq!(wait_for_run(c, "run-a").await, "done");
+}
+
+/// Asserts the layer x head grid shows `maps` cross-attention maps, each `rows` target by
+/// `cols` source tokens.
+pub async fn assert_cross_grid(c: &Client, maps: usize, rows: usize, cols: usize) {
+    let css = "[data-testid=head-map]";
+    assert_eq!(attrs(c, css, "data-rows").await, vec![rows; maps]);
+    assert_eq!(attrs(c, css, "data-cols").await, vec![cols; maps]);
+}

@@ -49,7 +49,7 @@ pub fn StepInside(
         let total = run.details.with(Vec::len);
         let p = detail.log_prob.exp();
         let how = if detail.forced {
-            " (given by the target prefix, not chosen)"
+            " (given, not chosen: a forced target or prefix, or the </s> an imported model's length limit forces)"
         } else {
             ""
         };

@@ -1,4 +1,4 @@
-//! Crash-safe file writes: every file attnscope writes for a user (checkpoints, exported
+//! Crash-safe file writes, and the one JSON reader: every file attnscope writes for a user (checkpoints, exported
 //! models, cards, configs) goes to a temporary file beside its destination, is flushed to
 //! disk, and is renamed over the destination. A kill at any moment leaves either the
 //! previous good file or the new one, never a torn one.
@@ -52,6 +52,13 @@ pub fn copy(from: &Path, to: &Path) -> Result<()> {
             .map(|_| ())
             .map_err(|e| Error::io(from, e))
     })
+}
+
+/// Reads and parses a JSON file; a file that is not valid JSON of type `T` is that file's
+/// fault ([`Error::BadFile`]).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))
 }
 
 #[cfg(test)]

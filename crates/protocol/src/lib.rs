@@ -267,7 +267,8 @@ pub struct StepEvent {
     /// Natural log of the probability the model gave this token.
     #[serde(default)]
     pub log_prob: f32,
-    /// The token was given (forced target or prefix), not chosen by the model.
+    /// The token was given, not chosen by the model: a forced target or prefix, or the `</s>`
+    /// an imported model's generation settings force at its length limit.
     #[serde(default, skip_serializing_if = "is_false")]
     pub forced: bool,
     /// An intervention set this step's attention.

@@ -64,7 +64,8 @@ pub struct DecodeStep {
     pub attention: Vec<f32>,
     /// Natural log of the probability the model gave this token.
     pub log_prob: f32,
-    /// True when the token was given (forced target or prefix), not chosen by the model.
+    /// True when the token was given, not chosen by the model: a forced target or prefix, or
+    /// the `</s>` an imported model's generation settings force at its length limit.
     pub forced: bool,
     /// True when an intervention set this step's attention.
     pub intervened: bool,

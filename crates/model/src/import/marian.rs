@@ -89,8 +89,7 @@ fn bad(dir: &Path, what: impl std::fmt::Display) -> Error {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))
+    crate::files::read_json(path)
 }
 
 fn usize_field(cfg: &Value, key: &str) -> Option<usize> {

@@ -56,10 +56,7 @@ pub(crate) fn json_write<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     crate::files::write(path, text)
 }
 
-pub(crate) fn json_read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, e))
-}
+pub(crate) use crate::files::read_json as json_read;
 
 impl RunFiles {
     /// The run `runs_dir/<name>` of `opts`: with `resume`, its saved options (which replace
