@@ -135,7 +135,7 @@ async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
         .for_element(Locator::Css("[data-testid=lines]"))
         .await
         .unwrap()
-        .find_all(Locator::Css("line"))
+        .find_all(Locator::Css("line[data-weight]"))
         .await
         .unwrap();
     assert!(!lines.is_empty());
@@ -156,10 +156,55 @@ async fn words_threshold_and_lines_views_redraw_and_survive_the_permalink() {
     c.goto(url.as_str()).await.unwrap();
     assert_eq!(wait_for_run(&c, "run-a").await, "done");
     let again = c
-        .find_all(Locator::Css("[data-testid=lines] line"))
+        .find_all(Locator::Css("[data-testid=lines] line[data-weight]"))
         .await
         .unwrap();
     assert_eq!(again.len(), lines.len());
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lines_layout_draws_the_models_chosen_alignment_and_says_its_aer() {
+    let (addr, _driver, c) = session().await;
+    let text = "The old man gave my sister a red bicycle. She was happy.";
+    let want = api_translate(addr, serde_json::json!({ "text": text, "align": true })).await;
+    let al = want
+        .alignment
+        .clone()
+        .expect("the default model has a chosen alignment method (attnscope align-eval --save)");
+    assert!(!al.links.is_empty());
+    c.goto(&format!(
+        "http://{addr}/?layout=lines&text={}",
+        text.replace(' ', "%20")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wait_for_run(&c, "run-a").await, "done");
+    let svg = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-testid=lines]"))
+        .await
+        .unwrap();
+    let drawn = svg.find_all(Locator::Css("line.word-link")).await.unwrap();
+    assert_eq!(drawn.len(), al.links.len());
+    // Each link joins the middles of its two words' pieces, in the API's order.
+    let middle = |[a, b]: [usize; 2]| (a + b - 1) as f32 / 2.0;
+    for (line, link) in drawn.iter().zip(&al.links) {
+        let s: f32 = attr(line, "data-src").await;
+        let t: f32 = attr(line, "data-tgt").await;
+        assert_eq!((s, t), (middle(link.source), middle(link.target)));
+    }
+    let caption = text_of(&c, "[data-testid=alignment-caption]").await;
+    assert!(caption.contains(&al.method), "{caption}");
+    assert!(caption.contains(&format!("AER {:.1}", al.aer)), "{caption}");
+    c.execute(
+        "document.querySelector('[data-testid=lines]').scrollIntoView({block: 'center'})",
+        vec![],
+    )
+    .await
+    .unwrap();
+    save_screenshot(&c, "alignment-lines.png").await;
     c.close().await.unwrap();
 }
 

@@ -40,6 +40,9 @@ pub fn describe(m: &ModelInfo) -> String {
     if let Some(chrf) = m.chrf {
         parts.push(format!("chrF {chrf:.1}"));
     }
+    if let Some(aer) = m.aer {
+        parts.push(format!("alignment AER {aer:.1}"));
+    }
     parts.join(" \u{b7} ")
 }
 
@@ -65,6 +68,7 @@ mod tests {
             bleu: Some(31.24),
             chrf: None,
             aer: None,
+            alignment_method: None,
             error: None,
         }
     }
@@ -88,5 +92,10 @@ mod tests {
             describe(&model("b", true)),
             "gru-bahdanau \u{b7} additive attention \u{b7} en\u{2192}fr \u{b7} 3.2 M parameters \u{b7} BLEU 31.2"
         );
+        let measured = ModelInfo {
+            aer: Some(47.08),
+            ..model("b", true)
+        };
+        assert!(describe(&measured).ends_with("BLEU 31.2 \u{b7} alignment AER 47.1"));
     }
 }

@@ -4,7 +4,7 @@
 
 use attnscope_protocol::{
     AgreementSummary, AttentionScores, Candidate, HypothesisInfo, InterventionSpec, SentenceInfo,
-    StepEvent, TranslateRequest,
+    StepEvent, TranslateRequest, WordAlignment,
 };
 use std::rc::Rc;
 
@@ -125,6 +125,9 @@ pub struct Run {
     pub details: RwSignal<Vec<StepDetail>>,
     /// Whether requests ask for each step's attention scores (the score view is open).
     pub scores: RwSignal<bool>,
+    /// The word alignment the model's chosen method reads off the translation (after
+    /// `done`, for models that have a method).
+    pub alignment: RwSignal<Option<WordAlignment>>,
     /// The text of the last request, for re-decoding.
     text: StoredValue<String>,
     /// Whether the last request turned segmentation off (whole text as one sequence).
@@ -161,6 +164,7 @@ impl Run {
             what_if: RwSignal::new(WhatIf::default()),
             details: RwSignal::new(Vec::new()),
             scores: RwSignal::new(false),
+            alignment: RwSignal::new(None),
             text: StoredValue::new(String::new()),
             whole: StoredValue::new(false),
             run: StoredValue::new(0),
@@ -328,6 +332,7 @@ impl Run {
         self.agreement.set(None);
         self.chosen.set(0);
         self.details.set(Vec::new());
+        self.alignment.set(None);
 
         let config = self.config();
         let what_if = self.what_if.get_untracked();
@@ -341,6 +346,7 @@ impl Run {
             segment: self.whole.get_value().then_some(false),
             explain: config.show.into_iter().collect(),
             scores: self.scores.get_untracked().then_some(true),
+            align: Some(true),
             ..TranslateRequest::new(text)
         };
         spawn_local(async move {
@@ -421,6 +427,7 @@ impl Run {
                 self.elapsed_ms.set(Some(done.elapsed_ms));
                 self.used_mode.set(Some(done.mode));
                 self.hypotheses.set(done.hypotheses);
+                self.alignment.set(done.alignment);
                 let show = self.show.get_untracked();
                 self.agreement.set(
                     done.agreement

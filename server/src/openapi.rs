@@ -33,6 +33,8 @@ use utoipa::OpenApi;
         wire::AgreementSummary,
         wire::Candidate,
         wire::AttentionScores,
+        wire::WordAlignment,
+        wire::WordLink,
         wire::ModelInfo,
         wire::RenderRequest,
         wire::ErrorBody,

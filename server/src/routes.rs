@@ -12,7 +12,7 @@ use attnscope_model::{
     Segmentation, Translation, Translator,
 };
 use attnscope_protocol::{
-    DoneEvent, ErrorBody, StartEvent, TranslateRequest, TranslateResponse, event,
+    DoneEvent, ErrorBody, StartEvent, TranslateRequest, TranslateResponse, WordAlignment, event,
 };
 use axum::body::Bytes;
 use axum::extract::MatchedPath;
@@ -184,6 +184,8 @@ struct Job {
     plan: DecodePlan,
     /// The attributions asked for (none: decode only).
     explain: ExplainOptions,
+    /// The model's alignment method, when the request asked to `align` and it has one.
+    align: Option<wire::ChosenAlignment>,
     /// Holds the job's place until its decoding ends.
     admission: crate::Admission,
     /// When the request arrived, for the latency metrics.
@@ -256,11 +258,16 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
         _ => Segmentation::Sentences,
     };
     let plan = model.plan(model.text_source(&req.text, segmentation)?, opts)?;
+    let align = match req.align {
+        Some(true) => wire::chosen_alignment(&model_name, &model),
+        _ => None,
+    };
     Ok(Job {
         model_name,
         model,
         plan,
         explain,
+        align,
         admission: st.admit()?,
         began: Instant::now(),
     })
@@ -310,6 +317,7 @@ pub(crate) async fn translate(
 struct Decoded {
     translation: Translation,
     explained: Vec<Attribution>,
+    alignment: Option<WordAlignment>,
 }
 
 impl Job {
@@ -333,6 +341,7 @@ impl Job {
             model,
             plan,
             explain,
+            align,
             admission,
             began,
             ..
@@ -349,14 +358,18 @@ impl Job {
                 on_step(s, &mut slot)
             });
             let decoded = out.and_then(|translation| {
-                let explained = if translation.stopped {
-                    Vec::new()
+                let (explained, alignment) = if translation.stopped {
+                    (Vec::new(), None)
                 } else {
-                    model.explain(&plan, &translation, &explain)?
+                    let alignment = align
+                        .map(|a| wire::word_alignment(&model, &plan, &translation, &a))
+                        .transpose()?;
+                    (model.explain(&plan, &translation, &explain)?, alignment)
                 };
                 Ok(Decoded {
                     translation,
                     explained,
+                    alignment,
                 })
             });
             drop(slot);
@@ -377,7 +390,12 @@ async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
             ControlFlow::Continue(())
         })
         .await?;
-    Ok(wire::response(model, d.translation, &d.explained)?)
+    Ok(wire::response(
+        model,
+        d.translation,
+        &d.explained,
+        d.alignment,
+    )?)
 }
 
 fn sse_event<T: serde::Serialize>(name: &str, data: &T) -> Event {
@@ -439,6 +457,7 @@ async fn stream(
             Ok(Decoded {
                 translation: t,
                 explained,
+                alignment,
             }) => match wire::encoder_attention(&t) {
                 Ok(_) if explaining && !send_steps(&tx, &t, &explained).await => return,
                 Ok(encoder_attention) => sse_event(
@@ -453,6 +472,7 @@ async fn stream(
                         elapsed_ms: began.elapsed().as_secs_f64() * 1e3,
                         encoder_attention,
                         agreement: wire::agreement(&explained),
+                        alignment,
                     },
                 ),
                 Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),

@@ -4,19 +4,74 @@
 //! Transformer heads travel packed ([`PackedWeights`]); packing fails only on a ragged block,
 //! which would be a bug in the model crate.
 
+use attnscope_model::evaluation::align::{self, AlignMethod};
 use attnscope_model::explain::normalise;
-use attnscope_model::{Attribution, DecodeStep, TextSource, Translation, Translator};
+use attnscope_model::{Attribution, DecodePlan, DecodeStep, TextSource, Translation, Translator};
 use attnscope_protocol::{
     AgreementSummary, AttentionScores, AttributionRow, Candidate, HeadsAttention, HypothesisInfo,
-    ModelInfo, PackError, PackedWeights, SentenceInfo, StepEvent, TranslateResponse,
+    ModelInfo, PackError, PackedWeights, SentenceInfo, StepEvent, TranslateResponse, WordAlignment,
+    WordLink,
 };
 
-/// The alignment method whose AER `GET /api/models` reports.
-pub const HEADLINE_ALIGNMENT: &str = "argmax, grow-diag-final";
+/// The alignment method a model draws (see `attnscope align-eval`), checked once, with what
+/// the page says about it.
+#[derive(Clone, Debug)]
+pub struct ChosenAlignment {
+    pub method: AlignMethod,
+    /// The method, as people read it.
+    pub label: String,
+    /// Its test AER (%) on `gold`.
+    pub aer: f64,
+    pub gold: String,
+}
+
+/// The model's chosen alignment method, when its evaluation has one that this build reads
+/// (an unreadable one is logged and left out: the model still translates).
+pub fn chosen_alignment(name: &str, t: &Translator) -> Option<ChosenAlignment> {
+    let e = t.config().evaluation.as_ref()?;
+    let spec = e.alignment_method.as_ref()?;
+    let method = match spec.parse::<AlignMethod>() {
+        Ok(m) => m,
+        Err(err) => {
+            tracing::warn!("model {name}: alignment method `{spec}` left out: {err}");
+            return None;
+        }
+    };
+    let row = e.alignment.iter().find(|r| &r.spec == spec)?;
+    Some(ChosenAlignment {
+        method,
+        label: row.method.clone(),
+        aer: 100.0 * row.aer,
+        gold: row.gold.clone(),
+    })
+}
+
+/// The word alignment `chosen` reads off translation `t` of `plan`.
+pub fn word_alignment(
+    model: &Translator,
+    plan: &DecodePlan,
+    t: &Translation,
+    chosen: &ChosenAlignment,
+) -> attnscope_model::Result<WordAlignment> {
+    let links = align::align_translation(model, plan, t, &chosen.method)?;
+    Ok(WordAlignment {
+        method: chosen.label.clone(),
+        aer: chosen.aer,
+        gold: chosen.gold.clone(),
+        links: links
+            .into_iter()
+            .map(|l| WordLink {
+                source: [l.source.start, l.source.end],
+                target: [l.target.start, l.target.end],
+            })
+            .collect(),
+    })
+}
 
 /// The listing of a loaded model `name`.
 pub fn model_info(name: &str, t: &Translator, default: bool) -> ModelInfo {
     let c = t.config();
+    let chosen = chosen_alignment(name, t);
     let training = c.training.as_ref();
     let (layers, heads) = c.architecture.layers_heads();
     ModelInfo {
@@ -41,16 +96,8 @@ pub fn model_info(name: &str, t: &Translator, default: bool) -> ModelInfo {
         parameters: t.parameters(),
         bleu: training.and_then(|s| s.bleu),
         chrf: training.and_then(|s| s.chrf),
-        aer: c
-            .evaluation
-            .as_ref()
-            .and_then(|e| {
-                e.alignment
-                    .iter()
-                    .find(|a| a.method == HEADLINE_ALIGNMENT)
-                    .or(e.alignment.first())
-            })
-            .map(|a| a.aer),
+        aer: chosen.as_ref().map(|a| a.aer),
+        alignment_method: chosen.map(|a| a.label),
         error: None,
     }
 }
@@ -74,6 +121,7 @@ pub fn broken_model_info(name: &str, why: &str) -> ModelInfo {
         bleu: None,
         chrf: None,
         aer: None,
+        alignment_method: None,
         error: Some(why.to_owned()),
     }
 }
@@ -208,6 +256,7 @@ pub fn response(
     model: String,
     t: Translation,
     explained: &[Attribution],
+    alignment: Option<WordAlignment>,
 ) -> Result<TranslateResponse, PackError> {
     // The attention goes once: rows in the matrix, none in the steps.
     let mut steps: Vec<StepEvent> = t
@@ -232,5 +281,6 @@ pub fn response(
         target_tokens: t.target_tokens,
         translation: t.translation,
         attention,
+        alignment,
     })
 }

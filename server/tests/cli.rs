@@ -201,6 +201,14 @@ fn train_resume_translate_round_trip() {
         "0001 1 1 S\n0001 2 2 P\n0001 3 3 S\n0001 4 4 S\n0002 1 1 S\n0002 2 2 S\n0002 3 3 S\n0002 4 4 S\n",
     )
     .unwrap();
+    // The trial set, on which the method is chosen.
+    std::fs::write(gold.join("trial.e"), "<s snum=1001> you are cold .  </s>\n").unwrap();
+    std::fs::write(gold.join("trial.f"), "<s snum=1001> tu as froid .  </s>\n").unwrap();
+    std::fs::write(
+        gold.join("trial.wa"),
+        "1001 1 1 S\n1001 3 3 S\n1001 4 4 S\n",
+    )
+    .unwrap();
     let report = run_ok(
         attnscope()
             .args([
@@ -222,12 +230,30 @@ fn train_resume_translate_round_trip() {
         report.contains("BLEU") && report.contains("entropy"),
         "{report}"
     );
-    assert!(report.contains("grow-diag-final"), "{report}");
+    assert!(
+        report.contains("trial AER") && report.contains("chosen"),
+        "{report}"
+    );
     let config = read_config(&toy);
     let ev = &config["evaluation"];
-    assert_eq!(ev["alignment"].as_array().unwrap().len(), 10);
-    let aer = ev["alignment"][0]["aer"].as_f64().unwrap();
+    // The best of each family of methods, then the diagonal baseline.
+    let rows = ev["alignment"].as_array().unwrap().clone();
+    assert!(rows.len() >= 2, "{rows:?}");
+    assert!(
+        rows.last().unwrap()["method"]
+            .as_str()
+            .unwrap()
+            .contains("diagonal")
+    );
+    let aer = rows[0]["aer"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&aer));
+    let chosen = ev["alignment_method"].as_str().unwrap().to_string();
+    assert!(chosen.starts_with("attention/L1/"), "{chosen}");
+    assert!(rows.iter().any(|r| r["spec"] == chosen.as_str()));
+    assert_eq!(
+        ev["alignment_trial"].as_str().unwrap(),
+        "the Hansards trial set (trial.*)"
+    );
     assert!(ev["mean_entropy"].as_f64().unwrap() >= 0.0);
     let card = std::fs::read_to_string(toy.join("README.md")).unwrap();
     assert!(
@@ -247,9 +273,34 @@ fn train_resume_translate_round_trip() {
             .args(["--gold", gold.to_str().unwrap()]),
         b"",
     );
+    // Every method, best on the trial sentence first: 4 attention sources (plain and
+    // norm-weighted, shifted or not) x 3 extractions x 2 punctuation x 6 merges.
+    assert!(align.contains("; argmax; t2s"), "{align}");
+    let ranked = align
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<usize>().is_ok())
+        })
+        .count();
+    assert_eq!(ranked, 4 * 3 * 2 * 6, "{align}");
+    // The translation's word links by the chosen method.
+    let aligned = run_ok(
+        attnscope()
+            .args([
+                "--models",
+                models.to_str().unwrap(),
+                "translate",
+                "--model",
+                "toy",
+            ])
+            .args(["--align", "--max-len", "4"]),
+        b"I am cold.\n",
+    );
     assert!(
-        align.contains("AER") && align.contains("argmax, t2s"),
-        "{align}"
+        aligned.contains("  alignment (") && aligned.contains("AER"),
+        "{aligned}"
     );
 
     // `faithfulness` measures attention against attributions and counterfactual attention,
@@ -282,10 +333,8 @@ fn train_resume_translate_round_trip() {
     assert_eq!(f["sentences"], 2);
     assert_eq!(f["agreement"].as_array().unwrap().len(), 3);
     assert_eq!(f["counterfactuals"].as_array().unwrap().len(), 3);
-    assert_eq!(
-        config["evaluation"]["alignment"].as_array().unwrap().len(),
-        10
-    );
+    assert_eq!(config["evaluation"]["alignment"].as_array().unwrap(), &rows);
+    assert_eq!(config["evaluation"]["alignment_method"], chosen.as_str());
     let card = std::fs::read_to_string(toy.join("README.md")).unwrap();
     assert!(
         card.contains("## Faithfulness") && card.contains("AER"),

@@ -1,5 +1,7 @@
 //! The bipartite view: source tokens along the top, target tokens along the bottom, joined
-//! by lines whose colour and width follow the attention weight (SVG).
+//! by lines whose colour and width follow the attention weight (SVG), and, once the
+//! translation is done, the word alignment the model's chosen method reads off it, as dark
+//! lines between the middles of the linked words.
 
 use leptos::prelude::*;
 
@@ -19,6 +21,10 @@ pub fn Lines(
     #[prop(into)] source: Signal<Vec<String>>,
     #[prop(into)] rows: Signal<Vec<Row>>,
     #[prop(into)] view: Signal<ViewSettings>,
+    /// Word alignment links as (source, target) positions in the shown tokens, fractional at
+    /// a word's middle; each drawn as `<line class="word-link">`.
+    #[prop(into)]
+    links: Signal<Vec<(f32, f32)>>,
     /// `data-testid` of the `<svg>`.
     testid: &'static str,
 ) -> impl IntoView {
@@ -27,6 +33,7 @@ pub fn Lines(
         n as f32 * STEP
     };
     let x = |i: usize| (i as f32 + 0.5) * STEP;
+    let xf = |i: f32| (i + 0.5) * STEP;
     let label = |piece: &str| TokenLabel::new(piece).plain();
     view! {
         <div class="heatmap-scroll">
@@ -68,6 +75,25 @@ pub fn Lines(
                                     }
                                 })
                                 .collect::<Vec<_>>()
+                        })
+                        .collect_view()
+                }}
+                {move || {
+                    links
+                        .get()
+                        .into_iter()
+                        .map(|(s, t)| {
+                            view! {
+                                <line
+                                    class="word-link"
+                                    x1=xf(s).to_string()
+                                    y1="34"
+                                    x2=xf(t).to_string()
+                                    y2=(HEIGHT - 34.0).to_string()
+                                    data-src=s.to_string()
+                                    data-tgt=t.to_string()
+                                ></line>
+                            }
                         })
                         .collect_view()
                 }}

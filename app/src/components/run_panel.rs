@@ -32,6 +32,8 @@ pub struct PanelIds {
     pub show_select: &'static str,
     /// `data-testid` of the lines view.
     pub lines: &'static str,
+    /// `data-testid` of the word alignment's caption under the lines view.
+    pub alignment: &'static str,
     /// `data-testid` of the heatmap grid.
     pub heatmap: &'static str,
 }
@@ -44,6 +46,7 @@ pub const PANEL_A: PanelIds = PanelIds {
     beam_select: "beam-select",
     show_select: "show-select",
     lines: "lines",
+    alignment: "alignment-caption",
     heatmap: "heatmap",
 };
 
@@ -55,6 +58,7 @@ pub const PANEL_B: PanelIds = PanelIds {
     beam_select: "beam-select-b",
     show_select: "show-select-b",
     lines: "lines-b",
+    alignment: "alignment-caption-b",
     heatmap: "heatmap-b",
 };
 
@@ -111,6 +115,51 @@ pub fn RunPanel(
             .map(|g| word_label(&source, g))
             .collect()
     });
+    // The word alignment's links in the shown coordinates (pieces or words, fractional
+    // positions at a word's middle), for the steps shown so far of the streamed translation.
+    let shown_links = Memo::new(move |_| {
+        let Some(al) = run.alignment.get() else {
+            return Vec::new();
+        };
+        if run.chosen.get() != 0 {
+            return Vec::new();
+        }
+        let shown = rows_now.with(Vec::len);
+        let words = view.get().words;
+        let source = run.source.get();
+        let targets = run.target_tokens();
+        let place = |pieces: &[String], [a, b]: [usize; 2]| -> f32 {
+            if !words {
+                return (a + b.max(a + 1) - 1) as f32 / 2.0;
+            }
+            let groups = word_groups(pieces);
+            let first = groups.iter().position(|g| g.contains(&a)).unwrap_or(0);
+            let last = groups
+                .iter()
+                .position(|g| g.contains(&(b.max(a + 1) - 1)))
+                .unwrap_or(first);
+            (first + last) as f32 / 2.0
+        };
+        al.links
+            .iter()
+            .filter(|l| l.target[1] <= shown)
+            .map(|l| (place(&source, l.source), place(&targets, l.target)))
+            .collect::<Vec<(f32, f32)>>()
+    });
+    let alignment_caption = move || {
+        run.alignment.get().filter(|_| run.chosen.get() == 0).map(|al| {
+            view! {
+                <p class="hint alignment-caption" data-testid=ids.alignment>
+                    {format!(
+                        "Dark lines: the word alignment by {} (AER {:.1} % on the {} gold test set, the best of the methods tried on its trial sentences). Coloured lines: the attention weights.",
+                        al.method,
+                        al.aer,
+                        al.gold,
+                    )}
+                </p>
+            }
+        })
+    };
     let shown_rows = Memo::new(move |_| {
         if !view.get().words {
             return rows_now.get();
@@ -512,8 +561,10 @@ pub fn RunPanel(
                             source=shown_source
                             rows=shown_rows
                             view=view
+                            links=shown_links
                             testid=ids.lines
                         />
+                        {alignment_caption}
                     }
                 }
             >

@@ -517,6 +517,7 @@ mod tests {
             bleu: None,
             chrf: None,
             aer: None,
+            alignment_method: None,
             error: None,
         }
     }

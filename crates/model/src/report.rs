@@ -17,6 +17,14 @@ pub struct Evaluation {
     /// Word alignments from attention against a gold set, when one fits the languages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alignment: Vec<AlignmentResult>,
+    /// The alignment method the explorer draws: the one read from attention with the lowest
+    /// AER on the trial sentences, as a method spec
+    /// (`crate::evaluation::align::AlignMethod`'s `Display`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment_method: Option<String>,
+    /// Which sentences the alignment methods were chosen on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment_trial: Option<String>,
     /// Scores by source length, on pasted sentences and on another domain
     /// (`crate::evaluation::robustness`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -32,8 +40,16 @@ pub struct Evaluation {
 pub struct AlignmentResult {
     /// Gold set, e.g. `hansards-naacl2003`.
     pub gold: String,
-    /// Extraction method, e.g. `argmax, grow-diag-final`.
+    /// The method as people read it, e.g. `layer 2, mean of heads; argmax; grow-diag-final`.
     pub method: String,
+    /// The method spec (`crate::evaluation::align::AlignMethod`'s `Display`); empty for a
+    /// baseline.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub spec: String,
+    /// AER on the trial sentences, which choose the method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_aer: Option<f64>,
+    /// AER on the test sentences.
     pub aer: f64,
     pub precision: f64,
     pub recall: f64,

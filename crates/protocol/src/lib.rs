@@ -104,6 +104,10 @@ pub struct TranslateRequest {
     /// Each step carries its attention `scores` before the distribution (default `false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scores: Option<bool>,
+    /// The answer carries the word `alignment` the model's chosen method reads off the
+    /// translation (default `false`; models measured against a gold set have a method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align: Option<bool>,
 }
 
 impl TranslateRequest {
@@ -126,8 +130,33 @@ impl TranslateRequest {
             ig_baseline: None,
             top_k: None,
             scores: None,
+            align: None,
         }
     }
+}
+
+/// A word alignment of a translation, read off its attention by the model's chosen method.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WordAlignment {
+    /// The method, as people read it.
+    pub method: String,
+    /// Its alignment error rate (%) on the gold set's test sentences.
+    pub aer: f64,
+    /// The gold set it was chosen and measured on.
+    pub gold: String,
+    /// The links: a source word and a target word, each a half-open range of piece positions.
+    pub links: Vec<WordLink>,
+}
+
+/// One link of a [`WordAlignment`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WordLink {
+    /// `[start, end)` of the source word's pieces.
+    pub source: [usize; 2],
+    /// `[start, end)` of the target word's pieces.
+    pub target: [usize; 2],
 }
 
 /// One sentence of the input and, once decoded, the part of the output that translates it.
@@ -227,9 +256,13 @@ pub struct ModelInfo {
     /// chrF on the model's held-out test split, when measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chrf: Option<f64>,
-    /// Alignment error rate (%) of attention on the Hansards gold set, when measured.
+    /// Alignment error rate (%) on the model's gold set of the alignment method it draws,
+    /// when measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aer: Option<f64>,
+    /// That method, as people read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment_method: Option<String>,
     /// Why the model could not be loaded (a broken or half-copied folder): such an entry has
     /// only its name and this message, and requests for it answer `unknown_model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,6 +361,9 @@ pub struct DoneEvent {
     /// Per method the request asked to `explain`, its agreement with the attention.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agreement: Vec<AgreementSummary>,
+    /// The word alignment, when the request asked to `align` and the model has a method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<WordAlignment>,
 }
 
 /// The JSON answer of `POST /api/translate` (`Accept: application/json`).
@@ -364,6 +400,9 @@ pub struct TranslateResponse {
     /// Per method the request asked to `explain`, its agreement with the attention.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agreement: Vec<AgreementSummary>,
+    /// The word alignment, when the request asked to `align` and the model has a method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<WordAlignment>,
 }
 
 /// Body of `POST /api/render`: an attention matrix to export as an image (PNG, SVG) or as raw

@@ -1,23 +1,25 @@
-//! `attnscope align-eval`: word alignments read off a model's attention, and off its
-//! attributions, scored against a gold set (AER, precision, recall); `eval` runs the
-//! attention's part for the model card.
+//! `attnscope align-eval`: word alignments read off a model's attention (every layer, head,
+//! their means, norm-weighted, shifted) and off its attributions, scored against a gold set
+//! (AER, precision, recall); the method is chosen on the trial sentences and reported on the
+//! test ones. `--save` keeps the choice and the card's table in the model folder; `eval`
+//! does the same as part of its run.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use attnscope_model::evaluation::align::{self, AlignmentCounts, Extraction, Symmetrization};
-use attnscope_model::report::AlignmentResult;
-use attnscope_model::{DecodeOptions, ExplainOptions, Method, TextSource, Translator};
+use attnscope_model::evaluation::align::{self, AlignEvaluation, AlignOptions};
+use attnscope_model::report::Evaluation;
+use attnscope_model::{ExplainOptions, Method, Translator};
 
 #[derive(clap::Args)]
 pub struct AlignArgs {
     /// Model name (a folder under --models).
     #[arg(long, default_value = attnscope::DEFAULT_MODEL)]
     model: String,
-    /// Gold set: a folder with `test.e`, `test.f`, `test.wa.nonullalign` (Hansards en-fr) or
-    /// `en.utf8`, `de.utf8`, `alignmentDeEn.talp` (RWTH, read as en-de) [default: by the
-    /// model's languages].
+    /// Gold set: a folder with `test.e`, `test.f`, `test.wa.nonullalign` and the trial files
+    /// `trial.e`, `trial.f`, `trial.wa` (Hansards en-fr) or `en.utf8`, `de.utf8`,
+    /// `alignmentDeEn.talp` (RWTH, read as en-de; its first 50 pairs act as trial)
+    /// [default: by the model's languages].
     #[arg(long)]
     gold: Option<PathBuf>,
     /// Weight threshold of the thresholded extraction.
@@ -31,28 +33,24 @@ pub struct AlignArgs {
     /// Quadrature points of integrated gradients.
     #[arg(long, default_value_t = 16)]
     ig_steps: usize,
+    /// Show the model the gold sentences in the gold set's own tokenisation (lowercased,
+    /// French elisions undone) instead of as ordinary text.
+    #[arg(long)]
+    gold_tokens: bool,
+    /// Print only the best N methods (by trial AER) [default: every method].
+    #[arg(long)]
+    top: Option<usize>,
+    /// Keep the chosen method and the card's table in the model's config.json and card.
+    #[arg(long)]
+    save: bool,
+    /// Folder of training runs (for the card's training options, with --save).
+    #[arg(long, default_value = "runs")]
+    runs: PathBuf,
 }
 
-/// Pieces of each word, encoded one word at a time (the pre-tokenizer splits on spaces
-/// first, so this is how the whole sentence is split too).
-fn word_pieces(v: &attnscope_model::Vocab, words: &[String]) -> Result<(Vec<u32>, Vec<usize>)> {
-    let (mut ids, mut counts) = (Vec::new(), Vec::new());
-    for w in words {
-        let p = v.encode(w)?;
-        counts.push(p.len());
-        ids.extend(p);
-    }
-    Ok((ids, counts))
-}
-
-/// AER, precision and recall of every extraction and merge over the gold set, read off the
-/// attention and off each attribution of `explain` (none: the attention only).
-pub fn align_eval(
-    t: &Translator,
-    gold_dir: &Path,
-    threshold: f32,
-    explain: &ExplainOptions,
-) -> Result<Vec<AlignmentResult>> {
+/// Every alignment method of `t` on the gold set in `gold_dir`, with the attributions of
+/// `opts.explain` (none: the attention only).
+pub fn align_eval(t: &Translator, gold_dir: &Path, opts: &AlignOptions) -> Result<AlignEvaluation> {
     let set = align::GoldSet::open(gold_dir)?;
     let pair = (
         t.config().source_lang.as_str(),
@@ -68,116 +66,67 @@ pub fn align_eval(
             pair.1
         );
     }
-    let gold = set.sentences;
-    let methods = explain.methods();
-    // The matrices alignments are read from: the attention, then each attribution.
-    let sources: Vec<String> = std::iter::once(String::new())
-        .chain(methods.iter().map(|m| format!("{} ", m.label())))
-        .collect();
-    let extractions = [
-        ("argmax".to_string(), Extraction::Argmax),
-        (
-            format!("weight ≥ {threshold}"),
-            Extraction::Threshold(threshold),
-        ),
-    ];
-    let per_source = extractions.len() * Symmetrization::ALL.len();
-    let mut counts = vec![AlignmentCounts::default(); sources.len() * per_source];
-    let progress = super::Progress::new("{spinner} {msg} {bar:30} {pos}/{len}")?;
+    let progress = super::Progress::new("{spinner} {msg} {bar:30} {pos}/{len} {eta}")?;
     progress
         .bar
         .set_message("forced decoding of the gold pairs");
-    progress.bar.set_length(gold.len() as u64);
-    for g in &gold {
-        let (mut src_ids, src_counts) = word_pieces(t.source_vocab(), &g.source)?;
-        src_ids.push(attnscope_model::config::EOS_ID);
-        let src_tokens = src_ids.iter().map(|&i| t.source_vocab().piece(i)).collect();
-        let target = g.target.join(" ");
-        let (tgt_ids, tgt_counts) = word_pieces(t.target_vocab(), &g.target)?;
-        let opts = DecodeOptions {
-            force_target: Some(target.clone()),
-            ..DecodeOptions::default()
-        };
-        let text = TextSource::one(&g.source.join(" "), src_ids, src_tokens);
-        let plan = t.plan(text, opts)?;
-        let out = t.decode(&plan, |_| ControlFlow::Continue(()))?;
-        let forced: Vec<u32> = out.steps.iter().map(|s| s.token_id).collect();
-        if forced[..forced.len() - 1] != tgt_ids[..] {
-            bail!(
-                "sentence {}: the target splits differently word by word than as a whole",
-                g.id
-            );
-        }
-        let src_owner = align::piece_owners(&src_counts, true);
-        let tgt_owner = align::piece_owners(&tgt_counts, true);
-        let explained = t.explain(&plan, &out, explain)?;
-        let own: Vec<Vec<f32>> = out.attention().into_iter().map(<[f32]>::to_vec).collect();
-        let rows = std::iter::once(own).chain(
-            explained
-                .iter()
-                .map(|a| (0..a.raw.len()).map(|s| a.normalised(s)).collect()),
-        );
-        let mut k = 0;
-        for rows in rows {
-            let m = align::word_matrix(
-                &rows,
-                &src_owner,
-                &tgt_owner,
-                g.source.len(),
-                g.target.len(),
-            )?;
-            for (_, ext) in &extractions {
-                let d = align::directions(&m, *ext);
-                for how in Symmetrization::ALL {
-                    counts[k].add(&align::symmetrize(&d, how), g);
-                    k += 1;
-                }
-            }
-        }
-        progress.bar.inc(1);
-    }
+    let result = align::evaluate(t, &set, opts, &mut |done, total| {
+        progress.bar.set_length(total as u64);
+        progress.bar.set_position(done as u64);
+    })?;
     progress.bar.finish_and_clear();
-    let mut out = Vec::new();
-    let mut k = 0;
-    for (source, (ext_name, _)) in sources
-        .iter()
-        .flat_map(|s| extractions.iter().map(move |e| (s, e)))
-    {
-        for how in Symmetrization::ALL {
-            let s = counts[k].scores();
-            out.push(AlignmentResult {
-                gold: set.name.into(),
-                method: format!("{source}{ext_name}, {}", how.name()),
-                aer: s.aer,
-                precision: s.precision,
-                recall: s.recall,
-                sentences: s.counts.sentences,
-            });
-            k += 1;
-        }
-    }
-    Ok(out)
+    Ok(result)
 }
 
-pub(crate) fn print_alignment(name: &str, rows: &[AlignmentResult]) {
+/// Prints every method (or the best `top`), best trial AER first, then the diagonal.
+pub(crate) fn print_alignment(name: &str, e: &AlignEvaluation, top: Option<usize>) {
+    let (trial, test) = e.methods.first().map_or((0, 0), |m| {
+        (m.trial.counts.sentences, m.test.counts.sentences)
+    });
     println!(
-        "{name}: word alignment from attention, {} gold ({} sentences)",
-        rows.first().map_or("no", |r| r.gold.as_str()),
-        rows.first().map_or(0, |r| r.sentences)
+        "{name}: word alignment, {} gold; methods chosen on {} ({trial} sentences), scored on {test} test sentences",
+        e.gold, e.trial_note
     );
     println!(
-        "{:<44} {:>6} {:>10} {:>7}",
-        "method", "AER", "precision", "recall"
+        "{:<4} {:<100} {:>9} {:>8} {:>10} {:>7}",
+        "rank", "method", "trial AER", "AER", "precision", "recall"
     );
-    for r in rows {
+    let shown = top.unwrap_or(e.methods.len());
+    for (i, m) in e.methods.iter().take(shown).enumerate() {
         println!(
-            "{:<44} {:>6.1} {:>10.1} {:>7.1}",
-            r.method,
-            100.0 * r.aer,
-            100.0 * r.precision,
-            100.0 * r.recall
+            "{:<4} {:<100} {:>9.1} {:>8.1} {:>10.1} {:>7.1}",
+            i + 1,
+            e.label(&m.method),
+            100.0 * m.trial.aer,
+            100.0 * m.test.aer,
+            100.0 * m.test.precision,
+            100.0 * m.test.recall
         );
     }
+    println!(
+        "{:<4} {:<100} {:>9.1} {:>8.1} {:>10.1} {:>7.1}",
+        "",
+        "length-scaled diagonal (baseline)",
+        100.0 * e.diagonal.trial.aer,
+        100.0 * e.diagonal.test.aer,
+        100.0 * e.diagonal.test.precision,
+        100.0 * e.diagonal.test.recall
+    );
+    if let Some(c) = e.chosen() {
+        println!(
+            "chosen (best on trial, read from attention; the explorer draws it): {} = `{}`, test AER {:.1}",
+            e.label(&c.method),
+            c.method,
+            100.0 * c.test.aer
+        );
+    }
+}
+
+/// Stores the card's rows and the chosen method in `evaluation`.
+pub(crate) fn keep(evaluation: &mut Evaluation, e: &AlignEvaluation) {
+    evaluation.alignment = e.card_rows();
+    evaluation.alignment_method = e.chosen().map(|c| c.method.to_string());
+    evaluation.alignment_trial = Some(e.trial_note.to_string());
 }
 
 pub fn run_align(models: &Path, a: AlignArgs) -> Result<()> {
@@ -199,12 +148,27 @@ pub fn run_align(models: &Path, a: AlignArgs) -> Result<()> {
             gold.display()
         );
     }
-    let explain = ExplainOptions {
-        methods: a.explain.clone(),
-        ig_steps: a.ig_steps,
-        ..ExplainOptions::default()
+    let opts = AlignOptions {
+        threshold: a.threshold,
+        explain: ExplainOptions {
+            methods: a.explain.clone(),
+            ig_steps: a.ig_steps,
+            ..ExplainOptions::default()
+        },
+        as_written: !a.gold_tokens,
     };
-    let rows = align_eval(&translator, &gold, a.threshold, &explain)?;
-    print_alignment(&a.model, &rows);
+    let result = align_eval(&translator, &gold, &opts)?;
+    print_alignment(&a.model, &result, a.top);
+    if a.save {
+        let opts = super::eval::training_options(models, &a.model, &a.runs)?;
+        let dir = models.join(&a.model);
+        let mut cfg = translator.config().clone();
+        keep(
+            cfg.evaluation.get_or_insert_with(Evaluation::default),
+            &result,
+        );
+        cfg.save(&dir.join(attnscope_model::decoding::translator::CONFIG_FILE))?;
+        super::eval::write_card(&dir, &a.model, &opts, &cfg, translator.parameters())?;
+    }
     Ok(())
 }

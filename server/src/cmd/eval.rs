@@ -181,27 +181,32 @@ fn report_with(
         "{name}: attention entropy {ent:.3} nats per step, largest weight {maxw:.3} on average ({n} sentences)"
     );
 
-    let mut alignment = Vec::new();
+    let mut alignment = None;
     let c = translator.config();
     if let Some(gold) = gold.or_else(|| default_gold(c))
         && gold.is_dir()
     {
-        alignment = super::align::align_eval(&translator, gold, 0.3, &Default::default())?;
-        super::align::print_alignment(name, &alignment);
+        let e = super::align::align_eval(&translator, gold, &Default::default())?;
+        super::align::print_alignment(name, &e, Some(20));
+        alignment = Some(e);
     }
     let scores = robustness_scores(&translator, &opts)?;
     print_scores(name, &scores);
     let mut cfg = translator.config().clone();
     // Faithfulness has its own command; keep what it measured.
     let faithfulness = cfg.evaluation.take().and_then(|e| e.faithfulness);
-    cfg.evaluation = Some(Evaluation {
+    let mut evaluation = Evaluation {
         sentences: n,
         mean_entropy: ent,
         mean_max_weight: maxw,
-        alignment,
         scores,
         faithfulness,
-    });
+        ..Evaluation::default()
+    };
+    if let Some(e) = &alignment {
+        super::align::keep(&mut evaluation, e);
+    }
+    cfg.evaluation = Some(evaluation);
     cfg.save(&dir.join(CONFIG_FILE))?;
     write_card(&dir, name, &opts, &cfg, translator.parameters())
 }

@@ -72,6 +72,10 @@ pub struct TranslateArgs {
     /// JSON: each step carries its attention scores before the distribution (`scores`).
     #[arg(long)]
     scores: bool,
+    /// The word alignment the model's chosen method reads off each translation (see
+    /// `align-eval`): text prints its links, JSON carries it as `alignment`.
+    #[arg(long)]
+    align: bool,
 }
 
 fn parse_intervention(s: &str) -> Result<Intervention, String> {
@@ -127,10 +131,26 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
     let opts = a.options();
     let explain = a.explain_options();
     explain.check()?;
+    let chosen = if a.align {
+        let Some(c) = attnscope::wire::chosen_alignment(&a.model, &translator) else {
+            anyhow::bail!(
+                "{} has no alignment method yet; run `attnscope align-eval --model {} --save` to choose one",
+                a.model,
+                a.model
+            );
+        };
+        Some(c)
+    } else {
+        None
+    };
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     // Default options and plain text: decode in batches, the fast path.
-    if opts == DecodeOptions::default() && a.format == "text" && explain.methods.is_empty() {
+    if opts == DecodeOptions::default()
+        && a.format == "text"
+        && explain.methods.is_empty()
+        && chosen.is_none()
+    {
         let mut lines = Vec::new();
         let flush = |lines: &mut Vec<String>, out: &mut std::io::StdoutLock| -> Result<()> {
             for t in translator.translate_batch_text(lines, a.batch, a.segmentation())? {
@@ -154,17 +174,21 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
             writeln!(out)?;
             continue;
         }
-        let (t, explained) = translator
+        let (t, explained, alignment) = translator
             .text_source(&line, a.segmentation())
             .and_then(|src| {
                 let plan = translator.plan(src, opts.clone())?;
                 let t = translator.decode(&plan, |_| ControlFlow::Continue(()))?;
                 let explained = translator.explain(&plan, &t, &explain)?;
-                Ok((t, explained))
+                let alignment = chosen
+                    .as_ref()
+                    .map(|c| attnscope::wire::word_alignment(&translator, &plan, &t, c))
+                    .transpose()?;
+                Ok((t, explained, alignment))
             })
             .with_context(|| format!("line {}", n + 1))?;
         if a.format == "json" {
-            let doc = attnscope::wire::response(a.model.clone(), t, &explained)?;
+            let doc = attnscope::wire::response(a.model.clone(), t, &explained, alignment)?;
             writeln!(out, "{}", serde_json::to_string(&doc)?)?;
         } else {
             writeln!(out, "{}", t.translation)?;
@@ -172,9 +196,48 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
             for att in &explained {
                 write_shares(&mut out, &t, att)?;
             }
+            if let Some(al) = &alignment {
+                write_links(&mut out, &t, al)?;
+            }
         }
         out.flush()?;
     }
+    Ok(())
+}
+
+/// The word links of an alignment: `source words ↔ target words`, one line.
+fn write_links(
+    out: &mut impl Write,
+    t: &Translation,
+    al: &attnscope_protocol::WordAlignment,
+) -> Result<()> {
+    let word = |pieces: &[String], [a, b]: [usize; 2]| -> String {
+        pieces
+            .get(a..b)
+            .unwrap_or_default()
+            .concat()
+            .trim_start_matches('▁')
+            .replace('▁', " ")
+    };
+    let links: Vec<String> = al
+        .links
+        .iter()
+        .map(|l| {
+            format!(
+                "{}–{}",
+                word(&t.source_tokens, l.source),
+                word(&t.target_tokens, l.target)
+            )
+        })
+        .collect();
+    writeln!(
+        out,
+        "  alignment ({}, AER {:.1} on {}): {}",
+        al.method,
+        al.aer,
+        al.gold,
+        links.join("  ")
+    )?;
     Ok(())
 }
 

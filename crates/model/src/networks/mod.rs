@@ -92,6 +92,16 @@ pub trait EncoderDecoder {
     /// Encoder self-attention, `(B, L, heads, S, S)`, where the architecture has one.
     fn encoder_attention(memory: &Self::Memory) -> Option<&Tensor>;
 
+    /// What the attention mixes, per layer: the vector each source position adds to the
+    /// layer's output per unit of attention weight (a GRU's encoder states, which the context
+    /// vector averages; a Transformer head's values through its slice of the output
+    /// projection). `‖α_j v_j‖` weighs attention by how far each position moves the output
+    /// (Kobayashi et al. 2020).
+    ///
+    /// # Shapes
+    /// - returns one `(B, heads, S, R)` per layer of [`NetStep::cross`]
+    fn attention_values(&self, memory: &Self::Memory) -> Result<Vec<Tensor>>;
+
     /// The device of a memory's tensors.
     fn device(memory: &Self::Memory) -> &Device;
 }
@@ -163,6 +173,9 @@ impl EncoderDecoder for Seq2Seq {
     fn encoder_attention(_: &rnn::Encoded) -> Option<&Tensor> {
         None
     }
+    fn attention_values(&self, memory: &rnn::Encoded) -> Result<Vec<Tensor>> {
+        Ok(vec![memory.states.unsqueeze(1)?])
+    }
     fn device(memory: &rnn::Encoded) -> &Device {
         memory.states.device()
     }
@@ -221,6 +234,9 @@ impl EncoderDecoder for Transformer {
     }
     fn encoder_attention(memory: &TransformerEncoded) -> Option<&Tensor> {
         Some(&memory.self_attention)
+    }
+    fn attention_values(&self, memory: &TransformerEncoded) -> Result<Vec<Tensor>> {
+        self.cross_head_outputs(memory)
     }
     fn device(memory: &TransformerEncoded) -> &Device {
         memory.memory.device()

@@ -106,6 +106,68 @@ pub enum Extraction {
     /// (column-normalised). A row or column summing to 0 gives no link. A word may get
     /// several links or none; for τ > 0.5 at most one per row (column).
     Threshold(f32),
+    /// [`Extraction::Argmax`] after multiplying each cell by a distortion prior,
+    /// `m[t][s] · (1 − κ · (p_s − p_t)²)` with `p_s = (s + ½)/n_src` and `p_t = (t + ½)/n_tgt`
+    /// the words' relative positions: SimAlign's distortion correction (Jalili Sabet et al.
+    /// 2020), which prefers links near the diagonal when the weights are close.
+    Distortion(f32),
+}
+
+impl Extraction {
+    /// The name in tables and method specs: `argmax`, `threshold=0.3`, `distortion=0.5`.
+    pub fn spec(self) -> String {
+        match self {
+            Extraction::Argmax => "argmax".into(),
+            Extraction::Threshold(t) => format!("threshold={t}"),
+            Extraction::Distortion(k) => format!("distortion={k}"),
+        }
+    }
+
+    /// The name people read: `argmax`, `weight ≥ 0.3`, `argmax, distortion prior 0.5`.
+    pub fn label(self) -> String {
+        match self {
+            Extraction::Argmax => "argmax".into(),
+            Extraction::Threshold(t) => format!("weight ≥ {t}"),
+            Extraction::Distortion(k) => format!("argmax with distortion prior {k}"),
+        }
+    }
+
+    /// Reads [`Self::spec`] back.
+    pub fn from_spec(s: &str) -> Result<Self> {
+        let number = |v: &str| {
+            v.parse::<f32>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| Error::Invalid(format!("`{v}` in `{s}` is not a number")))
+        };
+        match s.split_once('=') {
+            None if s == "argmax" => Ok(Extraction::Argmax),
+            Some(("threshold", v)) => Ok(Extraction::Threshold(number(v)?)),
+            Some(("distortion", v)) => Ok(Extraction::Distortion(number(v)?)),
+            _ => Err(Error::Invalid(format!(
+                "unknown extraction `{s}`: use argmax, threshold=τ or distortion=κ"
+            ))),
+        }
+    }
+}
+
+/// `m` with each cell multiplied by the distortion prior of [`Extraction::Distortion`].
+fn with_distortion(m: &[Vec<f32>], kappa: f32) -> Vec<Vec<f32>> {
+    let n_tgt = m.len().max(1) as f32;
+    let n_src = m.iter().map(Vec::len).max().unwrap_or(0).max(1) as f32;
+    m.iter()
+        .enumerate()
+        .map(|(t, row)| {
+            let pt = (t as f32 + 0.5) / n_tgt;
+            row.iter()
+                .enumerate()
+                .map(|(s, &v)| {
+                    let d = (s as f32 + 0.5) / n_src - pt;
+                    v * (1.0 - kappa * d * d)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The two directional alignments of one sentence pair, as `(source, target)` links.
@@ -136,6 +198,9 @@ pub fn directions(m: &[Vec<f32>], extraction: Extraction) -> Directions {
     let column = |s: usize| m.iter().map(move |row| row.get(s).copied().unwrap_or(0.0));
     let mut out = Directions::default();
     match extraction {
+        Extraction::Distortion(kappa) => {
+            return directions(&with_distortion(m, kappa), Extraction::Argmax);
+        }
         Extraction::Argmax => {
             for (t, row) in m.iter().enumerate() {
                 if let Some(s) = argmax(row.iter().copied()) {

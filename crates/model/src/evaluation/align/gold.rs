@@ -14,6 +14,15 @@ pub const GOLD_SOURCE_FILE: &str = "test.e";
 pub const GOLD_TARGET_FILE: &str = "test.f";
 /// Gold links without NULL links, `SNUM POS_EN POS_FR S|P` per line, positions 1-based.
 pub const GOLD_LINKS_FILE: &str = "test.wa.nonullalign";
+/// English sentences of the Hansards trial set, on which a model's method is chosen.
+pub const TRIAL_SOURCE_FILE: &str = "trial.e";
+/// French sentences of the Hansards trial set.
+pub const TRIAL_TARGET_FILE: &str = "trial.f";
+/// Links of the Hansards trial set.
+pub const TRIAL_LINKS_FILE: &str = "trial.wa";
+/// Sentences of the RWTH set that act as its trial set (it has none of its own); the rest
+/// are the test set.
+pub const RWTH_TRIAL_SENTENCES: usize = 50;
 
 /// One sentence pair of a gold alignment set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,10 +105,29 @@ fn read_sentences(path: &Path) -> Result<Vec<SentenceLine>> {
 /// link to an unknown sentence, a position 0 (NULL) or past the end of its sentence, or a
 /// label other than `S` and `P`.
 pub fn load_gold(dir: &Path) -> Result<Vec<GoldSentence>> {
+    load_gold_files(
+        &dir.join(GOLD_SOURCE_FILE),
+        &dir.join(GOLD_TARGET_FILE),
+        &dir.join(GOLD_LINKS_FILE),
+    )
+}
+
+/// The Hansards trial set: [`TRIAL_SOURCE_FILE`], [`TRIAL_TARGET_FILE`] and
+/// [`TRIAL_LINKS_FILE`] in `dir`, in the format of [`load_gold`] (it has no NULL links).
+pub fn load_trial(dir: &Path) -> Result<Vec<GoldSentence>> {
+    load_gold_files(
+        &dir.join(TRIAL_SOURCE_FILE),
+        &dir.join(TRIAL_TARGET_FILE),
+        &dir.join(TRIAL_LINKS_FILE),
+    )
+}
+
+/// [`load_gold`] from the three files named.
+pub fn load_gold_files(e_path: &Path, f_path: &Path, a_path: &Path) -> Result<Vec<GoldSentence>> {
     let (e_path, f_path, a_path) = (
-        dir.join(GOLD_SOURCE_FILE),
-        dir.join(GOLD_TARGET_FILE),
-        dir.join(GOLD_LINKS_FILE),
+        e_path.to_path_buf(),
+        f_path.to_path_buf(),
+        a_path.to_path_buf(),
     );
     let source = read_sentences(&e_path)?;
     let target = read_sentences(&f_path)?;
@@ -288,33 +316,53 @@ pub fn load_rwth(dir: &Path) -> Result<Vec<GoldSentence>> {
     Ok(gold)
 }
 
-/// A gold alignment set and the languages it aligns (source first).
+/// A gold alignment set and the languages it aligns (source first), split into the
+/// sentences a method is chosen on (`trial`) and those it is scored on (`sentences`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoldSet {
     /// A short name for tables: `hansards-naacl2003` or `rwth-europarl`.
     pub name: &'static str,
     pub source_lang: &'static str,
     pub target_lang: &'static str,
+    /// The test sentences.
     pub sentences: Vec<GoldSentence>,
+    /// The trial sentences, disjoint from the test ones.
+    pub trial: Vec<GoldSentence>,
+    /// Where the trial sentences come from, for tables.
+    pub trial_note: &'static str,
 }
 
 impl GoldSet {
-    /// Reads the gold set in `dir`: the Hansards en-fr files ([`load_gold`]) or the RWTH
-    /// de-en ones ([`load_rwth`], as en→de).
+    /// Reads the gold set in `dir`: the Hansards en-fr files ([`load_gold`], with
+    /// [`load_trial`] when the trial files are there) or the RWTH de-en ones ([`load_rwth`],
+    /// as en→de, the first [`RWTH_TRIAL_SENTENCES`] as trial).
     pub fn open(dir: &Path) -> Result<Self> {
         if dir.join(GOLD_SOURCE_FILE).is_file() {
+            let trial = if dir.join(TRIAL_LINKS_FILE).is_file() {
+                load_trial(dir)?
+            } else {
+                Vec::new()
+            };
             Ok(GoldSet {
                 name: "hansards-naacl2003",
                 source_lang: "en",
                 target_lang: "fr",
                 sentences: load_gold(dir)?,
+                trial,
+                trial_note: "the Hansards trial set (trial.*)",
             })
         } else if dir.join(RWTH_LINKS_FILE).is_file() {
+            let mut sentences = load_rwth(dir)?;
+            let trial: Vec<GoldSentence> = sentences
+                .drain(..RWTH_TRIAL_SENTENCES.min(sentences.len() / 2))
+                .collect();
             Ok(GoldSet {
                 name: "rwth-europarl",
                 source_lang: "en",
                 target_lang: "de",
-                sentences: load_rwth(dir)?,
+                sentences,
+                trial,
+                trial_note: "the first 50 RWTH pairs (the set has no trial split; the test figures are over the other 458)",
             })
         } else {
             Err(Error::Invalid(format!(

@@ -16,16 +16,26 @@
 
 use std::collections::BTreeSet;
 
+mod evaluate;
 mod extract;
 mod gold;
+mod live;
+mod methods;
+#[cfg(test)]
+mod methods_tests;
 mod score;
+mod surface;
 mod symmetrize;
 #[cfg(test)]
 mod tests;
 
+pub use evaluate::*;
 pub use extract::*;
 pub use gold::*;
+pub use live::*;
+pub use methods::*;
 pub use score::*;
+pub use surface::*;
 pub use symmetrize::*;
 
 /// A set of alignment links `(source word, target word)`, both 0-based.

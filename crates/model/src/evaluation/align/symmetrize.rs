@@ -1,5 +1,5 @@
 //! Combining the two directional alignments ([`Symmetrization`]): either direction alone,
-//! intersection, union, or grow-diag-final (Koehn et al. 2003).
+//! intersection, union, grow-diag or grow-diag-final (Koehn et al. 2003).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -41,19 +41,24 @@ pub enum Symmetrization {
     /// t2s `{(6,7), (7,6)}` and s2t `{(6,6)}` left for FINAL, this keeps `(6,7)` and `(7,6)`
     /// and drops `(6,6)`.
     GrowDiagFinal,
+    /// Steps 1 and 2 of [`Symmetrization::GrowDiagFinal`] without FINAL: only links next to
+    /// the intersection are added.
+    GrowDiag,
 }
 
 impl Symmetrization {
     /// Every method, in the order of the variants.
-    pub const ALL: [Symmetrization; 5] = [
+    pub const ALL: [Symmetrization; 6] = [
         Symmetrization::S2t,
         Symmetrization::T2s,
         Symmetrization::Intersection,
         Symmetrization::Union,
         Symmetrization::GrowDiagFinal,
+        Symmetrization::GrowDiag,
     ];
 
-    /// The method's name: `s2t`, `t2s`, `intersection`, `union`, `grow-diag-final`.
+    /// The method's name: `s2t`, `t2s`, `intersection`, `union`, `grow-diag-final`,
+    /// `grow-diag`.
     pub fn name(self) -> &'static str {
         match self {
             Symmetrization::S2t => "s2t",
@@ -61,6 +66,7 @@ impl Symmetrization {
             Symmetrization::Intersection => "intersection",
             Symmetrization::Union => "union",
             Symmetrization::GrowDiagFinal => "grow-diag-final",
+            Symmetrization::GrowDiag => "grow-diag",
         }
     }
 }
@@ -80,7 +86,7 @@ impl FromStr for Symmetrization {
             .find(|m| m.name() == s)
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown symmetrization `{s}`: use s2t, t2s, intersection, union or grow-diag-final"
+                    "unknown symmetrization `{s}`: use s2t, t2s, intersection, union, grow-diag-final or grow-diag"
                 ))
             })
     }
@@ -128,7 +134,7 @@ impl Growing {
     }
 }
 
-fn grow_diag_final(d: &Directions) -> Links {
+fn grow_diag(d: &Directions) -> Growing {
     let union: Links = d.s2t.union(&d.t2s).copied().collect();
     let mut a = Growing::new(d.s2t.intersection(&d.t2s).copied().collect());
     loop {
@@ -143,6 +149,11 @@ fn grow_diag_final(d: &Directions) -> Links {
             break;
         }
     }
+    a
+}
+
+fn grow_diag_final(d: &Directions) -> Links {
+    let mut a = grow_diag(d);
     for direction in [&d.t2s, &d.s2t] {
         for &link in direction {
             if !a.links.contains(&link) && a.either_unaligned(link) {
@@ -161,5 +172,6 @@ pub fn symmetrize(d: &Directions, how: Symmetrization) -> Links {
         Symmetrization::Intersection => d.s2t.intersection(&d.t2s).copied().collect(),
         Symmetrization::Union => d.s2t.union(&d.t2s).copied().collect(),
         Symmetrization::GrowDiagFinal => grow_diag_final(d),
+        Symmetrization::GrowDiag => grow_diag(d).links,
     }
 }

@@ -135,6 +135,26 @@ impl MultiHeadAttention {
         })
     }
 
+    /// What each head adds to the output per unit of attention weight on each position: the
+    /// value `v_h(x_j)` through the head's columns of the output projection,
+    /// `f_h(x_j) = v_h(x_j) W_O[:, h]^T` (bias left out). The output is
+    /// `Σ_h Σ_j α_hj f_h(x_j) + b_O`, so `‖α_hj f_h(x_j)‖` is how much position `j` moves it
+    /// through head `h` (Kobayashi et al. 2020).
+    ///
+    /// # Shapes
+    /// - `v`: `(B, heads, S, dh)` (see [`Self::keys_values`]); returns `(B, heads, S, D)`
+    pub fn head_outputs(&self, v: &Tensor) -> Result<Tensor> {
+        let w = self.o.weight(); // (D, heads * dh)
+        let per_head = (0..self.heads)
+            .map(|h| {
+                let w_h = w.narrow(1, h * self.head_dim, self.head_dim)?; // (D, dh)
+                let v_h = v.narrow(1, h, 1)?.squeeze(1)?; // (B, S, dh)
+                Ok(v_h.broadcast_matmul(&w_h.t()?)?) // (B, S, D)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&per_head, 1)?)
+    }
+
     /// Mixes the values with `weights`, merges the heads and projects.
     ///
     /// # Shapes

@@ -336,6 +336,19 @@ impl Transformer {
         })
     }
 
+    /// Per decoder layer, what each cross-attention head adds to the layer's output per unit
+    /// of weight on each source position ([`MultiHeadAttention::head_outputs`]).
+    ///
+    /// # Shapes
+    /// - returns one `(B, heads, S, D)` per decoder layer
+    pub fn cross_head_outputs(&self, enc: &TransformerEncoded) -> Result<Vec<Tensor>> {
+        self.decoder
+            .iter()
+            .zip(&enc.cross_kv)
+            .map(|(layer, (_, v))| layer.cross_attn.head_outputs(v))
+            .collect()
+    }
+
     /// A cache with no positions, for a batch of `batch` sentences.
     pub fn empty_cache(&self, batch: usize) -> Result<KvCache> {
         Ok(KvCache {
