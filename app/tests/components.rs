@@ -219,6 +219,7 @@ fn model(name: &str, modes: &[&str], default_mode: &str) -> ModelInfo {
         bleu: None,
         chrf: None,
         aer: None,
+        alignment_method: None,
         error: None,
     }
 }

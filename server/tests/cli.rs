@@ -274,7 +274,8 @@ fn train_resume_translate_round_trip() {
         b"",
     );
     // Every method, best on the trial sentence first: 4 attention sources (plain and
-    // norm-weighted, shifted or not) x 3 extractions x 2 punctuation x 6 merges.
+    // norm-weighted, shifted or not) x 7 extractions (argmax, 4 thresholds, 2 priors) x 2
+    // punctuation x 6 merges.
     assert!(align.contains("; argmax; t2s"), "{align}");
     let ranked = align
         .lines()
@@ -284,7 +285,7 @@ fn train_resume_translate_round_trip() {
                 .is_some_and(|w| w.parse::<usize>().is_ok())
         })
         .count();
-    assert_eq!(ranked, 4 * 3 * 2 * 6, "{align}");
+    assert_eq!(ranked, 4 * 7 * 2 * 6, "{align}");
     // The translation's word links by the chosen method.
     let aligned = run_ok(
         attnscope()

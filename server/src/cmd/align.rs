@@ -22,9 +22,9 @@ pub struct AlignArgs {
     /// [default: by the model's languages].
     #[arg(long)]
     gold: Option<PathBuf>,
-    /// Weight threshold of the thresholded extraction.
-    #[arg(long, default_value_t = 0.3)]
-    threshold: f32,
+    /// Weight thresholds of the thresholded extraction to try (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = align::THRESHOLDS)]
+    threshold: Vec<f32>,
     /// Also read alignments off these attributions of the forced translation
     /// (gradient_x_input, integrated_gradients, erasure; comma-separated), beside the
     /// attention.
@@ -149,7 +149,7 @@ pub fn run_align(models: &Path, a: AlignArgs) -> Result<()> {
         );
     }
     let opts = AlignOptions {
-        threshold: a.threshold,
+        thresholds: a.threshold.clone(),
         explain: ExplainOptions {
             methods: a.explain.clone(),
             ig_steps: a.ig_steps,

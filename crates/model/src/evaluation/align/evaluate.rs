@@ -20,30 +20,32 @@ use crate::report::AlignmentResult;
 use crate::vocab::Vocab;
 use crate::{DecodeOptions, Error, Result, TextSource, Translator};
 
-/// The distortion strength of [`Extraction::Distortion`] tried (SimAlign's).
-pub const DISTORTION_KAPPA: f32 = 0.5;
+/// The distortion strengths of [`Extraction::Distortion`] tried (SimAlign uses 0.5).
+pub const DISTORTION_KAPPAS: [f32; 2] = [0.5, 1.0];
+/// The weight thresholds of [`Extraction::Threshold`] tried by default.
+pub const THRESHOLDS: [f32; 4] = [0.1, 0.2, 0.3, 0.4];
 
 /// Every method [`evaluate`] scores for a model of `layers` layers and `heads` heads: each
 /// attention source ([`AlignSource::attention_sources`]) and each attribution of
-/// `attributions`, read by argmax, by a weight threshold `threshold` and by argmax with a
-/// distortion prior, merged every way, with and without pairing final punctuation.
+/// `attributions`, read by argmax, by each weight threshold of `thresholds` and by argmax
+/// with each distortion prior of [`DISTORTION_KAPPAS`], merged every way, with and without
+/// pairing final punctuation.
 pub fn methods(
     layers: usize,
     heads: usize,
     attributions: &[Method],
-    threshold: f32,
+    thresholds: &[f32],
 ) -> Vec<AlignMethod> {
     let sources = AlignSource::attention_sources(layers, heads)
         .into_iter()
         .chain(attributions.iter().map(|&m| AlignSource::Attribution(m)));
-    let extractions = [
-        Extraction::Argmax,
-        Extraction::Threshold(threshold),
-        Extraction::Distortion(DISTORTION_KAPPA),
-    ];
+    let extractions: Vec<Extraction> = std::iter::once(Extraction::Argmax)
+        .chain(thresholds.iter().map(|&t| Extraction::Threshold(t)))
+        .chain(DISTORTION_KAPPAS.map(Extraction::Distortion))
+        .collect();
     let mut out = Vec::new();
     for source in sources {
-        for extraction in extractions {
+        for &extraction in &extractions {
             for final_punctuation in [false, true] {
                 for symmetrization in Symmetrization::ALL {
                     out.push(AlignMethod {
@@ -137,8 +139,8 @@ pub fn forced_matrices(
 /// What [`evaluate`] measures and how.
 #[derive(Clone, Debug)]
 pub struct AlignOptions {
-    /// The weight threshold of [`Extraction::Threshold`].
-    pub threshold: f32,
+    /// The weight thresholds of [`Extraction::Threshold`] to try.
+    pub thresholds: Vec<f32>,
     /// The attributions to read alignments from, besides the attention.
     pub explain: ExplainOptions,
     /// Show the model the gold sentences as ordinary text ([`surface`]) rather than in the
@@ -149,7 +151,7 @@ pub struct AlignOptions {
 impl Default for AlignOptions {
     fn default() -> Self {
         AlignOptions {
-            threshold: 0.3,
+            thresholds: THRESHOLDS.to_vec(),
             explain: ExplainOptions::default(),
             as_written: true,
         }
@@ -296,7 +298,7 @@ pub fn evaluate(
 ) -> Result<AlignEvaluation> {
     let (layers, heads) = attention_shape(t);
     let explain = &opts.explain;
-    let methods = methods(layers, heads, &explain.methods(), opts.threshold);
+    let methods = methods(layers, heads, &explain.methods(), &opts.thresholds);
     let mut trial = vec![AlignmentCounts::default(); methods.len()];
     let mut test = vec![AlignmentCounts::default(); methods.len()];
     let (mut diag_trial, mut diag_test) = (AlignmentCounts::default(), AlignmentCounts::default());
