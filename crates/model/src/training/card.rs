@@ -92,20 +92,33 @@ pub struct Figures<'a> {
 /// What the training data adds to the Tatoeba pairs: a second domain and joined pairs.
 fn extra_data(opts: &TrainOptions) -> String {
     let mut out = String::new();
+    // A file given n times is read n times (oversampled); say so once.
+    let mut files: Vec<(String, usize)> = Vec::new();
     for p in &opts.extra_data {
         let file = p
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
+        match files.iter_mut().find(|(f, _)| *f == file) {
+            Some((_, n)) => *n += 1,
+            None => files.push((file, 1)),
+        }
+    }
+    for (file, n) in files {
+        let times = match n {
+            1 => String::new(),
+            2 => " (given twice, so each of its pairs is seen twice as often)".to_string(),
+            n => format!(" (given {n} times, so each of its pairs is seen {n} times as often)"),
+        };
         if file.starts_with("multi30k") {
             out += &format!(
-                "Added to training: `{file}`, the **Multi30k** image descriptions (Elliott et al. \
-2016, *Multi30K: Multilingual English-German Image Descriptions*; Elliott et al. 2017 for \
+                "Added to training: `{file}`{times}, the **Multi30k** image descriptions (Elliott \
+et al. 2016, *Multi30K: Multilingual English-German Image Descriptions*; Elliott et al. 2017 for \
 French), a second, descriptive domain with sentences about twice as long. Multi30k is provided \
 **for non-commercial research and educational purposes only**, and so is this model.\n\n"
             );
         } else {
-            out += &format!("Added to training: `{file}`.\n\n");
+            out += &format!("Added to training: `{file}`{times}.\n\n");
         }
     }
     if opts.joined > 0.0 {
@@ -430,5 +443,26 @@ mod tests {
         assert_eq!(super::thousands(8_320_320), "8,320,320");
         assert_eq!(super::thousands(999), "999");
         assert_eq!(super::thousands(1000), "1,000");
+    }
+
+    #[test]
+    fn a_file_given_twice_is_named_once_and_said_to_be_oversampled() {
+        let mut opts = super::TrainOptions::new(
+            crate::fixtures::tiny_architecture("additive").unwrap(),
+            "m",
+            "tatoeba.tsv".into(),
+            "en",
+            "fr",
+        );
+        let m30k = std::path::PathBuf::from("data/multi30k-eng-fra.train.tsv");
+        opts.extra_data = vec![m30k.clone(), m30k, "more.tsv".into()];
+        let text = super::extra_data(&opts);
+        assert_eq!(text.matches("Added to training").count(), 2, "{text}");
+        assert!(
+            text.contains("`multi30k-eng-fra.train.tsv` (given twice"),
+            "{text}"
+        );
+        assert!(text.contains("Added to training: `more.tsv`.\n"), "{text}");
+        assert!(text.contains("non-commercial research"));
     }
 }
