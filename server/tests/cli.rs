@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{attnscope, run_ok};
+use common::{attnscope, run, run_ok};
 
 const PAIRS: &[(&str, &str)] = &[
     ("I am cold.", "J'ai froid."),
@@ -181,6 +181,18 @@ fn train_resume_translate_round_trip() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("STEP:SOURCE"));
+
+    // Before any alignment was measured, `--align` says how to measure one.
+    let (ok, _, err) = run(
+        attnscope()
+            .args(["--models", models.to_str().unwrap(), "translate"])
+            .args(["--model", "toy", "--align"]),
+        b"I am cold.\n",
+    );
+    assert!(
+        !ok && err.contains("align-eval --model toy --save"),
+        "{err}"
+    );
 
     // `eval` rebuilds the test split, scores it, measures attention and alignments against a
     // gold set, and rewrites the card with a loss curve.

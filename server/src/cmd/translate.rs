@@ -133,9 +133,19 @@ pub fn run(models: &Path, a: TranslateArgs) -> Result<()> {
     explain.check()?;
     let chosen = if a.align {
         let Some(c) = attnscope::wire::chosen_alignment(&a.model, &translator) else {
+            let cfg = translator.config();
+            if super::eval::default_gold(cfg).is_some() {
+                anyhow::bail!(
+                    "{} has no alignment method yet; run `attnscope align-eval --model {} --save` to choose one",
+                    a.model,
+                    a.model
+                );
+            }
             anyhow::bail!(
-                "{} has no alignment method yet; run `attnscope align-eval --model {} --save` to choose one",
+                "{} has no alignment method: no gold alignments are known for {} to {}, so none could be chosen; run `attnscope align-eval --model {} --gold DIR --save` with a gold set of its languages",
                 a.model,
+                cfg.source_lang,
+                cfg.target_lang,
                 a.model
             );
         };
