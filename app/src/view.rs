@@ -117,6 +117,28 @@ pub fn word_groups<S: AsRef<str>>(pieces: &[S]) -> Vec<Vec<usize>> {
     groups
 }
 
+/// Where each piece is shown: its own position, or with `words` the position of the word
+/// ([`word_groups`]) it belongs to.
+pub fn shown_positions<S: AsRef<str>>(pieces: &[S], words: bool) -> Vec<usize> {
+    if !words {
+        return (0..pieces.len()).collect();
+    }
+    let mut at = vec![0; pieces.len()];
+    for (w, group) in word_groups(pieces).iter().enumerate() {
+        for &p in group {
+            at[p] = w;
+        }
+    }
+    at
+}
+
+/// The middle of the pieces `[a, b)` in shown positions (see [`shown_positions`]), fractional
+/// when they span several; a range past the pieces sits at the last one.
+pub fn span_middle(at: &[usize], [a, b]: [usize; 2]) -> f32 {
+    let pos = |i: usize| at.get(i).or(at.last()).copied().unwrap_or(0);
+    (pos(a) + pos(b.max(a + 1) - 1)) as f32 / 2.0
+}
+
 /// The label of a word: its pieces' labels joined.
 pub fn word_label<S: AsRef<str>>(pieces: &[S], group: &[usize]) -> String {
     let text: String = group
@@ -185,6 +207,29 @@ mod tests {
         assert_eq!(g.css(0.05), None);
         assert!(g.css(0.1).is_some());
         assert_eq!(v.gradient().matches("rgb(").count(), 9);
+    }
+
+    #[test]
+    fn alignment_links_sit_at_the_middle_of_their_pieces_or_words() {
+        let pieces = [
+            "\u{2581}The",
+            "\u{2581}un",
+            "believ",
+            "able",
+            "\u{2581}.",
+            "</s>",
+        ];
+        let by_piece = shown_positions(&pieces, false);
+        assert_eq!(by_piece, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(span_middle(&by_piece, [1, 4]), 2.0);
+        assert_eq!(span_middle(&by_piece, [1, 3]), 1.5);
+        let by_word = shown_positions(&pieces, true);
+        assert_eq!(by_word, vec![0, 1, 1, 1, 2, 3]);
+        assert_eq!(span_middle(&by_word, [1, 4]), 1.0);
+        assert_eq!(span_middle(&by_word, [4, 5]), 2.0);
+        // An empty or out-of-range span stays on the drawing.
+        assert_eq!(span_middle(&by_word, [9, 9]), 3.0);
+        assert_eq!(span_middle(&[], [0, 1]), 0.0);
     }
 
     #[test]

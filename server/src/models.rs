@@ -10,9 +10,13 @@ use attnscope_model::decoding::translator::CONFIG_FILE;
 use attnscope_protocol::ModelInfo;
 
 use crate::AppError;
+use crate::wire::{ChosenAlignment, chosen_alignment};
 
 pub struct Models {
     by_name: BTreeMap<String, Arc<Translator>>,
+    /// Each model's chosen alignment method, read once at load (models without one, or with
+    /// one this build cannot read, are not here).
+    alignments: BTreeMap<String, ChosenAlignment>,
     /// Folders that look like models but could not be loaded, with the reason.
     broken: BTreeMap<String, String>,
     default: String,
@@ -68,8 +72,13 @@ impl Models {
                 by_name.keys().cloned().collect::<Vec<_>>().join(", ")
             );
         }
+        let alignments = by_name
+            .iter()
+            .filter_map(|(name, t)| Some((name.clone(), chosen_alignment(name, t)?)))
+            .collect();
         Ok(Models {
             by_name,
+            alignments,
             broken: BTreeMap::new(),
             default: default.to_string(),
         })
@@ -102,11 +111,18 @@ impl Models {
         }
     }
 
+    /// The chosen alignment method of the loaded model `name`, if it has one.
+    pub fn alignment(&self, name: &str) -> Option<&ChosenAlignment> {
+        self.alignments.get(name)
+    }
+
     /// What `GET /api/models` lists: every loaded model, then the broken folders.
     pub fn infos(&self) -> Vec<ModelInfo> {
         self.by_name
             .iter()
-            .map(|(name, t)| crate::wire::model_info(name, t, *name == self.default))
+            .map(|(name, t)| {
+                crate::wire::model_info(name, t, *name == self.default, self.alignment(name))
+            })
             .chain(
                 self.broken
                     .iter()

@@ -259,7 +259,7 @@ fn parse(st: &AppState, body: &[u8]) -> Result<Job, AppError> {
     };
     let plan = model.plan(model.text_source(&req.text, segmentation)?, opts)?;
     let align = match req.align {
-        Some(true) => wire::chosen_alignment(&model_name, &model),
+        Some(true) => st.models.alignment(&model_name).cloned(),
         _ => None,
     };
     Ok(Job {

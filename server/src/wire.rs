@@ -26,7 +26,8 @@ pub struct ChosenAlignment {
 }
 
 /// The model's chosen alignment method, when its evaluation has one that this build reads
-/// (an unreadable one is logged and left out: the model still translates).
+/// (an unreadable one is logged and left out: the model still translates). The server reads
+/// it once per model when it loads them ([`crate::Models::alignment`]).
 pub fn chosen_alignment(name: &str, t: &Translator) -> Option<ChosenAlignment> {
     let e = t.config().evaluation.as_ref()?;
     let spec = e.alignment_method.as_ref()?;
@@ -69,9 +70,13 @@ pub fn word_alignment(
 }
 
 /// The listing of a loaded model `name`.
-pub fn model_info(name: &str, t: &Translator, default: bool) -> ModelInfo {
+pub fn model_info(
+    name: &str,
+    t: &Translator,
+    default: bool,
+    chosen: Option<&ChosenAlignment>,
+) -> ModelInfo {
     let c = t.config();
-    let chosen = chosen_alignment(name, t);
     let training = c.training.as_ref();
     let (layers, heads) = c.architecture.layers_heads();
     ModelInfo {
@@ -96,8 +101,8 @@ pub fn model_info(name: &str, t: &Translator, default: bool) -> ModelInfo {
         parameters: t.parameters(),
         bleu: training.and_then(|s| s.bleu),
         chrf: training.and_then(|s| s.chrf),
-        aer: chosen.as_ref().map(|a| a.aer),
-        alignment_method: chosen.map(|a| a.label),
+        aer: chosen.map(|a| a.aer),
+        alignment_method: chosen.map(|a| a.label.clone()),
         error: None,
     }
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 mod common;
 
 use attnscope::{AppState, Models, app};
-use attnscope_protocol::{ErrorBody, ModelInfo, TranslateResponse};
+use attnscope_protocol::{ErrorBody, TranslateResponse};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use common::{expect_error, post, state, translate_json};
+use common::{expect_error, list_models, post, state, translate_json};
 use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,13 +18,7 @@ use tower::ServiceExt;
 #[tokio::test]
 async fn models_lists_the_default_model() {
     let (st, _d) = state();
-    let res = app(st)
-        .oneshot(Request::get("/api/models").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let models: Vec<ModelInfo> =
-        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+    let models = list_models(&st).await;
     assert_eq!(models.len(), 1);
     assert_eq!(models[0].name, "tiny");
     assert!(models[0].default);
@@ -381,12 +375,7 @@ async fn a_broken_model_folder_is_listed_with_its_error_and_the_others_are_serve
     let dist = dir.path().join("dist");
     std::fs::create_dir_all(&dist).unwrap();
     let st = AppState::new(models, dist);
-    let res = app(st.clone())
-        .oneshot(Request::get("/api/models").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let list: Vec<ModelInfo> =
-        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+    let list = list_models(&st).await;
     let names: Vec<(&str, bool)> = list
         .iter()
         .map(|m| (m.name.as_str(), m.error.is_some()))

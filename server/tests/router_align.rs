@@ -6,54 +6,38 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use attnscope::{AppState, Models, app};
+use attnscope::AppState;
+use attnscope_model::ModelConfig;
 use attnscope_model::decoding::translator::CONFIG_FILE;
 use attnscope_model::report::{AlignmentResult, Evaluation};
-use attnscope_model::{ModelConfig, Translator, fixtures};
-use attnscope_protocol::ModelInfo;
-use axum::body::{Body, to_bytes};
-use axum::http::{Request, StatusCode};
-use common::{post, translate_json};
-use tower::ServiceExt;
+use axum::http::StatusCode;
+use common::{list_models, post, state_edited, translate_json};
 
 /// Tiny models `(name, kind, method spec)`; a spec of `None` leaves the model unmeasured.
 fn state_with(models: &[(&str, &str, Option<&str>)]) -> (AppState, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut by_name = BTreeMap::new();
-    for (name, kind, spec) in models {
-        let mdir = dir.path().join(name);
-        fixtures::write_tiny_model_of(&mdir, kind, 1).unwrap();
-        if let Some(spec) = spec {
-            let path = mdir.join(CONFIG_FILE);
-            let mut cfg = ModelConfig::load(&path).unwrap();
-            cfg.evaluation = Some(Evaluation {
-                alignment: vec![AlignmentResult {
-                    gold: "hansards-naacl2003".into(),
-                    method: format!("label of {spec}"),
-                    spec: spec.to_string(),
-                    trial_aer: Some(0.40),
-                    aer: 0.42,
-                    precision: 0.5,
-                    recall: 0.6,
-                    sentences: 447,
-                }],
-                alignment_method: Some(spec.to_string()),
-                ..Evaluation::default()
-            });
-            cfg.save(&path).unwrap();
-        }
-        by_name.insert(name.to_string(), Arc::new(Translator::load(&mdir).unwrap()));
-    }
-    let dist = dir.path().join("dist");
-    std::fs::create_dir_all(&dist).unwrap();
-    std::fs::write(dist.join("index.html"), "<!doctype html>").unwrap();
-    (
-        AppState::new(Models::new(by_name, models[0].0).unwrap(), dist),
-        dir,
-    )
+    let kinds: Vec<(&str, &str)> = models.iter().map(|(n, k, _)| (*n, *k)).collect();
+    state_edited(&kinds, |name, dir| {
+        let Some(Some(spec)) = models.iter().find(|m| m.0 == name).map(|m| m.2) else {
+            return;
+        };
+        let path = dir.join(CONFIG_FILE);
+        let mut cfg = ModelConfig::load(&path).unwrap();
+        cfg.evaluation = Some(Evaluation {
+            alignment: vec![AlignmentResult {
+                gold: "hansards-naacl2003".into(),
+                method: format!("label of {spec}"),
+                spec: spec.to_string(),
+                trial_aer: Some(0.40),
+                aer: 0.42,
+                precision: 0.5,
+                recall: 0.6,
+                sentences: 447,
+            }],
+            alignment_method: Some(spec.to_string()),
+            ..Evaluation::default()
+        });
+        cfg.save(&path).unwrap();
+    })
 }
 
 #[tokio::test]
@@ -116,12 +100,7 @@ async fn asked_for_the_alignment_comes_in_json_and_in_the_done_event() {
         assert!(r.alignment.is_none() && !r.translation.is_empty());
     }
     // The listing says which method each model draws and its AER.
-    let res = app(st.clone())
-        .oneshot(Request::get("/api/models").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let models: Vec<ModelInfo> =
-        serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap();
+    let models = list_models(&st).await;
     let by = |n: &str| models.iter().find(|m| m.name == n).unwrap().clone();
     assert_eq!(by("gru").aer, Some(42.0));
     assert_eq!(

@@ -19,7 +19,9 @@ use crate::components::token_strip::{Axis, TokenStrip};
 use crate::playback::{Playback, shown_len};
 use crate::run::{Phase, Run};
 use crate::tokens::{Hover, Row, detokenize, piece_blocks};
-use crate::view::{Layout, ViewSettings, merge_words, word_groups, word_label};
+use crate::view::{
+    Layout, ViewSettings, merge_words, shown_positions, span_middle, word_groups, word_label,
+};
 
 /// Element ids and test ids of one panel, distinct for the first and the second run.
 #[derive(Clone, Copy)]
@@ -128,22 +130,19 @@ pub fn RunPanel(
         let words = view.get().words;
         let source = run.source.get();
         let targets = run.target_tokens();
-        let place = |pieces: &[String], [a, b]: [usize; 2]| -> f32 {
-            if !words {
-                return (a + b.max(a + 1) - 1) as f32 / 2.0;
-            }
-            let groups = word_groups(pieces);
-            let first = groups.iter().position(|g| g.contains(&a)).unwrap_or(0);
-            let last = groups
-                .iter()
-                .position(|g| g.contains(&(b.max(a + 1) - 1)))
-                .unwrap_or(first);
-            (first + last) as f32 / 2.0
-        };
+        let (src_at, tgt_at) = (
+            shown_positions(&source, words),
+            shown_positions(&targets, words),
+        );
         al.links
             .iter()
             .filter(|l| l.target[1] <= shown)
-            .map(|l| (place(&source, l.source), place(&targets, l.target)))
+            .map(|l| {
+                (
+                    span_middle(&src_at, l.source),
+                    span_middle(&tgt_at, l.target),
+                )
+            })
             .collect::<Vec<(f32, f32)>>()
     });
     let alignment_caption = move || {

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use attnscope::{AppState, Models, app};
 use attnscope_model::{Translator, fixtures};
-use attnscope_protocol::{ErrorBody, TranslateResponse};
+use attnscope_protocol::{ErrorBody, ModelInfo, TranslateResponse};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
@@ -24,11 +25,21 @@ pub fn state() -> (AppState, tempfile::TempDir) {
 /// A state serving tiny seeded models `(name, kind)` (the first is the default) and a
 /// one-line frontend.
 pub fn state_of(models: &[(&str, &str)]) -> (AppState, tempfile::TempDir) {
+    state_edited(models, |_, _| {})
+}
+
+/// [`state_of`], with `edit(name, folder)` run on each written model folder before it loads
+/// (to change its `config.json`, say).
+pub fn state_edited(
+    models: &[(&str, &str)],
+    edit: impl Fn(&str, &Path),
+) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut by_name = BTreeMap::new();
     for (name, kind) in models {
         let mdir = dir.path().join(name);
         fixtures::write_tiny_model_of(&mdir, kind, 1).unwrap();
+        edit(name, &mdir);
         by_name.insert(name.to_string(), Arc::new(Translator::load(&mdir).unwrap()));
     }
     let dist = dir.path().join("dist");
@@ -92,6 +103,16 @@ pub async fn post(st: &AppState, body: &str, accept: &str) -> (StatusCode, Strin
         ctype,
         to_bytes(res.into_body(), 1 << 24).await.unwrap().to_vec(),
     )
+}
+
+/// What `GET /api/models` lists.
+pub async fn list_models(st: &AppState) -> Vec<ModelInfo> {
+    let res = app(st.clone())
+        .oneshot(Request::get("/api/models").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    serde_json::from_slice(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).unwrap()
 }
 
 /// The JSON answer to `body`, which must succeed.

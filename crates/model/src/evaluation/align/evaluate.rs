@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 
 use super::extract::{Extraction, piece_owners, scaled_diagonal, word_matrix};
 use super::gold::GoldSet;
-use super::methods::{AlignMethod, AlignSource, PieceMatrices};
+use super::methods::{AlignMethod, AlignSource, Directed, PieceMatrices};
 use super::score::{AlignmentCounts, AlignmentScores};
 use super::surface::{Surface, expand, surface};
 use super::symmetrize::Symmetrization;
@@ -325,6 +325,9 @@ pub fn evaluate(
         };
         diag.add(&scaled_diagonal(g.source.len(), g.target.len()), g);
         let mut words: HashMap<AlignSource, Option<Vec<Vec<f32>>>> = HashMap::new();
+        // `methods` lists the merges of the same directional links one after the other: read
+        // those links once per run of them.
+        let mut directed: Option<(&AlignMethod, Directed)> = None;
         for (m, c) in methods.iter().zip(counts.iter_mut()) {
             let w = match words.entry(m.source) {
                 Entry::Occupied(e) => e.into_mut(),
@@ -332,10 +335,13 @@ pub fn evaluate(
                     e.insert(pair.words(m.source, src.words.len(), tgt.words.len())?)
                 }
             };
-            if let Some(w) = w {
-                let links = m.align(w, &src.words, &tgt.words);
-                c.add(&expand(&links, &src, &tgt), g);
-            }
+            let Some(w) = w else { continue };
+            let d = match directed.take() {
+                Some((prev, d)) if prev.same_directions(m) => d,
+                _ => m.directions(w, &src.words, &tgt.words),
+            };
+            c.add(&expand(&m.merge(&d), &src, &tgt), g);
+            directed = Some((m, d));
         }
         progress(done + 1, total);
     }

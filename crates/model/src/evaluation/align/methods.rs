@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::Links;
-use super::extract::{Extraction, directions};
+use super::extract::{Directions, Extraction, directions};
 use super::symmetrize::{Symmetrization, symmetrize};
 use crate::decoding::values::AttentionValues;
 use crate::explain::{Attribution, Method};
@@ -216,6 +216,12 @@ impl AlignMethod {
     /// The links of a word-level matrix `m[target][source]` of sentences `source` and
     /// `target` (the words, for the final punctuation).
     pub fn align(&self, m: &[Vec<f32>], source: &[String], target: &[String]) -> Links {
+        self.merge(&self.directions(m, source, target))
+    }
+
+    /// The first half of [`Self::align`]: the directional links by this method's extraction
+    /// and punctuation handling, which every symmetrization of them shares.
+    pub fn directions(&self, m: &[Vec<f32>], source: &[String], target: &[String]) -> Directed {
         let pair = self.final_punctuation
             && matches!(
                 (source.last(), target.last()),
@@ -223,17 +229,46 @@ impl AlignMethod {
             )
             && m.len() == target.len();
         if !pair {
-            return symmetrize(&directions(m, self.extraction), self.symmetrization);
+            return Directed {
+                directions: directions(m, self.extraction),
+                paired: None,
+            };
         }
         let (ls, lt) = (source.len() - 1, target.len() - 1);
         let trimmed: Vec<Vec<f32>> = m[..lt]
             .iter()
             .map(|row| row.iter().take(ls).copied().collect())
             .collect();
-        let mut links = symmetrize(&directions(&trimmed, self.extraction), self.symmetrization);
-        links.insert((ls, lt));
+        Directed {
+            directions: directions(&trimmed, self.extraction),
+            paired: Some((ls, lt)),
+        }
+    }
+
+    /// The second half of [`Self::align`]: the directional links merged by this method's
+    /// symmetrization, with the paired final punctuation.
+    pub fn merge(&self, d: &Directed) -> Links {
+        let mut links = symmetrize(&d.directions, self.symmetrization);
+        links.extend(d.paired);
         links
     }
+
+    /// Whether `other` reads the same directional links (it differs at most in how it merges
+    /// them).
+    pub fn same_directions(&self, other: &AlignMethod) -> bool {
+        self.source == other.source
+            && self.extraction == other.extraction
+            && self.final_punctuation == other.final_punctuation
+    }
+}
+
+/// The directional links of one sentence pair by one method, before merging
+/// ([`AlignMethod::directions`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directed {
+    pub directions: Directions,
+    /// The final punctuation marks' link, when they were paired and left out of the matrix.
+    pub paired: Option<(usize, usize)>,
 }
 
 /// A word made of punctuation only (`.`, `?`, `!`, `...`, `»`).

@@ -341,3 +341,55 @@ fn a_translation_aligns_within_its_sentences() {
         }
     }
 }
+
+#[test]
+fn evaluate_reads_each_run_of_merges_once_and_scores_as_align_would() {
+    let gold = |id: &str, s: &str, t: &str| GoldSentence {
+        id: id.into(),
+        source: words(s),
+        target: words(t),
+        sure: links(&[(0, 0), (2, 1)]),
+        possible: links(&[(0, 0), (1, 0), (2, 1), (3, 2)]),
+    };
+    let set = GoldSet {
+        name: "toy",
+        source_lang: "en",
+        target_lang: "fr",
+        sentences: vec![gold("2", "We are cold !", "Nous avons froid !")],
+        trial: vec![gold("1", "I am cold .", "J'ai froid .")],
+        trial_note: "the toy trial",
+    };
+    let (t, _) = tiny_translator_of("transformer", 6).unwrap();
+    let opts = AlignOptions {
+        as_written: false,
+        ..AlignOptions::default()
+    };
+    let e = evaluate(&t, &set, &opts, &mut |_, _| {}).unwrap();
+    assert_eq!(e.methods.len(), methods(2, 2, &[], &THRESHOLDS).len());
+    // Each method's counts, recomputed one method at a time with `align`.
+    let pair = |g: &GoldSentence| {
+        forced_matrices(&t, &g.source, &g.target, &g.id, &ExplainOptions::default()).unwrap()
+    };
+    let (trial, test) = (pair(&set.trial[0]), pair(&set.sentences[0]));
+    for scored in &e.methods {
+        let m = scored.method;
+        let count = |p: &ForcedPair, g: &GoldSentence| {
+            let w = p
+                .words(m.source, g.source.len(), g.target.len())
+                .unwrap()
+                .unwrap();
+            let mut c = AlignmentCounts::default();
+            c.add(&m.align(&w, &g.source, &g.target), g);
+            c.scores()
+        };
+        assert_eq!(count(&trial, &set.trial[0]).aer, scored.trial.aer, "{m}");
+        assert_eq!(count(&test, &set.sentences[0]).aer, scored.test.aer, "{m}");
+    }
+    // Best trial AER first, and the chosen method is read from attention.
+    assert!(
+        e.methods
+            .windows(2)
+            .all(|w| w[0].trial.aer <= w[1].trial.aer)
+    );
+    assert!(e.chosen().unwrap().method.source.from_attention());
+}
