@@ -49,21 +49,33 @@ struct Args {
     gemm: bool,
 }
 
-/// GFLOP/s of `(m, k) x (k, n)` products, best of five timed batches of about 2 GFLOP.
-fn gemm_rate(m: usize, k: usize, n: usize) -> Result<f64> {
+/// GFLOP/s of `(m, k) x (k, n)` products, best of five timed batches of about 2 GFLOP:
+/// through the product the networks use (`attnscope_model::kernels::gemm::matmul`, the
+/// AVX-512 kernels where the CPU has them) or through candle's own `matmul`. With
+/// `transposed`, `b` is a transposed `(n, k)` weight, as the dense layers read it.
+fn gemm_rate(m: usize, k: usize, n: usize, ours: bool, transposed: bool) -> Result<f64> {
     use candle_core::{Device, Tensor};
     let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
+    let b = match transposed {
+        true => Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?.t()?,
+        false => Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?,
+    };
+    let product = || -> Result<Tensor> {
+        Ok(match ours {
+            true => attnscope_model::kernels::gemm::matmul(&a, &b)?,
+            false => a.matmul(&b)?,
+        })
+    };
     let flops = 2.0 * (m * k * n) as f64;
     let reps = ((2e9 / flops).ceil() as usize).max(3);
     for _ in 0..3 {
-        a.matmul(&b)?;
+        product()?;
     }
     let mut best = 0f64;
     for _ in 0..5 {
         let began = Instant::now();
         for _ in 0..reps {
-            a.matmul(&b)?;
+            product()?;
         }
         best = best.max(flops * reps as f64 / began.elapsed().as_secs_f64() / 1e9);
     }
@@ -83,8 +95,11 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if args.gemm {
         let report = serde_json::json!({
-            "square_1024_gflops": gemm_rate(1024, 1024, 1024)?,
-            "output_layer_704x256x8000_gflops": gemm_rate(704, 256, 8000)?,
+            "square_1024_gflops": gemm_rate(1024, 1024, 1024, true, false)?,
+            "output_layer_704x256x8000_gflops": gemm_rate(704, 256, 8000, true, false)?,
+            "output_layer_transposed_gflops": gemm_rate(704, 256, 8000, true, true)?,
+            "candle_square_1024_gflops": gemm_rate(1024, 1024, 1024, false, false)?,
+            "candle_output_layer_704x256x8000_gflops": gemm_rate(704, 256, 8000, false, false)?,
         });
         println!("{report}");
         return Ok(());

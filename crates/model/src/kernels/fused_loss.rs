@@ -14,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp3, InplaceOp1, Layout, Result, Shape, Tens
 
 use crate::kernels::fused::slice_mut;
 use crate::kernels::fused_rnn::{dispatch, exp};
+use crate::kernels::gemm::matmul;
 
 /// Rows a thread takes at least.
 const ROWS_PER_THREAD: usize = 16;
@@ -114,7 +115,7 @@ impl OutputLoss {
         if targets.iter().any(|&t| t as usize >= v) {
             bail!("output-loss: a target is outside the vocabulary of {v}")
         }
-        let probs = rows.detach().matmul(&w.detach().t()?)?;
+        let probs = matmul(&rows.detach(), &w.detach().t()?)?;
         let op = SoftmaxInPlace {
             v,
             bias: b.detach().to_vec1::<f32>()?,
@@ -185,8 +186,8 @@ impl CustomOp3 for OutputLoss {
             .d_bias
             .into_inner()
             .map_err(|_| candle_core::Error::Msg("output-loss: a worker panicked".into()))?;
-        let d_rows = d_logits.matmul(&w.detach())?;
-        let d_w = d_logits.t()?.matmul(&rows.detach())?;
+        let d_rows = matmul(&d_logits, &w.detach())?;
+        let d_w = matmul(&d_logits.t()?, &rows.detach())?;
         Ok((
             Some(d_rows),
             Some(d_w),

@@ -14,4 +14,5 @@ pub(crate) mod fused;
 pub(crate) mod fused_loss;
 pub(crate) mod fused_rnn;
 pub(crate) mod fused_seq;
+pub mod gemm;
 pub mod ops;

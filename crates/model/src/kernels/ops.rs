@@ -7,6 +7,7 @@ use candle_nn::Linear;
 
 use crate::kernels::fused;
 use crate::kernels::fused_loss::OutputLoss;
+use crate::kernels::gemm::matmul;
 use crate::{Error, Result};
 
 /// Softmax over the last dimension, as one kernel with a backward pass (see the module
@@ -40,7 +41,7 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
         // candle's matmul would also compute and allocate the constant weight's gradient.
         x2.apply_op1(ConstWeightMatmul { w: w.clone() })?
     } else {
-        x2.matmul(&w.t()?)?
+        matmul(&x2, &w.t()?)?
     };
     let y = match layer.bias() {
         Some(b) if fused::usable(&y) => y.apply_op2(b, fused::BiasAdd)?,
@@ -73,7 +74,7 @@ impl candle_core::CustomOp1 for ConstWeightMatmul {
             l.shape(),
             &candle_core::Device::Cpu,
         )?;
-        let y = x.matmul(&self.w.t()?)?.contiguous()?;
+        let y = matmul(&x, &self.w.t()?)?.contiguous()?;
         let (storage, _) = y.storage_and_layout();
         match &*storage {
             candle_core::Storage::Cpu(c) => Ok((c.clone(), y.shape().clone())),
@@ -87,7 +88,7 @@ impl candle_core::CustomOp1 for ConstWeightMatmul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.w)?))
+        Ok(Some(matmul(grad, &self.w)?))
     }
 }
 

@@ -15,6 +15,7 @@
 use candle_core::{Result, Tensor};
 
 use crate::kernels::fused_rnn::cell_forward;
+use crate::kernels::gemm::matmul;
 
 mod decoder;
 mod encoder;
@@ -85,7 +86,7 @@ pub(super) fn at_b(a: Vec<f32>, p: usize, b: Vec<f32>, q: usize) -> Result<Tenso
     let n = a.len() / p.max(1);
     let a = Tensor::from_vec(a, (n, p), &dev)?;
     let b = Tensor::from_vec(b, (n, q), &dev)?;
-    a.t()?.matmul(&b)
+    matmul(&a.t()?, &b)
 }
 
 /// `x W` for `x: (rows, out)` as a Vec and a `(out, in)` weight: the gradient of a linear
@@ -93,12 +94,15 @@ pub(super) fn at_b(a: Vec<f32>, p: usize, b: Vec<f32>, q: usize) -> Result<Tenso
 pub(super) fn times(x: &[f32], w: &Tensor) -> Result<Vec<f32>> {
     let (out, _) = w.dims2()?;
     let rows = x.len() / out.max(1);
-    host(&Tensor::from_slice(x, (rows, out), w.device())?.matmul(w)?)
+    host(&matmul(
+        &Tensor::from_slice(x, (rows, out), w.device())?,
+        w,
+    )?)
 }
 
 /// `x W^T (+ b)` for a detached `(rows, in)` tensor.
 pub(super) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.matmul(&w.t()?)?;
+    let y = matmul(x, &w.t()?)?;
     match b {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),

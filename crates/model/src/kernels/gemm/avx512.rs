@@ -1,0 +1,320 @@
+//! The AVX-512 code behind [`super::sgemm`]: packing, the `MR × NR` micro-kernel, the
+//! cache-blocked loops around it, and the unpacked path for products with a few rows.
+//!
+//! Every function here is compiled for AVX-512F and may only run on a CPU that has it
+//! ([`super::available`]); the caller also guarantees that the output pointer covers a
+//! row-major block of the product's shape.
+
+use std::arch::x86_64::*;
+use std::cell::Cell;
+
+use super::{FEW_ROWS, KC, MC, MR, NC, NR, Out, View};
+
+thread_local! {
+    /// Packed strips of `a`, kept between calls on this thread.
+    static PACKED_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Packed panels of `b`, kept between calls on this thread.
+    static PACKED_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// A buffer of at least `len` values whose first `len` from `start` are 64-byte aligned.
+fn aligned(mut buf: Vec<f32>, len: usize) -> (Vec<f32>, usize) {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let start = buf.as_ptr().align_offset(64).min(16);
+    (buf, start)
+}
+
+/// `out (+)= a · b`.
+///
+/// # Safety
+/// The CPU has AVX-512F, and `out` points at a row-major `a.rows × b.cols` block with row
+/// stride `out.rs` that nothing else reads or writes during the call.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn gemm(a: View, b: View, out: Out, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m <= FEW_ROWS {
+        // SAFETY: as this function's contract.
+        unsafe { few_rows(a, b, out, accumulate) };
+        return;
+    }
+    let (mut pa, a0) = aligned(PACKED_A.take(), MC.min(m.div_ceil(MR) * MR) * KC.min(k));
+    let (mut pb, b0) = aligned(PACKED_B.take(), NC.min(n.div_ceil(NR) * NR) * KC.min(k));
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_b(b.block(pc, jc, kc, nc), &mut pb[b0..]);
+            let add = accumulate || pc > 0;
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                pack_a(a.block(ic, pc, mc, kc), &mut pa[a0..]);
+                // A strip stays in L1 while the panels of the packed block stream past it
+                // from L2 (BLIS's order: measured a few per cent faster than the reverse).
+                for ir in (0..mc).step_by(MR) {
+                    let mr = MR.min(mc - ir);
+                    let strip = &pa[a0 + ir * kc..a0 + (ir + mr) * kc];
+                    for jr in (0..nc).step_by(NR) {
+                        let nr = NR.min(nc - jr);
+                        let panel = &pb[b0 + jr * kc..b0 + (jr + NR) * kc];
+                        // SAFETY: the tile `(ic + ir, jc + jr)` of `mr × nr` lies inside
+                        // the caller's block, and the packed strip and panel hold `kc`
+                        // steps of `mr` and `NR` values.
+                        unsafe {
+                            let c = out.ptr.add((ic + ir) * out.rs + jc + jr);
+                            tile(mr, kc, strip, panel, c, out.rs, nr, add);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    PACKED_A.set(pa);
+    PACKED_B.set(pb);
+}
+
+/// `b`'s `kc × nc` block as consecutive `kc × NR` panels, each row of a panel `NR` values
+/// (zero past the block's last column).
+#[target_feature(enable = "avx512f")]
+fn pack_b(b: View, dst: &mut [f32]) {
+    let (kc, nc) = (b.rows, b.cols);
+    for j0 in (0..nc).step_by(NR) {
+        let w = NR.min(nc - j0);
+        let panel = &mut dst[j0 * kc..(j0 + NR) * kc];
+        if b.cs == 1 {
+            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+                let src = &b.data[p * b.rs + j0..p * b.rs + j0 + w];
+                row[..w].copy_from_slice(src);
+                row[w..].fill(0.0);
+            }
+        } else {
+            // A transposed weight: each column of the block is contiguous when `rs == 1`.
+            for j in 0..w {
+                let col = j0 + j;
+                for p in 0..kc {
+                    panel[p * NR + j] = b.data[p * b.rs + col * b.cs];
+                }
+            }
+            if w < NR {
+                for row in panel.chunks_exact_mut(NR) {
+                    row[w..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// `a`'s `mc × kc` block as consecutive strips of `MR` rows (fewer in the last), a strip
+/// of `r` rows stored step by step: `r` values of column `p`, then of `p + 1`.
+#[target_feature(enable = "avx512f")]
+fn pack_a(a: View, dst: &mut [f32]) {
+    let (mc, kc) = (a.rows, a.cols);
+    for i0 in (0..mc).step_by(MR) {
+        let r = MR.min(mc - i0);
+        let strip = &mut dst[i0 * kc..(i0 + r) * kc];
+        if a.cs == 1 {
+            for i in 0..r {
+                let row = &a.data[(i0 + i) * a.rs..(i0 + i) * a.rs + kc];
+                for (p, &x) in row.iter().enumerate() {
+                    strip[p * r + i] = x;
+                }
+            }
+        } else {
+            for p in 0..kc {
+                for i in 0..r {
+                    strip[p * r + i] = a.at(i0 + i, p);
+                }
+            }
+        }
+    }
+}
+
+/// Runs the micro-kernel for a strip of `mr` rows (its row count fixed at compile time).
+///
+/// # Safety
+/// As [`kernel`].
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    mr: usize,
+    kc: usize,
+    strip: &[f32],
+    panel: &[f32],
+    c: *mut f32,
+    rsc: usize,
+    nr: usize,
+    add: bool,
+) {
+    macro_rules! rows {
+        ($($r:literal)*) => {
+            match mr {
+                // SAFETY: as this function's contract.
+                $($r => unsafe { kernel::<$r>(kc, strip, panel, c, rsc, nr, add) },)*
+                _ => unreachable!("a strip has 1 to MR rows"),
+            }
+        };
+    }
+    rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
+}
+
+/// The masks that select the first `nr` of a tile's 32 columns, 16 per register.
+#[inline(always)]
+fn masks(nr: usize) -> (__mmask16, __mmask16) {
+    let lo = if nr >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << nr) - 1) as u16
+    };
+    let hi = if nr >= 32 {
+        0xFFFF
+    } else if nr > 16 {
+        ((1u32 << (nr - 16)) - 1) as u16
+    } else {
+        0
+    };
+    (lo, hi)
+}
+
+/// `c (+)= strip · panel` for an `R × NR` tile: `R × 2` accumulators, per step two loads
+/// of the panel, `R` broadcasts of the strip and `2R` fused multiply-adds; only the first
+/// `nr` columns are written.
+///
+/// # Safety
+/// `c` points at `R` rows (stride `rsc`) of at least `nr` writable values each; `strip`
+/// holds `kc × R` values and `panel` `kc × NR`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn kernel<const R: usize>(
+    kc: usize,
+    strip: &[f32],
+    panel: &[f32],
+    c: *mut f32,
+    rsc: usize,
+    nr: usize,
+    add: bool,
+) {
+    debug_assert!(strip.len() >= kc * R && panel.len() >= kc * NR);
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut pa = strip.as_ptr();
+    let mut pb = panel.as_ptr();
+    for _ in 0..kc {
+        // SAFETY: step `p` reads `R` values of the strip and `NR` of the panel, all
+        // within the lengths checked above.
+        unsafe {
+            let b0 = _mm512_loadu_ps(pb);
+            let b1 = _mm512_loadu_ps(pb.add(16));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*pa.add(i));
+                acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
+            }
+            pa = pa.add(R);
+            pb = pb.add(NR);
+        }
+    }
+    let (lo, hi) = masks(nr);
+    for (i, acc) in acc.iter().enumerate() {
+        // SAFETY: row `i` of the tile holds `nr` writable values; masked-off lanes are
+        // neither read nor written (AVX-512 suppresses their faults), and the second
+        // register's address is only formed, never dereferenced, when `nr <= 16`.
+        unsafe {
+            let row = c.add(i * rsc);
+            let row_hi = row.wrapping_add(16);
+            let (mut x0, mut x1) = (acc[0], acc[1]);
+            if add {
+                x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(lo, row));
+                x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(hi, row_hi));
+            }
+            _mm512_mask_storeu_ps(row, lo, x0);
+            _mm512_mask_storeu_ps(row_hi, hi, x1);
+        }
+    }
+}
+
+/// `out (+)= a · b` for a product of at most [`FEW_ROWS`] rows, reading `b` once as it
+/// lies: dot products down a transposed weight's rows, or scaled rows of a row-major `b`.
+///
+/// # Safety
+/// As [`gemm`].
+#[target_feature(enable = "avx512f")]
+unsafe fn few_rows(a: View, b: View, out: Out, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    for i in 0..m {
+        // SAFETY: row `i` of the caller's block holds `n` values that only this call
+        // touches.
+        let row = unsafe { std::slice::from_raw_parts_mut(out.ptr.add(i * out.rs), n) };
+        if !accumulate {
+            row.fill(0.0);
+        }
+        let x: Vec<f32> = (0..k).map(|p| a.at(i, p)).collect();
+        if b.rs == 1 {
+            for (j, y) in row.iter_mut().enumerate() {
+                let col = &b.data[j * b.cs..j * b.cs + k];
+                *y += dot(&x, col);
+            }
+        } else if b.cs == 1 {
+            for (p, &xp) in x.iter().enumerate() {
+                axpy(xp, &b.data[p * b.rs..p * b.rs + n], row);
+            }
+        } else {
+            for (j, y) in row.iter_mut().enumerate() {
+                *y += (0..k).map(|p| x[p] * b.at(p, j)).sum::<f32>();
+            }
+        }
+    }
+}
+
+/// `Σ x[p] y[p]` with four 16-lane accumulators.
+#[target_feature(enable = "avx512f")]
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut p = 0;
+    while p + 64 <= n {
+        for (q, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: `p + 64 <= n`, so lanes `p + 16q .. p + 16q + 16` are in both slices.
+            unsafe {
+                let xs = _mm512_loadu_ps(x.as_ptr().add(p + 16 * q));
+                let ys = _mm512_loadu_ps(y.as_ptr().add(p + 16 * q));
+                *acc = _mm512_fmadd_ps(xs, ys, *acc);
+            }
+        }
+        p += 64;
+    }
+    while p + 16 <= n {
+        // SAFETY: `p + 16 <= n`.
+        unsafe {
+            let xs = _mm512_loadu_ps(x.as_ptr().add(p));
+            let ys = _mm512_loadu_ps(y.as_ptr().add(p));
+            acc[0] = _mm512_fmadd_ps(xs, ys, acc[0]);
+        }
+        p += 16;
+    }
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let mut total = _mm512_reduce_add_ps(sum);
+    for q in p..n {
+        total += x[q] * y[q];
+    }
+    total
+}
+
+/// `y += s x`.
+#[target_feature(enable = "avx512f")]
+fn axpy(s: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let sv = _mm512_set1_ps(s);
+    let mut p = 0;
+    while p + 16 <= n {
+        // SAFETY: `p + 16 <= n`, so the 16 lanes from `p` are in both slices.
+        unsafe {
+            let xs = _mm512_loadu_ps(x.as_ptr().add(p));
+            let ys = _mm512_loadu_ps(y.as_ptr().add(p));
+            _mm512_storeu_ps(y.as_mut_ptr().add(p), _mm512_fmadd_ps(sv, xs, ys));
+        }
+        p += 16;
+    }
+    for q in p..n {
+        y[q] += s * x[q];
+    }
+}
