@@ -88,8 +88,10 @@ fn pack_b(b: View, dst: &mut [f32]) {
                 row[..w].copy_from_slice(src);
                 row[w..].fill(0.0);
             }
+        } else if b.rs == 1 {
+            // A transposed weight: each column of the block is contiguous.
+            pack_columns(b, j0, w, panel);
         } else {
-            // A transposed weight: each column of the block is contiguous when `rs == 1`.
             for j in 0..w {
                 let col = j0 + j;
                 for p in 0..kc {
@@ -103,6 +105,94 @@ fn pack_b(b: View, dst: &mut [f32]) {
             }
         }
     }
+}
+
+/// One panel of a block whose columns are contiguous (`b.rs == 1`, a transposed weight):
+/// columns `j0 .. j0 + w` into `panel` (`kc × NR`), 16 × 16 blocks at a time through
+/// register transposes, the ragged edges value by value.
+#[target_feature(enable = "avx512f")]
+fn pack_columns(b: View, j0: usize, w: usize, panel: &mut [f32]) {
+    let kc = b.rows;
+    let full_p = kc / 16 * 16;
+    for half in 0..2 {
+        let jh = half * 16;
+        if w < jh + 16 {
+            continue;
+        }
+        for p0 in (0..full_p).step_by(16) {
+            let rows: [__m512; 16] = std::array::from_fn(|i| {
+                let start = (j0 + jh + i) * b.cs + p0;
+                let col = &b.data[start..start + 16];
+                // SAFETY: `col` holds the 16 values loaded.
+                unsafe { _mm512_loadu_ps(col.as_ptr()) }
+            });
+            for (k, v) in transpose16(rows).into_iter().enumerate() {
+                let dst = &mut panel[(p0 + k) * NR + jh..(p0 + k) * NR + jh + 16];
+                // SAFETY: `dst` holds the 16 values stored.
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), v) };
+            }
+        }
+    }
+    // Columns past the full halves, and steps past the last whole block of 16.
+    let full_j = if w >= 32 {
+        32
+    } else if w >= 16 {
+        16
+    } else {
+        0
+    };
+    for j in 0..w {
+        let col = &b.data[(j0 + j) * b.cs..];
+        let from = if j < full_j { full_p } else { 0 };
+        for p in from..kc {
+            panel[p * NR + j] = col[p];
+        }
+    }
+    if w < NR {
+        for row in panel.chunks_exact_mut(NR) {
+            row[w..].fill(0.0);
+        }
+    }
+}
+
+/// The transpose of a 16 × 16 block held as 16 rows: element `k` of row `i` becomes
+/// element `i` of row `k` (pairs, then quads within 128-bit lanes, then the lanes).
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // u[4g + c]: rows 4g .. 4g + 3 at column 4L + c in lane L.
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (a, b) = (
+            _mm512_castps_pd(t[4 * g + c / 2]),
+            _mm512_castps_pd(t[4 * g + 2 + c / 2]),
+        );
+        _mm512_castpd_ps(if c % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        let (a, b, cc, d) = (u[c], u[4 + c], u[8 + c], u[12 + c]);
+        let v0 = _mm512_shuffle_f32x4::<0x44>(a, b);
+        let v1 = _mm512_shuffle_f32x4::<0xEE>(a, b);
+        let v2 = _mm512_shuffle_f32x4::<0x44>(cc, d);
+        let v3 = _mm512_shuffle_f32x4::<0xEE>(cc, d);
+        out[c] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+        out[4 + c] = _mm512_shuffle_f32x4::<0xDD>(v0, v2);
+        out[8 + c] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+        out[12 + c] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
+    }
+    out
 }
 
 /// `a`'s `mc × kc` block as consecutive strips of `MR` rows (fewer in the last), a strip
