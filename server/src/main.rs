@@ -103,23 +103,30 @@ enum Command {
     },
 }
 
-/// Sets `RAYON_NUM_THREADS` when the user has not, before any thread starts.
+/// Sets `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` where the user has not, before any
+/// thread starts.
 ///
 /// candle asks for the thread count on every matrix multiply, and without this variable it
 /// reads `/proc/cpuinfo` each time (a third of a decoding's CPU time on the reference
 /// machine). `serve` runs each step on one thread (its step gate already keeps every core
-/// busy with different translations); the other commands use every core.
+/// busy with different translations); the other commands use every core for the matrix
+/// products and the fused kernels (`RAYON_NUM_THREADS`), while candle's own element-wise
+/// ops stay on the calling thread (`CANDLE_NUM_THREADS=1`): its pool waits for its workers
+/// by spinning, and when anything else runs on the machine a descheduled worker kept the
+/// main thread spinning for half of a Transformer training step (1.9x slower, measured with
+/// `attnscope-perf --train` beside a build; the same speed on an idle machine).
 fn set_thread_count(serving: bool) {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
-        return;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = [
+        ("RAYON_NUM_THREADS", if serving { 1 } else { cores }),
+        ("CANDLE_NUM_THREADS", 1),
+    ];
+    for (name, n) in wanted {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: called first thing in `main`, while this process has a single thread.
+            unsafe { std::env::set_var(name, n.to_string()) };
+        }
     }
-    let n = if serving {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    };
-    // SAFETY: called first thing in `main`, while this process has a single thread.
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
 }
 
 fn main() -> Result<()> {

@@ -12,7 +12,8 @@
 //! - matrix multiply (`--gemm`): GFLOP/s of candle's f32 matmul at a square size and at
 //!   the output layer's shape, the machine's practical peak for this code.
 //!
-//! Model loading is not timed. Set the thread count with `RAYON_NUM_THREADS`.
+//! Model loading is not timed. Set the thread count with `RAYON_NUM_THREADS`; candle's
+//! element-wise ops run on the calling thread (`CANDLE_NUM_THREADS=1`), as in `attnscope`.
 
 use std::io::BufRead;
 use std::ops::ControlFlow;
@@ -92,6 +93,12 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // As `attnscope` runs every command (server/src/main.rs, `set_thread_count`):
+        // candle's element-wise ops on the calling thread.
+        // SAFETY: first thing in `main`, while this process has a single thread.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
     let args = Args::parse();
     if args.gemm {
         let report = serde_json::json!({
