@@ -204,11 +204,12 @@ fn pack_a(a: View, dst: &mut [f32]) {
         let r = MR.min(mc - i0);
         let strip = &mut dst[i0 * kc..(i0 + r) * kc];
         if a.cs == 1 {
-            for i in 0..r {
-                let row = &a.data[(i0 + i) * a.rs..(i0 + i) * a.rs + kc];
-                for (p, &x) in row.iter().enumerate() {
-                    strip[p * r + i] = x;
-                }
+            pack_rows(a, i0, r, strip);
+        } else if a.rs == 1 {
+            // A transposed matrix: the strip's `r` values of each step are contiguous.
+            for (p, step) in strip.chunks_exact_mut(r).enumerate() {
+                let start = p * a.cs + i0;
+                step.copy_from_slice(&a.data[start..start + r]);
             }
         } else {
             for p in 0..kc {
@@ -216,6 +217,38 @@ fn pack_a(a: View, dst: &mut [f32]) {
                     strip[p * r + i] = a.at(i0 + i, p);
                 }
             }
+        }
+    }
+}
+
+/// One strip of a row-major `a` (`a.cs == 1`): rows `i0 .. i0 + r` into `strip`, step by
+/// step, 16 steps at a time through a register transpose (rows past `r` read as zeros and
+/// are not stored), the last steps value by value.
+#[target_feature(enable = "avx512f")]
+fn pack_rows(a: View, i0: usize, r: usize, strip: &mut [f32]) {
+    let kc = a.cols;
+    let full_p = kc / 16 * 16;
+    let mask: __mmask16 = ((1u32 << r) - 1) as u16;
+    for p0 in (0..full_p).step_by(16) {
+        let rows: [__m512; 16] = std::array::from_fn(|i| {
+            if i >= r {
+                return _mm512_setzero_ps();
+            }
+            let start = (i0 + i) * a.rs + p0;
+            let row = &a.data[start..start + 16];
+            // SAFETY: `row` holds the 16 values loaded.
+            unsafe { _mm512_loadu_ps(row.as_ptr()) }
+        });
+        for (k, v) in transpose16(rows).into_iter().enumerate() {
+            let dst = &mut strip[(p0 + k) * r..(p0 + k + 1) * r];
+            // SAFETY: the mask stores the first `r` lanes, which `dst` holds.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask, v) };
+        }
+    }
+    for i in 0..r {
+        let row = &a.data[(i0 + i) * a.rs..];
+        for p in full_p..kc {
+            strip[p * r + i] = row[p];
         }
     }
 }
