@@ -61,7 +61,7 @@ const PARALLEL_MIN: usize = 1 << 20;
 /// Calls `f(first_row, block)` on blocks of whole rows of `out` (`width` values a row),
 /// on candle's number of threads when there are `cost` input values a row and enough
 /// rows to be worth it.
-fn par_rows<F>(out: &mut [f32], width: usize, cost: usize, f: F)
+pub(crate) fn par_rows<F>(out: &mut [f32], width: usize, cost: usize, f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {

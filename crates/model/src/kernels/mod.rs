@@ -10,6 +10,7 @@
 
 pub mod adam;
 pub mod alloc;
+pub mod attention;
 pub(crate) mod fused;
 pub(crate) mod fused_loss;
 pub(crate) mod fused_rnn;

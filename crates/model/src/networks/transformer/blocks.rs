@@ -9,7 +9,6 @@ use candle_nn::VarBuilder;
 use super::apply_dropout;
 use super::layers::{FeedForward, LayerNorm, MultiHeadAttention};
 use crate::config::{TransformerConfig, TransformerLayout};
-use crate::kernels::ops::softmax;
 use crate::networks::dropout::Dropout;
 use crate::{Error, Result};
 
@@ -66,8 +65,7 @@ impl EncoderLayer {
         let x = sublayer(x, &self.self_attn_norm, self.post_norm, dropout, |h| {
             let q = self.self_attn.query(h)?;
             let (k, v) = self.self_attn.keys_values(h)?;
-            let w = softmax(&self.self_attn.scores(&q, &k, Some(bias))?)?;
-            let out = self.self_attn.output(&w, &v)?;
+            let (out, w) = self.self_attn.attend(&q, &k, &v, Some(bias))?;
             weights = Some(w);
             Ok(out)
         })?;
@@ -78,6 +76,10 @@ impl EncoderLayer {
         Ok((x, weights))
     }
 }
+
+/// Turns masked scaled cross-attention scores `(B, heads, T, S)` into weights of the same
+/// shape (an attention mode, an intervention).
+pub(super) type CrossWeights<'a> = &'a mut dyn FnMut(&Tensor) -> Result<Tensor>;
 
 /// What one decoder layer produced.
 pub(super) struct DecoderLayerOut {
@@ -123,7 +125,8 @@ impl DecoderLayer {
     /// - `x`: `(B, T, D)`; `past`: two `(B, heads, t0, dh)` or none (t0 = 0)
     /// - `self_bias`: broadcastable to `(B, heads, T, t0 + T)` (the causal mask) or none
     /// - `cross_kv`: two `(B, heads, S, dh)`, `cross_bias`: `(B, 1, 1, S)`
-    /// - `cross`: masked scaled scores `(B, heads, T, S)` to weights of the same shape
+    /// - `cross`: masked scaled scores `(B, heads, T, S)` to weights of the same shape;
+    ///   none for the softmax (then the attention runs as one fused op)
     #[allow(clippy::too_many_arguments)]
     pub(super) fn forward(
         &self,
@@ -132,7 +135,7 @@ impl DecoderLayer {
         self_bias: Option<&Tensor>,
         cross_kv: &(Tensor, Tensor),
         cross_bias: &Tensor,
-        cross: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+        cross: Option<CrossWeights>,
         dropout: &mut Option<&mut Dropout>,
     ) -> Result<DecoderLayerOut> {
         let mut kv_weights = None;
@@ -143,14 +146,20 @@ impl DecoderLayer {
                 Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
                 None => (k, v),
             };
-            let w = softmax(&self.self_attn.scores(&q, &k, self_bias)?)?;
-            let out = self.self_attn.output(&w, &v)?;
+            let (out, w) = self.self_attn.attend(&q, &k, &v, self_bias)?;
             kv_weights = Some(((k, v), w));
             Ok(out)
         })?;
         let mut cross_weights = None;
         let x = sublayer(&x, &self.cross_attn_norm, self.post_norm, dropout, |h| {
             let q = self.cross_attn.query(h)?;
+            let Some(cross) = cross else {
+                let (out, w) =
+                    self.cross_attn
+                        .attend(&q, &cross_kv.0, &cross_kv.1, Some(cross_bias))?;
+                cross_weights = Some(w);
+                return Ok(out);
+            };
             let scores = self.cross_attn.scores(&q, &cross_kv.0, Some(cross_bias))?;
             let w = cross(&scores)?;
             if w.dims() != scores.dims() {

@@ -7,8 +7,9 @@ use candle_nn::{Init, Linear, VarBuilder, VarMap, linear};
 
 use super::LAYER_NORM_EPS;
 use crate::config::Activation;
-use crate::kernels::fused;
 use crate::kernels::ops::dense;
+use crate::kernels::ops::softmax;
+use crate::kernels::{attention, fused};
 use crate::{Error, Result};
 
 /// Layer normalisation over the last dimension with a learned scale and shift.
@@ -160,14 +161,42 @@ impl MultiHeadAttention {
     /// # Shapes
     /// - `weights`: `(B, heads, T, S)`, `v`: `(B, heads, S, dh)`; returns `(B, T, D)`
     pub fn output(&self, weights: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (b, _, t, _) = weights.dims4()?;
-        let mixed = weights
-            .contiguous()?
-            .matmul(v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, t, self.heads * self.head_dim))?;
-        dense(&self.o, &mixed)
+        self.merge(&weights.contiguous()?.matmul(v)?)
+    }
+
+    /// Softmax attention of `q` over `k` and `v`, merged and projected, and its weights:
+    /// `output(softmax(scores(q, k, bias)), v)`, as one fused op on the CPU
+    /// ([`attention::attend`], with its own backward pass), candle's ops elsewhere.
+    ///
+    /// # Shapes
+    /// - `q`: `(B, heads, T, dh)`, `k` and `v`: `(B, heads, S, dh)`
+    /// - `bias`: broadcastable to `(B, heads, T, S)`
+    /// - returns `(B, T, D)` and the weights `(B, heads, T, S)`
+    pub fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        if fused::usable(q) && fused::usable(k) && fused::usable(v) {
+            let scale = 1.0 / (self.head_dim as f32).sqrt();
+            let (mixed, weights) = attention::attend(q, k, v, bias, scale)?;
+            return Ok((self.merge(&mixed)?, weights));
+        }
+        let weights = softmax(&self.scores(q, k, bias)?)?;
+        Ok((self.output(&weights, v)?, weights))
+    }
+
+    /// Merges the heads of a mixed value and projects: `(B, heads, T, dh) -> (B, T, D)`.
+    fn merge(&self, mixed: &Tensor) -> Result<Tensor> {
+        let (b, _, t, _) = mixed.dims4()?;
+        let merged =
+            mixed
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, t, self.heads * self.head_dim))?;
+        dense(&self.o, &merged)
     }
 }
 

@@ -25,7 +25,7 @@ use candle_nn::{Embedding, Linear, Module, VarBuilder, embedding, linear};
 
 use crate::config::{ModelConfig, TransformerConfig, TransformerLayout};
 pub use crate::kernels::ops::cross_entropy;
-use crate::kernels::ops::{dense, softmax};
+use crate::kernels::ops::dense;
 use crate::networks::dropout::Dropout;
 use crate::{Error, Result};
 
@@ -413,7 +413,7 @@ impl Transformer {
                 None,
                 &enc.cross_kv[i],
                 &cross_bias,
-                cross,
+                Some(&mut *cross),
                 &mut None,
             )?;
             x = out.x;
@@ -465,7 +465,7 @@ impl Transformer {
                     Some(&causal),
                     cross_kv,
                     &cross_bias,
-                    &mut softmax,
+                    None,
                     &mut dropout,
                 )?
                 .x;

@@ -9,6 +9,7 @@ use candle_nn::VarMap;
 
 use super::*;
 use crate::config::{Architecture, BOS_ID, PAD_ID};
+use crate::kernels::ops::softmax;
 use crate::networks::init::init_seeded;
 
 pub(super) fn tiny_cfg() -> ModelConfig {

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::kernels::ops::softmax;
 use candle_core::{D, Device, IndexOp, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
