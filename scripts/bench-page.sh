@@ -9,4 +9,4 @@ trunk build --release
 for f in dist/*.wasm dist/*.js; do
   printf '%-50s %9d B raw %9d B gzip -9\n' "$f" "$(wc -c < "$f")" "$(gzip -9 -c "$f" | wc -c)"
 done
-cargo test --release -p attnscope-tests --test browser -- --ignored --nocapture frame_time
+cargo test --release -p attnscope-tests --test browser_views -- --ignored --nocapture frame_time

@@ -244,6 +244,7 @@ async fn frame_time_while_streaming_a_200_piece_input() {
         .unwrap();
     let mut frames: Vec<f64> = serde_json::from_value(frames).unwrap();
     frames.remove(0); // from the injection to the first frame
+    let in_order = frames.clone();
     frames.sort_by(f64::total_cmp);
     let at = |q: f64| frames[((frames.len() as f64 * q).ceil() as usize).saturating_sub(1)];
     let cells = c
@@ -265,6 +266,7 @@ async fn frame_time_while_streaming_a_200_piece_input() {
         "dom_cells": cells,
         "canvas": canvas,
         "frames_ms": frames,
+        "frames_ms_in_order": in_order,
         "frames": frames.len(),
         "frame_ms_p50": at(0.5),
         "frame_ms_p95": at(0.95),

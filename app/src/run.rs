@@ -349,11 +349,32 @@ impl Run {
             align: Some(true),
             ..TranslateRequest::new(text)
         };
+        let current = move || self.run.get_value() == run;
+        // Events are applied at most once per animation frame (or after 100 ms, should the
+        // page be hidden and frames stop): a fast stream delivers dozens of steps between two
+        // frames, and re-rendering after each one held a 200-piece heatmap's frames to 5 a
+        // second.
+        let queue = Rc::new(std::cell::RefCell::new(Vec::<StreamEvent>::new()));
+        let scheduled = Rc::new(std::cell::Cell::new(false));
+        let flush = {
+            let (queue, scheduled) = (queue.clone(), scheduled.clone());
+            let on_done = Rc::new(on_done);
+            move || {
+                scheduled.set(false);
+                let events = std::mem::take(&mut *queue.borrow_mut());
+                for event in events {
+                    if current() && self.apply(run, event) {
+                        on_done();
+                    }
+                }
+            }
+        };
         spawn_local(async move {
-            let current = move || self.run.get_value() == run;
             let result = api::translate(&request, signal.as_ref(), |event| {
-                if current() && self.apply(run, event) {
-                    on_done();
+                queue.borrow_mut().push(event);
+                if !scheduled.replace(true) {
+                    request_animation_frame(flush.clone());
+                    set_timeout(flush.clone(), std::time::Duration::from_millis(100));
                 }
             })
             .await;

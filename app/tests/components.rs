@@ -163,9 +163,12 @@ async fn a_segmented_input_draws_its_sentences_as_blocks_on_the_grid_and_the_can
                 .unwrap()
                 .dyn_into()
                 .unwrap();
+            // One canvas pixel per cell.
             let alpha = |t: usize, s: usize| {
-                let (x, y) = ((s * 13 + 6) as f64, (t * 13 + 6) as f64);
-                ctx.get_image_data(x, y, 1.0, 1.0).unwrap().data().0[3]
+                ctx.get_image_data(s as f64, t as f64, 1.0, 1.0)
+                    .unwrap()
+                    .data()
+                    .0[3]
             };
             assert_eq!(alpha(0, 1), 255, "inside the block: the weight's colour");
             assert!(
@@ -197,7 +200,10 @@ async fn a_long_source_is_drawn_on_a_canvas() {
         .unwrap()
         .dyn_into()
         .unwrap();
-    assert_eq!(canvas.width(), 60 * 13);
+    // One pixel per cell, scaled to 13 CSS pixels a cell (12 and the gap).
+    assert_eq!(canvas.width(), 60);
+    let style = canvas.get_attribute("style").unwrap_or_default();
+    assert!(style.contains("width:780px"), "{style}");
     drop(handle);
 }
 
