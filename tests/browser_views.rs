@@ -226,7 +226,8 @@ async fn frame_time_while_streaming_a_200_piece_input() {
     input.send_keys(text.trim()).await.unwrap();
     // Record the time between animation frames from the click until the stream is done.
     c.execute(
-        "window.__frames = []; window.__last = performance.now(); window.__stop = false;
+        "window.__loaf = []; new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__loaf.push({start: e.startTime, dur: e.duration, render: e.renderStart ? e.startTime + e.duration - e.renderStart : 0, style: e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0, scripts: e.scripts.map(s => [s.invoker, Math.round(s.duration), Math.round(s.forcedStyleAndLayoutDuration)])}); }).observe({type: 'long-animation-frame', buffered: false});
+         window.__frames = []; window.__last = performance.now(); window.__stop = false;
          const tick = (now) => { window.__frames.push(now - window.__last); window.__last = now;
                                  if (!window.__stop) requestAnimationFrame(tick); };
          requestAnimationFrame(tick);",
@@ -267,6 +268,9 @@ async fn frame_time_while_streaming_a_200_piece_input() {
         "canvas": canvas,
         "frames_ms": frames,
         "frames_ms_in_order": in_order,
+        // Chromium's Long Animation Frames entries: where a late frame's time went (script,
+        // then rendering, of which style and layout).
+        "long_animation_frames": c.execute("return window.__loaf;", vec![]).await.unwrap(),
         "frames": frames.len(),
         "frame_ms_p50": at(0.5),
         "frame_ms_p95": at(0.95),
