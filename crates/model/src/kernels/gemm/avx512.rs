@@ -6,22 +6,14 @@
 //! row-major block of the product's shape.
 
 use std::arch::x86_64::*;
-use std::cell::Cell;
 
 use super::{FEW_ROWS, KC, MC, MR, NC, NR, Out, View};
 
-thread_local! {
-    /// Packed strips of `a`, kept between calls on this thread.
-    static PACKED_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// Packed panels of `b`, kept between calls on this thread.
-    static PACKED_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// A buffer of at least `len` values whose first `len` from `start` are 64-byte aligned.
-fn aligned(mut buf: Vec<f32>, len: usize) -> (Vec<f32>, usize) {
-    if buf.len() < len + 16 {
-        buf.resize(len + 16, 0.0);
-    }
+/// A zeroed buffer of `len + 16` values and the offset from which `len` of them are 64-byte
+/// aligned. Each product allocates its own: keeping them per thread would hold up to 1.3 MB
+/// in each of the server's stream threads (one per open stream).
+fn aligned(len: usize) -> (Vec<f32>, usize) {
+    let buf = vec![0f32; len + 16];
     let start = buf.as_ptr().align_offset(64).min(16);
     (buf, start)
 }
@@ -39,8 +31,8 @@ pub(super) unsafe fn gemm(a: View, b: View, out: Out, accumulate: bool) {
         unsafe { few_rows(a, b, out, accumulate) };
         return;
     }
-    let (mut pa, a0) = aligned(PACKED_A.take(), MC.min(m.div_ceil(MR) * MR) * KC.min(k));
-    let (mut pb, b0) = aligned(PACKED_B.take(), NC.min(n.div_ceil(NR) * NR) * KC.min(k));
+    let (mut pa, a0) = aligned(MC.min(m.div_ceil(MR) * MR) * KC.min(k));
+    let (mut pb, b0) = aligned(NC.min(n.div_ceil(NR) * NR) * KC.min(k));
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
@@ -70,8 +62,6 @@ pub(super) unsafe fn gemm(a: View, b: View, out: Out, accumulate: bool) {
             }
         }
     }
-    PACKED_A.set(pa);
-    PACKED_B.set(pb);
 }
 
 /// `b`'s `kc × nc` block as consecutive `kc × NR` panels, each row of a panel `NR` values
