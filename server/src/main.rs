@@ -129,9 +129,27 @@ fn set_thread_count(serving: bool) {
     }
 }
 
+/// Turns transparent huge pages off for this process (Linux; unless `MIMALLOC_ALLOW_THP` is
+/// set). mimalloc asks for huge pages where the kernel's mode is `madvise`, and every stream's
+/// decoding thread then held its own: 500 simultaneous streams peaked at 3.2 GB resident, 1.4
+/// GB without them, and 64 streams at 693–719 MiB against 455–473 MiB, at much the same speed
+/// (docs/BENCHMARKS.md, "Serving memory"). mimalloc reads its own option before `main`, so
+/// the process-wide switch is set here instead.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes a flag of this
+        // process; a failure (an old kernel) leaves things as they were.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     set_thread_count(matches!(cli.command, Command::Serve { .. }));
+    if matches!(cli.command, Command::Serve { .. }) {
+        no_huge_pages();
+    }
     if !matches!(cli.command, Command::Serve { .. }) {
         // Training and the other batch commands reuse large tensors all the time: purging
         // their pages only to fault them in again cost 15 % of a training step. They never
