@@ -204,6 +204,28 @@ async fn a_long_source_is_drawn_on_a_canvas() {
     assert_eq!(canvas.width(), 60);
     let style = canvas.get_attribute("style").unwrap_or_default();
     assert!(style.contains("width:780px"), "{style}");
+    // Room for 32 rows at first, doubled as the stream grows.
+    assert_eq!(canvas.height(), 32);
+    shown.set(rows(40, 60));
+    tick().await;
+    assert_eq!(canvas.height(), 64);
+    assert_eq!(count(&el, ".tgt-label"), 40);
+    // The cell under the pointer gets a ring element over the canvas, at its place.
+    assert_eq!(count(&el, ".hm-ring"), 0);
+    hover.set(Hover {
+        tgt: Some(2),
+        src: Some(5),
+    });
+    tick().await;
+    let ring = el.query_selector(".hm-ring").unwrap().expect("a ring");
+    let style = ring.get_attribute("style").unwrap_or_default();
+    assert!(style.contains("left:65px;top:26px"), "{style}");
+    hover.set(Hover {
+        tgt: Some(99),
+        src: Some(5),
+    });
+    tick().await;
+    assert_eq!(count(&el, ".hm-ring"), 0, "no ring outside the rows");
     drop(handle);
 }
 
