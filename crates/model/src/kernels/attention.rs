@@ -15,32 +15,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use crate::kernels::fused::{self, par_rows};
-
-/// `Σ_j a[j] b[j]` in sixteen lanes, so that it vectorises.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (a16, a_tail) = a.as_chunks::<16>();
-    let (b16, b_tail) = b.as_chunks::<16>();
-    let mut lanes = [0f32; 16];
-    for (x, y) in a16.iter().zip(b16) {
-        for l in 0..16 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let mut sum: f32 = lanes.iter().sum();
-    for (x, y) in a_tail.iter().zip(b_tail) {
-        sum += x * y;
-    }
-    sum
-}
-
-/// `y += a x`.
-#[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
+use crate::kernels::fused_seq::{axpy, dot};
 
 /// `softmax(q kᵀ · scale + bias) v` per head, and the weights.
 ///

@@ -44,7 +44,7 @@ pub(super) fn host(t: &Tensor) -> Result<Vec<f32>> {
 
 /// `Σ_j a[j] b[j]` in eight lanes, so that it vectorises.
 #[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (a8, a_tail) = a.as_chunks::<8>();
     let (b8, b_tail) = b.as_chunks::<8>();
     let mut lanes = [0f32; 8];
@@ -62,7 +62,7 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `y[j] += a * x[j]`.
 #[inline(always)]
-pub(super) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
