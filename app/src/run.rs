@@ -362,10 +362,8 @@ impl Run {
             move || {
                 scheduled.set(false);
                 let events = std::mem::take(&mut *queue.borrow_mut());
-                for event in events {
-                    if current() && self.apply(run, event) {
-                        on_done();
-                    }
+                if current() && self.apply_all(run, events) {
+                    on_done();
                 }
             }
         };
@@ -388,52 +386,86 @@ impl Run {
         });
     }
 
-    /// Applies one event; true for a successful `done`.
-    fn apply(self, run: u64, event: StreamEvent) -> bool {
+    /// Applies the events that arrived since the last frame, in order; true when they held a
+    /// successful `done`. Consecutive steps are applied together: one update of each signal
+    /// and one detokenization of the translation, not one per step.
+    fn apply_all(self, run: u64, events: Vec<StreamEvent>) -> bool {
+        let mut done = false;
+        let mut steps = Vec::new();
+        for event in events {
+            match event {
+                StreamEvent::Step(step) => steps.push(step),
+                other => {
+                    self.apply_steps(run, std::mem::take(&mut steps));
+                    done |= self.apply(other);
+                }
+            }
+        }
+        self.apply_steps(run, steps);
+        done
+    }
+
+    /// Appends streamed steps to the rows, their details and heads, and the translation.
+    fn apply_steps(self, run: u64, steps: Vec<StepEvent>) {
+        if steps.is_empty() {
+            return;
+        }
+        let n = self.source.with_untracked(Vec::len);
+        let show = self.show.get_untracked();
+        let mut heads = Vec::new();
+        for step in &steps {
+            if let Some(h) = &step.heads {
+                match StepHeads::unpack(h) {
+                    Ok(h) => heads.push(h),
+                    Err(e) => self
+                        .error
+                        .set(Some(format!("Bad heads from the server: {e}"))),
+                }
+            }
+        }
+        if !heads.is_empty() {
+            self.heads.update(|all| all.steps.extend(heads));
+        }
+        self.details.update(|d| {
+            d.extend(steps.iter().map(|step| StepDetail {
+                candidates: step.candidates.clone(),
+                scores: step.scores.clone(),
+                attention: step.attention.clone(),
+                log_prob: step.log_prob,
+                forced: step.forced,
+                intervened: step.intervened,
+            }));
+        });
+        self.rows.update(|rows| {
+            for step in steps {
+                let (weights, tau) = shown_row(&step, show.as_deref());
+                rows.push(Row {
+                    run,
+                    index: rows.len(),
+                    token: step.token,
+                    sentence: step.sentence,
+                    weights: fit_row(weights, n),
+                    forced: step.forced,
+                    intervened: step.intervened,
+                    rev: 0,
+                    tau,
+                });
+            }
+        });
+        let pieces: Vec<String> = self
+            .rows
+            .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect());
+        self.translation.set(detokenize(&pieces));
+    }
+
+    /// Applies one event other than a step; true for a successful `done`.
+    fn apply(self, event: StreamEvent) -> bool {
         match event {
+            StreamEvent::Step(_) => {}
             StreamEvent::Start(start) => {
                 self.used_model.set(Some(start.model));
                 self.source.set(start.source_tokens);
                 self.sentences.set(start.sentences);
-            }
-            StreamEvent::Step(step) => {
-                if let Some(h) = &step.heads {
-                    match StepHeads::unpack(h) {
-                        Ok(h) => self.heads.update(|all| all.steps.push(h)),
-                        Err(e) => self
-                            .error
-                            .set(Some(format!("Bad heads from the server: {e}"))),
-                    }
-                }
-                let n = self.source.with_untracked(Vec::len);
-                let (weights, tau) = shown_row(&step, self.show.get_untracked().as_deref());
-                self.details.update(|d| {
-                    d.push(StepDetail {
-                        candidates: step.candidates.clone(),
-                        scores: step.scores.clone(),
-                        attention: step.attention.clone(),
-                        log_prob: step.log_prob,
-                        forced: step.forced,
-                        intervened: step.intervened,
-                    });
-                });
-                self.rows.update(|rows| {
-                    rows.push(Row {
-                        run,
-                        index: rows.len(),
-                        token: step.token,
-                        sentence: step.sentence,
-                        weights: fit_row(weights, n),
-                        forced: step.forced,
-                        intervened: step.intervened,
-                        rev: 0,
-                        tau,
-                    });
-                });
-                let pieces: Vec<String> = self
-                    .rows
-                    .with_untracked(|r| r.iter().map(|r| r.token.clone()).collect());
-                self.translation.set(detokenize(&pieces));
             }
             StreamEvent::Done(done) => {
                 if let Some(enc) = &done.encoder_attention {
