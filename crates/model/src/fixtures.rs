@@ -100,6 +100,19 @@ pub fn write_tiny_model_of(dir: &Path, kind: &str, seed: u64) -> Result<()> {
     cfg.save(&dir.join(CONFIG_FILE))
 }
 
+/// The largest absolute difference between two tensors of the same shape (tests compare
+/// fused kernels with the candle compositions they replace).
+#[cfg(test)]
+pub(crate) fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("two f32 tensors of one shape")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

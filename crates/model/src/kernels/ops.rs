@@ -7,7 +7,7 @@ use candle_nn::Linear;
 
 use crate::kernels::fused;
 use crate::kernels::fused_loss::OutputLoss;
-use crate::kernels::gemm::matmul;
+use crate::kernels::gemm::{self, matmul};
 use crate::{Error, Result};
 
 /// Softmax over the last dimension, as one kernel with a backward pass (see the module
@@ -36,9 +36,10 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     let rows: usize = lead.iter().product();
     let x2 = x.contiguous()?.reshape((rows, in_dim))?;
     let w = layer.weight();
-    let y = if x2.track_op() && !w.is_variable() && fused::usable(&x2) {
+    let y = if x2.track_op() && !w.is_variable() && fused::usable(&x2) && !gemm::enabled() {
         // Differentiating with respect to the input only (attribution, crate::explain):
         // candle's matmul would also compute and allocate the constant weight's gradient.
+        // (`gemm::matmul` skips the gradient of an input that is not tracked by itself.)
         x2.apply_op1(ConstWeightMatmul { w: w.clone() })?
     } else {
         matmul(&x2, &w.t()?)?
@@ -53,8 +54,9 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     Ok(y.reshape(out)?)
 }
 
-/// `x Wᵀ` for `x` `(N, in)` and a weight `W` `(out, in)` that is a constant, not a variable:
-/// its backward pass gives `x`'s gradient only.
+/// `x Wᵀ` through candle's matmul (where [`gemm::enabled`] says no) for `x` `(N, in)` and a
+/// weight `W` `(out, in)` that is a constant, not a variable: its backward pass gives `x`'s
+/// gradient only.
 struct ConstWeightMatmul {
     w: Tensor,
 }
@@ -74,7 +76,7 @@ impl candle_core::CustomOp1 for ConstWeightMatmul {
             l.shape(),
             &candle_core::Device::Cpu,
         )?;
-        let y = matmul(&x, &self.w.t()?)?.contiguous()?;
+        let y = x.matmul(&self.w.t()?)?.contiguous()?;
         let (storage, _) = y.storage_and_layout();
         match &*storage {
             candle_core::Storage::Cpu(c) => Ok((c.clone(), y.shape().clone())),
@@ -88,7 +90,7 @@ impl candle_core::CustomOp1 for ConstWeightMatmul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(matmul(grad, &self.w)?))
+        Ok(Some(grad.matmul(&self.w)?))
     }
 }
 

@@ -4,6 +4,7 @@
 use candle_core::{D, Device, Tensor, Var};
 
 use super::attend;
+use crate::fixtures::max_diff;
 
 fn var(shape: (usize, usize, usize, usize), seed: u64) -> Var {
     let n = shape.0 * shape.1 * shape.2 * shape.3;
@@ -17,19 +18,6 @@ fn var(shape: (usize, usize, usize, usize), seed: u64) -> Var {
         })
         .collect();
     Var::from_vec(data, shape, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Checks one configuration: `b` sentences, `h` heads, `t` queries over `s` keys.

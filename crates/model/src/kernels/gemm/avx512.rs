@@ -110,13 +110,8 @@ fn pack_columns(b: View, j0: usize, w: usize, panel: &mut [f32]) {
             continue;
         }
         for p0 in (0..full_p).step_by(16) {
-            let rows: [__m512; 16] = std::array::from_fn(|i| {
-                let start = (j0 + jh + i) * b.cs + p0;
-                let col = &b.data[start..start + 16];
-                // SAFETY: `col` holds the 16 values loaded.
-                unsafe { _mm512_loadu_ps(col.as_ptr()) }
-            });
-            for (k, v) in transpose16(rows).into_iter().enumerate() {
+            let block = transposed_block(b.data, (j0 + jh) * b.cs + p0, b.cs, 16);
+            for (k, v) in block.into_iter().enumerate() {
                 let dst = &mut panel[(p0 + k) * NR + jh..(p0 + k) * NR + jh + 16];
                 // SAFETY: `dst` holds the 16 values stored.
                 unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), v) };
@@ -143,6 +138,22 @@ fn pack_columns(b: View, j0: usize, w: usize, panel: &mut [f32]) {
             row[w..].fill(0.0);
         }
     }
+}
+
+/// `lines` runs of 16 contiguous values, the first at `data[first]` and each `stride` after the
+/// one before (zeros for the lines past `lines`, up to 16), transposed: element `i` of
+/// register `k` is value `k` of line `i`.
+#[target_feature(enable = "avx512f")]
+fn transposed_block(data: &[f32], first: usize, stride: usize, lines: usize) -> [__m512; 16] {
+    let rows: [__m512; 16] = std::array::from_fn(|i| {
+        if i >= lines {
+            return _mm512_setzero_ps();
+        }
+        let line = &data[first + i * stride..first + i * stride + 16];
+        // SAFETY: `line` holds the 16 values loaded.
+        unsafe { _mm512_loadu_ps(line.as_ptr()) }
+    });
+    transpose16(rows)
 }
 
 /// The transpose of a 16 × 16 block held as 16 rows: element `k` of row `i` becomes
@@ -220,16 +231,8 @@ fn pack_rows(a: View, i0: usize, r: usize, strip: &mut [f32]) {
     let full_p = kc / 16 * 16;
     let mask: __mmask16 = ((1u32 << r) - 1) as u16;
     for p0 in (0..full_p).step_by(16) {
-        let rows: [__m512; 16] = std::array::from_fn(|i| {
-            if i >= r {
-                return _mm512_setzero_ps();
-            }
-            let start = (i0 + i) * a.rs + p0;
-            let row = &a.data[start..start + 16];
-            // SAFETY: `row` holds the 16 values loaded.
-            unsafe { _mm512_loadu_ps(row.as_ptr()) }
-        });
-        for (k, v) in transpose16(rows).into_iter().enumerate() {
+        let block = transposed_block(a.data, i0 * a.rs + p0, a.rs, r);
+        for (k, v) in block.into_iter().enumerate() {
             let dst = &mut strip[(p0 + k) * r..(p0 + k + 1) * r];
             // SAFETY: the mask stores the first `r` lanes, which `dst` holds.
             unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask, v) };

@@ -136,4 +136,17 @@ fn the_op_and_its_gradients_match_candles_matmul() {
         let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-4, "gradient differs");
     }
+
+    // A constant weight (attribution differentiates the input only) gets no gradient.
+    // (candle stores whatever gradient an op's backward pass returns, tracked or not.)
+    let constant = w.as_tensor().detach().t().unwrap();
+    let y = matmul(a.as_tensor(), &constant).unwrap();
+    let grads = loss(&y).backward().unwrap();
+    assert!(grads.get(&constant).is_none(), "no gradient for a constant");
+    let (x, r) = (grads.get(&a).unwrap(), g_theirs.get(&a).unwrap());
+    let diff = (x - r).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(
+        diff.to_scalar::<f32>().unwrap() < 1e-4,
+        "the input's gradient"
+    );
 }

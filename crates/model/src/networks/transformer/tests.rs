@@ -61,19 +61,7 @@ pub(super) fn ids(rows: &[&[u32]]) -> (Tensor, Tensor) {
     )
 }
 
-pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+pub(super) use crate::fixtures::max_diff;
 
 pub(super) fn sm(x: &Tensor) -> Result<Tensor> {
     softmax(x)
