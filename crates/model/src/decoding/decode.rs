@@ -70,14 +70,25 @@ impl Translator {
             .get(k)
             .ok_or_else(|| Error::Internal(format!("the plan has no sentence {k}")))?;
         let mut dist = plan.distribution();
+        let decoded = with_network!(&self.network, |m| {
+            self.decode_with(m, plan, k, interventions, &mut dist, &mut on_step)
+        })?;
+        self.sentence_translation(sentence, dist.mode, decoded)
+    }
+
+    /// The translation of one decoded `sentence`, as if it were the whole input.
+    pub(crate) fn sentence_translation(
+        &self,
+        sentence: &SourceSentence,
+        mode: Mode,
+        decoded: Decoded,
+    ) -> Result<Translation> {
         let Decoded {
             steps,
             stopped,
             hypotheses,
             encoder_attention,
-        } = with_network!(&self.network, |m| {
-            self.decode_with(m, plan, k, interventions, &mut dist, &mut on_step)
-        })?;
+        } = decoded;
         let out_ids: Vec<u32> = steps
             .iter()
             .map(|s| s.token_id)
@@ -97,7 +108,7 @@ impl Translator {
             sentences,
             log_prob: steps.iter().map(|s| s.log_prob).sum(),
             steps,
-            mode: dist.mode,
+            mode,
             encoder_attention,
             hypotheses,
             stopped,
@@ -259,18 +270,18 @@ impl Translator {
 
 /// One decoded sentence: its steps, whether the callback stopped it, the beam's hypotheses
 /// (beam search only) and the encoder self-attention.
-struct Decoded {
-    steps: Vec<DecodeStep>,
-    stopped: bool,
-    hypotheses: Vec<Hypothesis>,
-    encoder_attention: Option<EncoderAttention>,
+pub(crate) struct Decoded {
+    pub steps: Vec<DecodeStep>,
+    pub stopped: bool,
+    pub hypotheses: Vec<Hypothesis>,
+    pub encoder_attention: Option<EncoderAttention>,
 }
 
 /// Encoder self-attention of one sentence, `[layer][head][query][key]`.
 pub type EncoderAttention = Vec<Vec<Vec<Vec<f32>>>>;
 
 /// `(L, heads, S, S)` to nested vectors.
-fn nested4(t: &Tensor) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+pub(crate) fn nested4(t: &Tensor) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
     let mut out = Vec::new();
     for l in 0..t.dim(0)? {
         out.push(t.i(l)?.to_vec3::<f32>()?);

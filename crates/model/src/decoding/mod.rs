@@ -4,7 +4,8 @@
 //! [`plan::DecodePlan`], one sentence decoded ([`decode`]: greedy, forced and prefixed
 //! decoding with interventions, or [`beam`] search, step by step through [`step`]), and a
 //! whole input decoded sentence by sentence into one block-diagonal matrix ([`sentences`]).
-//! Many sentences at once go through [`batch`]; what the attention mixes, for norm-weighted
+//! Many sentences at once go through [`batch`], the requests of many clients through
+//! [`together`]; what the attention mixes, for norm-weighted
 //! attention, comes from [`values`]. Drives the networks; knows nothing of
 //! training.
 
@@ -16,5 +17,6 @@ pub mod segment;
 pub mod sentences;
 pub mod source;
 pub mod step;
+pub mod together;
 pub mod translator;
 pub mod values;

@@ -43,84 +43,25 @@ impl Translator {
         if let [_] = src.sentences.as_slice() {
             return self.decode_sentence(plan, 0, &plan.interventions(0, 0), on_step);
         }
-        let total = src.len();
-        let mut out = Translation {
-            source_tokens: src.tokens(),
-            target_tokens: Vec::new(),
-            translation: String::new(),
-            steps: Vec::new(),
-            log_prob: 0.0,
-            mode: plan.mode(),
-            encoder_attention: None,
-            hypotheses: Vec::new(),
-            stopped: false,
-            sentences: Vec::new(),
-        };
-        let mut encoder: Option<Vec<Vec<Vec<Vec<f32>>>>> = None;
-        let mut per_sentence_hyps: Vec<Vec<Hypothesis>> = Vec::new();
-        let mut translations = Vec::new();
-        for (k, s) in src.sentences.iter().enumerate() {
-            let offset = out.steps.len();
-            let place = Placement {
-                sentence: k,
-                source_start: s.start,
-                step_offset: offset,
-                total,
-            };
+        let mut parts = Vec::with_capacity(src.sentences.len());
+        let mut offset = 0;
+        for k in 0..src.sentences.len() {
+            let place = Placement::of(plan, k, offset);
             let mut stopped_here = false;
-            let t = self.decode_sentence(plan, k, &plan.interventions(k, offset), |step| {
-                let global = place.step(step);
-                let flow = on_step(&global);
-                if flow.is_break() {
-                    stopped_here = true;
-                }
+            let mut t = self.decode_sentence(plan, k, &plan.interventions(k, offset), |step| {
+                let flow = on_step(&place.step(step));
+                stopped_here |= flow.is_break();
                 flow
             })?;
-            if let Some(enc) = &t.encoder_attention {
-                place.encoder(enc, &mut encoder);
-            }
-            let steps: Vec<DecodeStep> = t.steps.iter().map(|st| place.step(st)).collect();
-            out.sentences.push(SentenceSpan {
-                text: s.text.clone(),
-                source: s.start..s.start + s.ids.len(),
-                target: offset..offset + steps.len(),
-                translation: t.translation.clone(),
-            });
-            out.log_prob += t.log_prob;
-            out.mode = t.mode;
-            out.target_tokens.extend(t.target_tokens.iter().cloned());
-            out.steps.extend(steps);
-            translations.push(t.translation.clone());
-            if !t.hypotheses.is_empty() {
-                per_sentence_hyps.push(
-                    t.hypotheses
-                        .iter()
-                        .map(|h| Hypothesis {
-                            steps: h
-                                .steps
-                                .iter()
-                                .map(|st| {
-                                    Placement {
-                                        step_offset: 0,
-                                        ..place
-                                    }
-                                    .step(st)
-                                })
-                                .collect(),
-                            ..h.clone()
-                        })
-                        .collect(),
-                );
-            }
-            if t.stopped || stopped_here {
-                out.stopped = true;
+            t.stopped |= stopped_here;
+            offset += t.steps.len();
+            let stopped = t.stopped;
+            parts.push(t);
+            if stopped {
                 break;
             }
         }
-        out.translation = join_sentences(&translations);
-        out.encoder_attention = encoder;
-        out.hypotheses = combine_hypotheses(&per_sentence_hyps);
-        Ok(out)
+        Ok(join_parts(plan, parts))
     }
 
     /// Greedy translations of many texts with the model's own attention, each split into
@@ -156,6 +97,74 @@ impl Translator {
     }
 }
 
+/// The translation of a whole input of several sentences from its sentences' own
+/// translations (the first `parts.len()`, in order; fewer than the input has when decoding
+/// stopped): steps, rows and spans placed in the whole input's coordinates.
+pub(crate) fn join_parts(plan: &DecodePlan, parts: Vec<Translation>) -> Translation {
+    let src = plan.source();
+    let mut out = Translation {
+        source_tokens: src.tokens(),
+        target_tokens: Vec::new(),
+        translation: String::new(),
+        steps: Vec::new(),
+        log_prob: 0.0,
+        mode: plan.mode(),
+        encoder_attention: None,
+        hypotheses: Vec::new(),
+        stopped: false,
+        sentences: Vec::new(),
+    };
+    let mut encoder: Option<Vec<Vec<Vec<Vec<f32>>>>> = None;
+    let mut per_sentence_hyps: Vec<Vec<Hypothesis>> = Vec::new();
+    let mut translations = Vec::new();
+    for (k, t) in parts.into_iter().enumerate() {
+        let s = &src.sentences[k];
+        let offset = out.steps.len();
+        let place = Placement::of(plan, k, offset);
+        if let Some(enc) = &t.encoder_attention {
+            place.encoder(enc, &mut encoder);
+        }
+        let steps: Vec<DecodeStep> = t.steps.iter().map(|st| place.step(st)).collect();
+        out.sentences.push(SentenceSpan {
+            text: s.text.clone(),
+            source: s.start..s.start + s.ids.len(),
+            target: offset..offset + steps.len(),
+            translation: t.translation.clone(),
+        });
+        out.log_prob += t.log_prob;
+        out.mode = t.mode;
+        out.target_tokens.extend(t.target_tokens.iter().cloned());
+        out.steps.extend(steps);
+        translations.push(t.translation.clone());
+        if !t.hypotheses.is_empty() {
+            per_sentence_hyps.push(
+                t.hypotheses
+                    .iter()
+                    .map(|h| Hypothesis {
+                        steps: h
+                            .steps
+                            .iter()
+                            .map(|st| {
+                                Placement {
+                                    step_offset: 0,
+                                    ..place
+                                }
+                                .step(st)
+                            })
+                            .collect(),
+                        ..h.clone()
+                    })
+                    .collect(),
+            );
+        }
+        out.stopped |= t.stopped;
+    }
+    out.translation = join_sentences(&translations);
+    out.encoder_attention = encoder;
+    out.hypotheses = combine_hypotheses(&per_sentence_hyps);
+    out
+}
+
 /// Sentence translations joined by a space, empty ones skipped.
 fn join_sentences(parts: &[String]) -> String {
     parts
@@ -185,7 +194,7 @@ fn shift_self_attention(rows: &[Vec<Vec<f32>>], offset: usize) -> Vec<Vec<Vec<f3
 
 /// Where one sentence's steps go in the whole translation.
 #[derive(Clone, Copy)]
-struct Placement {
+pub(crate) struct Placement {
     sentence: usize,
     source_start: usize,
     step_offset: usize,
@@ -194,6 +203,17 @@ struct Placement {
 }
 
 impl Placement {
+    /// Sentence `k` of `plan`, its output starting at step `step_offset`.
+    pub(crate) fn of(plan: &DecodePlan, k: usize, step_offset: usize) -> Self {
+        let src = plan.source();
+        Placement {
+            sentence: k,
+            source_start: src.sentences[k].start,
+            step_offset,
+            total: src.len(),
+        }
+    }
+
     /// A row over one sentence's source positions, placed in a row over all of them.
     fn row(&self, local: &[f32]) -> Vec<f32> {
         let mut row = vec![0.0; self.total];
@@ -202,7 +222,7 @@ impl Placement {
     }
 
     /// A sentence's step in the whole translation's coordinates.
-    fn step(&self, s: &DecodeStep) -> DecodeStep {
+    pub(crate) fn step(&self, s: &DecodeStep) -> DecodeStep {
         let heads = s.heads.as_ref().map(|h| StepHeads {
             cross: h
                 .cross

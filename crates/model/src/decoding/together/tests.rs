@@ -1,0 +1,220 @@
+//! Decoding together against decoding alone: every kind of tiny model, inputs of several
+//! lengths and sentences, reports asked by some plans only, and a plan stopped midway.
+
+use std::ops::ControlFlow;
+
+use crate::decoding::plan::DecodeOptions;
+use crate::decoding::source::Segmentation;
+use crate::decoding::step::DecodeStep;
+use crate::fixtures::{KINDS, tiny_translator_of};
+use crate::networks::attention::Mode;
+use crate::{DecodePlan, Translator};
+
+const TEXTS: [&str; 5] = [
+    "I am cold.",
+    "You are here. We are cold! Is it here?",
+    "Is it here?",
+    "We are cold! I am here.",
+    "I am here, you are cold, we are here.",
+];
+
+fn plans(t: &Translator) -> Vec<DecodePlan> {
+    TEXTS
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let opts = DecodeOptions {
+                top_k: if i % 2 == 0 { 3 } else { 0 },
+                scores: i == 1,
+                max_len: (i == 4).then_some(3),
+                ..Default::default()
+            };
+            let source = t.text_source(text, Segmentation::Sentences).unwrap();
+            t.plan(source, opts).unwrap()
+        })
+        .collect()
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4)
+}
+
+fn nested_close(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| close(p, q)))
+}
+
+fn assert_same_step(alone: &DecodeStep, together: &DecodeStep, what: &str) {
+    assert_eq!(
+        (alone.index, alone.token_id, alone.sentence, alone.forced),
+        (
+            together.index,
+            together.token_id,
+            together.sentence,
+            together.forced
+        ),
+        "{what}"
+    );
+    assert!((alone.log_prob - together.log_prob).abs() < 1e-4, "{what}");
+    assert!(close(&alone.attention, &together.attention), "{what}");
+    let ids = |s: &DecodeStep| s.candidates.iter().map(|c| c.token_id).collect::<Vec<_>>();
+    assert_eq!(ids(alone), ids(together), "{what}");
+    match (&alone.heads, &together.heads) {
+        (Some(a), Some(b)) => {
+            assert!(nested_close(&a.cross, &b.cross), "{what}");
+            assert!(nested_close(&a.self_attention, &b.self_attention), "{what}");
+        }
+        (a, b) => assert_eq!(a.is_some(), b.is_some(), "{what}"),
+    }
+    match (&alone.scores, &together.scores) {
+        (Some(a), Some(b)) => {
+            assert_eq!(a.first, b.first, "{what}");
+            assert!(nested_close(&a.values, &b.values), "{what}");
+        }
+        (a, b) => assert_eq!(a.is_some(), b.is_some(), "{what}"),
+    }
+}
+
+#[test]
+fn decoding_together_shows_each_plan_what_decoding_alone_shows() {
+    for kind in KINDS {
+        let (t, _) = tiny_translator_of(kind, 21).unwrap();
+        let plans = plans(&t);
+        let refs: Vec<&DecodePlan> = plans.iter().collect();
+        let mut seen: Vec<Vec<DecodeStep>> = vec![Vec::new(); plans.len()];
+        let mut between = 0;
+        let together = t
+            .decode_together(
+                &refs,
+                &mut |i, s| {
+                    seen[i].push(s.clone());
+                    ControlFlow::Continue(())
+                },
+                &mut || between += 1,
+            )
+            .unwrap();
+        assert!(between > 0);
+        for (i, plan) in plans.iter().enumerate() {
+            let mut alone_seen = Vec::new();
+            let alone = t
+                .decode(plan, |s| {
+                    alone_seen.push(s.clone());
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            let what = format!("{kind}, plan {i}");
+            assert_eq!(alone_seen.len(), seen[i].len(), "{what}");
+            for (a, b) in alone_seen.iter().zip(&seen[i]) {
+                assert_same_step(a, b, &what);
+            }
+            let t2 = &together[i];
+            assert_eq!(alone.translation, t2.translation, "{what}");
+            assert_eq!(alone.target_tokens, t2.target_tokens, "{what}");
+            assert_eq!(alone.sentences, t2.sentences, "{what}");
+            assert_eq!((alone.mode, alone.stopped), (t2.mode, t2.stopped), "{what}");
+            assert!((alone.log_prob - t2.log_prob).abs() < 1e-3, "{what}");
+            assert_eq!(alone.steps.len(), t2.steps.len(), "{what}");
+            for (a, b) in alone.steps.iter().zip(&t2.steps) {
+                assert_same_step(a, b, &what);
+            }
+            match (&alone.encoder_attention, &t2.encoder_attention) {
+                (Some(a), Some(b)) => {
+                    assert_eq!(a.len(), b.len(), "{what}");
+                    for (x, y) in a.iter().zip(b) {
+                        assert!(nested_close(x, y), "{what}");
+                    }
+                }
+                (a, b) => assert_eq!(a.is_some(), b.is_some(), "{what}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stopped_plan_leaves_the_batch_and_the_others_finish() {
+    let (t, _) = tiny_translator_of("transformer", 5).unwrap();
+    let plans = plans(&t);
+    let refs: Vec<&DecodePlan> = plans.iter().collect();
+    let mut seen = vec![0usize; plans.len()];
+    let together = t
+        .decode_together(
+            &refs,
+            &mut |i, _| {
+                seen[i] += 1;
+                if i == 1 && seen[i] == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+            &mut || {},
+        )
+        .unwrap();
+    assert_eq!(seen[1], 2);
+    assert!(together[1].stopped);
+    assert_eq!(together[1].steps.len(), 2);
+    for (i, plan) in plans.iter().enumerate().filter(|&(i, _)| i != 1) {
+        let alone = t.decode(plan, |_| ControlFlow::Continue(())).unwrap();
+        assert!(!together[i].stopped);
+        assert_eq!(alone.target_tokens, together[i].target_tokens, "plan {i}");
+        assert_eq!(seen[i], alone.steps.len(), "plan {i}");
+    }
+}
+
+#[test]
+fn only_greedy_plans_with_one_fixed_attention_share_a_batch() {
+    let (t, _) = tiny_translator_of("additive", 1).unwrap();
+    let plan = |opts: DecodeOptions| {
+        let source = t.text_source("I am cold.", Segmentation::Whole).unwrap();
+        t.plan(source, opts).unwrap()
+    };
+    let greedy = plan(DecodeOptions::default());
+    assert!(greedy.batch_key().is_some());
+    assert_eq!(
+        greedy.batch_key(),
+        plan(DecodeOptions {
+            top_k: 5,
+            scores: true,
+            ..Default::default()
+        })
+        .batch_key()
+    );
+    let hard = plan(DecodeOptions {
+        attention: Some(Mode::Hard),
+        ..Default::default()
+    });
+    assert!(hard.batch_key().is_some());
+    assert_ne!(hard.batch_key(), greedy.batch_key());
+    let warm = plan(DecodeOptions {
+        temperature: 2.0,
+        ..Default::default()
+    });
+    assert_ne!(warm.batch_key(), greedy.batch_key());
+    for alone in [
+        DecodeOptions {
+            beam: 3,
+            ..Default::default()
+        },
+        DecodeOptions {
+            attention: Some(Mode::Sampled),
+            ..Default::default()
+        },
+        DecodeOptions {
+            force_target: Some("J'ai froid.".into()),
+            ..Default::default()
+        },
+        DecodeOptions {
+            target_prefix: Some("J'ai".into()),
+            ..Default::default()
+        },
+    ] {
+        assert_eq!(plan(alone.clone()).batch_key(), None, "{alone:?}");
+    }
+    let mixed = [&greedy, &hard];
+    let err = t
+        .decode_together(&mixed, &mut |_, _| ControlFlow::Continue(()), &mut || {})
+        .unwrap_err();
+    assert!(err.to_string().contains("share"), "{err}");
+}
