@@ -83,16 +83,19 @@ struct Shown {
 impl Translator {
     /// Decodes `plans` (which must share one [`DecodePlan::batch_key`]) together in one
     /// batch. `on_step(i, step)` sees plan `i`'s steps as [`Self::decode`] would show them
-    /// and may stop that plan alone; `between_steps` runs after every batch step (to let
-    /// other work run). Returns each plan's translation, in order.
+    /// and may stop that plan alone; `on_done(i, translation)` gets plan `i`'s translation
+    /// as soon as its last sentence has ended (or it was stopped), while the others go on;
+    /// `between_steps` runs after every batch step (to let other work run). An error ends
+    /// the batch: the plans not done yet get no translation.
     pub fn decode_together(
         &self,
         plans: &[&DecodePlan],
         on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+        on_done: &mut dyn FnMut(usize, Translation),
         between_steps: &mut dyn FnMut(),
-    ) -> Result<Vec<Translation>> {
+    ) -> Result<()> {
         let Some(first) = plans.first() else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let key = first.batch_key();
         if key.is_none() || plans.iter().any(|p| p.batch_key() != key) {
@@ -124,17 +127,28 @@ impl Translator {
                 stopped: None,
             })
             .collect();
+        let mut batch = Batch {
+            plans,
+            rows: &mut rows,
+            shown: &mut shown,
+            on_step,
+            on_done,
+        };
         with_network!(&self.network, |m| {
-            self.step_rows(m, plans, &mut rows, &mut shown, on_step, between_steps)
-        })?;
-        let mode = first.mode();
-        let mut parts: Vec<Vec<Translation>> = plans.iter().map(|_| Vec::new()).collect();
-        for row in rows {
-            let plan = plans[row.plan];
-            let stop = shown[row.plan].stopped;
-            let mut steps = row.steps;
+            self.step_rows(m, &mut batch, between_steps)
+        })
+    }
+
+    /// Plan `i`'s translation from its rows (taking their steps), as [`Self::decode`]
+    /// would have returned it.
+    fn plan_translation(&self, batch: &mut Batch, i: usize) -> Result<Translation> {
+        let plan = batch.plans[i];
+        let stop = batch.shown[i].stopped;
+        let mut parts = Vec::new();
+        for row in batch.rows.iter_mut().filter(|r| r.plan == i) {
+            let mut steps = std::mem::take(&mut row.steps);
             let stopped = match stop {
-                Some((k, _)) if row.sentence > k => continue,
+                Some((k, _)) if row.sentence > k => break,
                 Some((k, n)) if row.sentence == k => {
                     steps.truncate(n);
                     true
@@ -145,22 +159,15 @@ impl Translator {
                 steps,
                 stopped,
                 hypotheses: Vec::new(),
-                encoder_attention: row.encoder_attention,
+                encoder_attention: row.encoder_attention.take(),
             };
             let sentence = &plan.source().sentences[row.sentence];
-            parts[row.plan].push(self.sentence_translation(sentence, mode, decoded)?);
+            parts.push(self.sentence_translation(sentence, plan.mode(), decoded)?);
         }
-        Ok(plans
-            .iter()
-            .zip(parts)
-            .map(|(plan, mut parts)| {
-                if plan.source().sentences.len() == 1 {
-                    parts.pop().unwrap_or_else(|| join_parts(plan, Vec::new()))
-                } else {
-                    join_parts(plan, parts)
-                }
-            })
-            .collect())
+        match (plan.source().sentences.len(), parts.len()) {
+            (1, 1) => Ok(parts.remove(0)),
+            _ => Ok(join_parts(plan, parts)),
+        }
     }
 
     /// The batch loop of [`Self::decode_together`] with the concrete network `net`: fills
@@ -168,16 +175,15 @@ impl Translator {
     fn step_rows<N: EncoderDecoder>(
         &self,
         net: &N,
-        plans: &[&DecodePlan],
-        rows: &mut [Row],
-        shown: &mut [Shown],
-        on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+        batch: &mut Batch,
         between_steps: &mut dyn FnMut(),
     ) -> Result<()> {
+        let plans = batch.plans;
+        let rows = &batch.rows;
         let (b, s) = (rows.len(), rows.iter().map(|r| r.len).max().unwrap_or(1));
         let mut ids = vec![PAD_ID; b * s];
         let mut mask = vec![0f32; b * s];
-        for (r, row) in rows.iter().enumerate() {
+        for (r, row) in batch.rows.iter().enumerate() {
             let src = &plans[row.plan].source().sentences[row.sentence].ids;
             ids[r * s..r * s + src.len()].copy_from_slice(src);
             mask[r * s..r * s + src.len()].fill(1.0);
@@ -189,7 +195,7 @@ impl Translator {
         )?;
         if let Some(enc) = N::encoder_attention(&memory) {
             // (B, L, heads, S, S): each row's own block, without the padding.
-            for (r, row) in rows.iter_mut().enumerate() {
+            for (r, row) in batch.rows.iter_mut().enumerate() {
                 let own = enc.i(r)?.narrow(2, 0, row.len)?.narrow(3, 0, row.len)?;
                 row.encoder_attention = Some(nested4(&own)?);
             }
@@ -220,7 +226,7 @@ impl Translator {
             // A model whose authors force `</s>` gets it at the length limit.
             let forced: Vec<bool> = active
                 .iter()
-                .map(|&r| rows[r].eos_last && index + 1 == rows[r].max_len)
+                .map(|&r| batch.rows[r].eos_last && index + 1 == batch.rows[r].max_len)
                 .collect();
             let tokens: Vec<u32> = (0..active.len())
                 .map(|pos| if forced[pos] { EOS_ID } else { best[pos] })
@@ -234,8 +240,9 @@ impl Translator {
             } else {
                 Vec::new()
             };
+            let mut done = Vec::new();
             for (pos, &r) in active.iter().enumerate() {
-                let row = &mut rows[r];
+                let row = &mut batch.rows[r];
                 let opts = plans[row.plan].options();
                 let token_id = tokens[pos];
                 let mut step = make_step(
@@ -256,13 +263,26 @@ impl Translator {
                     step.scores = Some(row_scores(&out.scores, pos, row.len)?);
                 }
                 row.steps.push(step);
-                row.ended = token_id == EOS_ID || row.steps.len() >= row.max_len;
-                show(plans, rows, shown, r, on_step);
+                let ended = token_id == EOS_ID || row.steps.len() >= row.max_len;
+                let i = row.plan;
+                let was_open = batch.open(i);
+                batch.rows[r].ended = ended;
+                batch.show(r);
+                if was_open && !batch.open(i) {
+                    done.push(i);
+                }
+            }
+            for i in done {
+                let t = self.plan_translation(batch, i)?;
+                (batch.on_done)(i, t);
             }
             let keep: Vec<usize> = active
                 .iter()
                 .enumerate()
-                .filter(|&(_, &r)| !rows[r].ended && shown[rows[r].plan].stopped.is_none())
+                .filter(|&(_, &r)| {
+                    let row = &batch.rows[r];
+                    !row.ended && batch.shown[row.plan].stopped.is_none()
+                })
                 .map(|(pos, _)| pos)
                 .collect();
             let next: Vec<u32> = keep.iter().map(|&pos| tokens[pos]).collect();
@@ -312,46 +332,57 @@ fn row_scores(layers: &[Tensor], pos: usize, len: usize) -> Result<StepScores> {
     Ok(StepScores { first: 0, values })
 }
 
-/// Shows plan `rows[r].plan` the steps that are due after row `r` took a step: the step
-/// itself if its sentence is the live one, then, when that sentence has ended, the held
-/// steps of the next sentences.
-fn show(
-    plans: &[&DecodePlan],
-    rows: &[Row],
-    shown: &mut [Shown],
-    r: usize,
-    on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
-) {
-    let i = rows[r].plan;
-    let plan = plans[i];
-    let sh = &mut shown[i];
-    if sh.stopped.is_some() || rows[r].sentence != sh.live {
-        return;
+/// A batch in progress: its plans and rows, how far each plan's steps have been shown, and
+/// the callbacks.
+struct Batch<'a, 'p> {
+    plans: &'a [&'p DecodePlan],
+    rows: &'a mut [Row],
+    shown: &'a mut [Shown],
+    on_step: &'a mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+    on_done: &'a mut dyn FnMut(usize, Translation),
+}
+
+impl Batch<'_, '_> {
+    /// Plan `i` is neither stopped nor has every one of its sentences ended.
+    fn open(&self, i: usize) -> bool {
+        self.shown[i].stopped.is_none() && self.rows.iter().any(|r| r.plan == i && !r.ended)
     }
-    // This plan's rows are consecutive, in sentence order.
-    let first = r - rows[r].sentence;
-    let sentences = plan.source().sentences.len();
-    let mut from = rows[r].steps.len() - 1;
-    loop {
-        let row = &rows[first + sh.live];
-        let place = Placement::of(plan, sh.live, sh.offset);
-        for (n, step) in row.steps.iter().enumerate().skip(from) {
-            let flow = if sentences == 1 {
-                on_step(i, step)
-            } else {
-                on_step(i, &place.step(step))
-            };
-            if flow.is_break() {
-                sh.stopped = Some((sh.live, n + 1));
-                return;
-            }
-        }
-        if !row.ended || sh.live + 1 == sentences {
+
+    /// Shows plan `rows[r].plan` the steps that are due after row `r` took a step: the
+    /// step itself if its sentence is the live one, then, when that sentence has ended,
+    /// the held steps of the next sentences.
+    fn show(&mut self, r: usize) {
+        let i = self.rows[r].plan;
+        let plan = self.plans[i];
+        let sh = &mut self.shown[i];
+        if sh.stopped.is_some() || self.rows[r].sentence != sh.live {
             return;
         }
-        sh.offset += row.steps.len();
-        sh.live += 1;
-        from = 0;
+        // This plan's rows are consecutive, in sentence order.
+        let first = r - self.rows[r].sentence;
+        let sentences = plan.source().sentences.len();
+        let mut from = self.rows[r].steps.len() - 1;
+        loop {
+            let row = &self.rows[first + sh.live];
+            let place = Placement::of(plan, sh.live, sh.offset);
+            for (n, step) in row.steps.iter().enumerate().skip(from) {
+                let flow = if sentences == 1 {
+                    (self.on_step)(i, step)
+                } else {
+                    (self.on_step)(i, &place.step(step))
+                };
+                if flow.is_break() {
+                    sh.stopped = Some((sh.live, n + 1));
+                    return;
+                }
+            }
+            if !row.ended || sh.live + 1 == sentences {
+                return;
+            }
+            sh.offset += row.steps.len();
+            sh.live += 1;
+            from = 0;
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::ops::ControlFlow;
 
+use crate::decoding::decode::Translation;
 use crate::decoding::plan::DecodeOptions;
 use crate::decoding::source::Segmentation;
 use crate::decoding::step::DecodeStep;
@@ -17,6 +18,42 @@ const TEXTS: [&str; 5] = [
     "We are cold! I am here.",
     "I am here, you are cold, we are here.",
 ];
+
+/// Decodes `plans` together: every plan's translation, in order, and how many batch steps
+/// had been taken when it came.
+fn together_at(
+    t: &Translator,
+    plans: &[&DecodePlan],
+    on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+) -> Vec<(Translation, usize)> {
+    let mut done: Vec<Option<(Translation, usize)>> = vec![None; plans.len()];
+    let steps = std::cell::Cell::new(0);
+    t.decode_together(
+        plans,
+        on_step,
+        &mut |i, tr| {
+            assert!(done[i].is_none(), "plan {i} done twice");
+            done[i] = Some((tr, steps.get()));
+        },
+        &mut || steps.set(steps.get() + 1),
+    )
+    .unwrap();
+    done.into_iter()
+        .map(|d| d.expect("every plan is done"))
+        .collect()
+}
+
+/// [`together_at`] without the step counts.
+fn together(
+    t: &Translator,
+    plans: &[&DecodePlan],
+    on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+) -> Vec<Translation> {
+    together_at(t, plans, on_step)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
 
 fn plans(t: &Translator) -> Vec<DecodePlan> {
     TEXTS
@@ -84,18 +121,14 @@ fn decoding_together_shows_each_plan_what_decoding_alone_shows() {
         let plans = plans(&t);
         let refs: Vec<&DecodePlan> = plans.iter().collect();
         let mut seen: Vec<Vec<DecodeStep>> = vec![Vec::new(); plans.len()];
-        let mut between = 0;
-        let together = t
-            .decode_together(
-                &refs,
-                &mut |i, s| {
-                    seen[i].push(s.clone());
-                    ControlFlow::Continue(())
-                },
-                &mut || between += 1,
-            )
-            .unwrap();
-        assert!(between > 0);
+        let done = together_at(&t, &refs, &mut |i, s| {
+            seen[i].push(s.clone());
+            ControlFlow::Continue(())
+        });
+        // The plan held to 3 steps is done after the third batch step, whatever the
+        // others still have to go.
+        assert_eq!(done[4].1, 2, "{kind}");
+        let together: Vec<Translation> = done.into_iter().map(|(t, _)| t).collect();
         for (i, plan) in plans.iter().enumerate() {
             let mut alone_seen = Vec::new();
             let alone = t
@@ -138,20 +171,14 @@ fn a_stopped_plan_leaves_the_batch_and_the_others_finish() {
     let plans = plans(&t);
     let refs: Vec<&DecodePlan> = plans.iter().collect();
     let mut seen = vec![0usize; plans.len()];
-    let together = t
-        .decode_together(
-            &refs,
-            &mut |i, _| {
-                seen[i] += 1;
-                if i == 1 && seen[i] == 2 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            },
-            &mut || {},
-        )
-        .unwrap();
+    let together = together(&t, &refs, &mut |i, _| {
+        seen[i] += 1;
+        if i == 1 && seen[i] == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
     assert_eq!(seen[1], 2);
     assert!(together[1].stopped);
     assert_eq!(together[1].steps.len(), 2);
@@ -214,7 +241,12 @@ fn only_greedy_plans_with_one_fixed_attention_share_a_batch() {
     }
     let mixed = [&greedy, &hard];
     let err = t
-        .decode_together(&mixed, &mut |_, _| ControlFlow::Continue(()), &mut || {})
+        .decode_together(
+            &mixed,
+            &mut |_, _| ControlFlow::Continue(()),
+            &mut |_, _| {},
+            &mut || {},
+        )
         .unwrap_err();
     assert!(err.to_string().contains("share"), "{err}");
 }
