@@ -8,6 +8,7 @@
 //! bounded channel: when the client disconnects the channel closes and decoding stops at the
 //! next step.
 
+pub mod batcher;
 mod error;
 pub mod gate;
 pub mod listen;
@@ -54,6 +55,8 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Translations decoding at once.
     pub streams: usize,
+    /// Sentences decoded together in one batch (1: every translation alone).
+    pub batch_rows: usize,
     /// Connection caps and the header-read timeout.
     pub limits: listen::Limits,
 }
@@ -71,6 +74,9 @@ pub struct Stats {
     pub inflight: AtomicUsize,
     /// Requests turned away with 503 because the queue was full.
     pub rejected: AtomicU64,
+    /// Batches decoded by the [`batcher::Batcher`], and the translations they held.
+    pub batches: AtomicU64,
+    pub batched: AtomicU64,
 }
 
 /// A translation's place in the system, from admission until its decoding ends.
@@ -103,6 +109,8 @@ pub struct AppState {
     /// Translations that may wait beyond the slots.
     pub queue_limit: usize,
     pub metrics: Arc<metrics::Metrics>,
+    /// Queues of the translations that decode in shared batches.
+    pub batcher: Arc<batcher::Batcher>,
 }
 
 impl AppState {
@@ -111,17 +119,35 @@ impl AppState {
             .map(|n| n.get())
             .unwrap_or(2);
         let index = std::fs::read_to_string(dist.join("index.html")).unwrap_or_default();
+        let (gate, stats, metrics) = (gate::StepGate::new(n), Arc::default(), Arc::default());
         AppState {
             models: Arc::new(models),
             workers: Arc::new(Semaphore::new(DEFAULT_STREAMS)),
-            gate: gate::StepGate::new(n),
+            batcher: Arc::new(batcher::Batcher::new(
+                usize::from(batcher::DEFAULT_BATCH_ROWS),
+                gate.clone(),
+                Arc::clone(&stats),
+                Arc::clone(&metrics),
+            )),
+            gate,
             csp: security::content_security_policy(&index).into(),
             dist,
-            stats: Arc::default(),
+            stats,
             worker_count: DEFAULT_STREAMS,
             queue_limit: DEFAULT_QUEUE,
-            metrics: Arc::default(),
+            metrics,
         }
+    }
+
+    /// The same state with batches of at most `rows` sentences (1: no batching).
+    pub fn with_batch_rows(mut self, rows: usize) -> Self {
+        self.batcher = Arc::new(batcher::Batcher::new(
+            rows,
+            self.gate.clone(),
+            self.stats.clone(),
+            self.metrics.clone(),
+        ));
+        self
     }
 
     /// The same state with `queue` translations allowed to wait beyond the decoding slots.
@@ -195,7 +221,8 @@ pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> 
     tracing::info!(models = ?models.names(), "attnscope listening on http://{local}");
     let state = AppState::new(models, config.dist)
         .with_queue(config.queue)
-        .with_streams(config.streams);
+        .with_streams(config.streams)
+        .with_batch_rows(config.batch_rows);
     serve_until(listener, state, config.limits, shutdown_signal()).await
 }
 

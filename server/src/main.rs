@@ -90,6 +90,10 @@ enum Command {
         /// step, on one CPU slot per core.
         #[arg(long, default_value_t = attnscope::DEFAULT_STREAMS)]
         streams: usize,
+        /// Sentences decoded together in one batch: greedy translations that arrive while
+        /// others decode share one matrix product a step. 1 decodes each alone.
+        #[arg(long, default_value_t = attnscope::batcher::DEFAULT_BATCH_ROWS, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        batch_rows: u16,
         /// Open connections at most; more are answered 503 and closed.
         #[arg(long, default_value_t = attnscope::listen::Limits::default().max_connections)]
         max_connections: usize,
@@ -186,6 +190,7 @@ fn run(cli: Cli) -> Result<()> {
             default_model,
             queue,
             streams,
+            batch_rows,
             max_connections,
             per_client,
             header_timeout,
@@ -199,6 +204,7 @@ fn run(cli: Cli) -> Result<()> {
                 default_model,
                 queue,
                 streams,
+                batch_rows: usize::from(batch_rows),
                 limits: attnscope::listen::Limits {
                     max_connections,
                     per_client,

@@ -190,6 +190,18 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "attnscope_batches_total",
+            "Batches of translations decoded together.",
+            stats.batches.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "attnscope_batched_translations_total",
+            "Translations decoded in a shared batch.",
+            stats.batched.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
             "attnscope_rejected_total",
             "Requests answered 503 because the queue was full.",
             stats.rejected.load(Ordering::Relaxed),

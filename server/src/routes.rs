@@ -34,6 +34,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::batcher::{Member, QueueKey};
 use crate::gate::{Slot, Turn};
 use crate::wire::{self, step_event};
 use crate::{AppError, AppState, MAX_BODY_BYTES, MAX_TEXT_CHARS, REQUEST_TIMEOUT};
@@ -321,15 +322,29 @@ struct Decoded {
 }
 
 impl Job {
-    /// Waits for a decoding permit, then decodes on the blocking pool, one step at a time on
-    /// a CPU slot, counting steps in [`crate::Stats`], and explains the translation if asked.
-    /// `on_step` sees each step with the held slot (to give it back while it waits on the
-    /// client) and may stop the decoding.
+    /// The batch queue this job joins, if it decodes in a shared batch (it explains
+    /// nothing and its plan can share one: see [`crate::batcher`]).
+    fn batch_queue(&self, st: &AppState) -> Option<QueueKey> {
+        if !self.explain.methods.is_empty() {
+            return None;
+        }
+        st.batcher.key(&self.model_name, &self.plan)
+    }
+
+    /// Waits for a decoding permit, then decodes: in a shared batch when it can (see
+    /// [`Self::batch_queue`]), otherwise on the blocking pool, one step at a time on a CPU
+    /// slot, explaining the translation if asked; steps are counted in [`crate::Stats`].
+    /// `on_step` sees each step, with the held slot when the job decodes alone (to give it
+    /// back while it waits on the client; in a batch it must not block), and may stop the
+    /// decoding.
     async fn decode(
         self,
         st: &AppState,
-        mut on_step: impl FnMut(&DecodeStep, &mut Slot) -> ControlFlow<()> + Send + 'static,
+        mut on_step: impl FnMut(&DecodeStep, Option<&mut Slot>) -> ControlFlow<()> + Send + 'static,
     ) -> Result<Decoded, AppError> {
+        if let Some(queue) = self.batch_queue(st) {
+            return self.decode_batched(st, queue, on_step).await;
+        }
         let permit = st
             .workers
             .clone()
@@ -355,7 +370,7 @@ impl Job {
                     metrics.first_step.observe(began.elapsed().as_secs_f64());
                 }
                 stats.steps.fetch_add(1, Ordering::Relaxed);
-                on_step(s, &mut slot)
+                on_step(s, Some(&mut slot))
             });
             let decoded = out.and_then(|translation| {
                 let (explained, alignment) = if translation.stopped {
@@ -382,11 +397,71 @@ impl Job {
     }
 }
 
+impl Job {
+    /// [`Self::decode`] in a shared batch of `queue`.
+    async fn decode_batched(
+        self,
+        st: &AppState,
+        queue: QueueKey,
+        mut on_step: impl FnMut(&DecodeStep, Option<&mut Slot>) -> ControlFlow<()> + Send + 'static,
+    ) -> Result<Decoded, AppError> {
+        let permit = st
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AppError::Unavailable)?;
+        let Job {
+            model,
+            plan,
+            align,
+            admission,
+            began,
+            ..
+        } = self;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The alignment reads the finished translation against its own plan.
+        let aligning = align.map(|a| (a, model.clone(), plan.clone()));
+        let on_done = move |result: Result<Translation, AppError>| {
+            let _held = (admission, permit);
+            let decoded = result.and_then(|translation| {
+                let alignment = match &aligning {
+                    Some((a, model, plan)) if !translation.stopped => {
+                        Some(wire::word_alignment(model, plan, &translation, a)?)
+                    }
+                    _ => None,
+                };
+                Ok(Decoded {
+                    translation,
+                    explained: Vec::new(),
+                    alignment,
+                })
+            });
+            let _ = tx.send(decoded);
+        };
+        st.batcher.submit(
+            queue,
+            Member {
+                model,
+                plan,
+                began,
+                on_step: Box::new(move |s| on_step(s, None)),
+                on_done: Box::new(on_done),
+            },
+        );
+        rx.await.map_err(|_| {
+            AppError::Internal("the decoding batch ended without this translation".into())
+        })?
+    }
+}
+
 async fn whole(st: AppState, job: Job) -> Result<TranslateResponse, AppError> {
     let model = job.model_name.clone();
     let d = job
         .decode(&st, |_, slot| {
-            slot.yield_now();
+            if let Some(slot) = slot {
+                slot.yield_now();
+            }
             ControlFlow::Continue(())
         })
         .await?;
@@ -413,7 +488,13 @@ async fn stream(
     st: AppState,
     job: Job,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
-    let (tx, rx) = mpsc::channel::<Event>(16);
+    // A batched decoding must never wait on its client, so its channel holds every event
+    // it can send: the start, each step and the last.
+    let room = match job.batch_queue(&st) {
+        Some(_) => job.plan.max_steps() + 2,
+        None => 16,
+    };
+    let (tx, rx) = mpsc::channel::<Event>(room);
     let start = StartEvent {
         model: job.model_name.clone(),
         source_tokens: job.plan.source().tokens(),
@@ -429,7 +510,9 @@ async fn stream(
         let result = job
             .decode(&st, move |s, slot| {
                 if explaining {
-                    slot.yield_now();
+                    if let Some(slot) = slot {
+                        slot.yield_now();
+                    }
                     return if worker_tx.is_closed() {
                         ControlFlow::Break(())
                     } else {
@@ -440,11 +523,19 @@ async fn stream(
                     Ok(step) => sse_event(event::STEP, &step),
                     Err(e) => sse_event(event::ERROR, &AppError::from(e).body()),
                 };
-                // The send may wait for a slow client: other decodings use the CPU meanwhile.
-                // It fails only when the client is gone: stop decoding.
-                match slot.release_while(|| worker_tx.blocking_send(event)) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(_) => ControlFlow::Break(()),
+                // Alone, the send may wait for a slow client: other decodings use the CPU
+                // meanwhile. In a batch the channel has room for every event. Either fails
+                // only when the client is gone: stop decoding.
+                let sent = match slot {
+                    Some(slot) => slot
+                        .release_while(|| worker_tx.blocking_send(event))
+                        .is_ok(),
+                    None => worker_tx.try_send(event).is_ok(),
+                };
+                if sent {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
                 }
             })
             .await;

@@ -126,6 +126,11 @@ impl DecodePlan {
         self.distribution.clone()
     }
 
+    /// The most steps decoding can take: every sentence's limit, added up.
+    pub fn max_steps(&self) -> usize {
+        self.targets.iter().map(|t| t.max_len).sum()
+    }
+
     /// What sentence `k` is held to.
     pub(crate) fn targets(&self, k: usize) -> &SentenceTargets {
         &self.targets[k]
