@@ -32,7 +32,7 @@ pub use decoding::decode::Translation;
 pub use decoding::plan::{DecodeOptions, DecodePlan};
 pub use decoding::source::{Segmentation, TextSource};
 pub use decoding::step::{Candidate, DecodeStep, Intervention, SentenceSpan, StepScores};
-pub use decoding::together::BatchKey;
+pub use decoding::together::{BatchDecoder, BatchKey};
 pub use decoding::translator::Translator;
 pub use error::{Error, Result};
 pub use explain::{Attribution, ExplainOptions, Method};

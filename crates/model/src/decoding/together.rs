@@ -4,18 +4,22 @@
 //!
 //! [`DecodePlan::batch_key`] says whether a plan can share a batch (greedy decoding with a
 //! deterministic attention, no forced or prefixed target, no intervention) and with which
-//! others (the same attention mode and temperature). [`Translator::decode_together`] pads
-//! every sentence of every plan into one batch, encodes it once and steps it until each
-//! row has ended, dropping ended rows (and every row of a plan whose callback stopped it)
-//! from the batch as it goes. Each plan's callback sees exactly the steps, in the same
-//! order and coordinates, that [`Translator::decode`] would have shown it: a segmented
-//! input's later sentences decode alongside its first, and their steps are held back until
-//! the sentences before them have ended. The translations agree with `decode`'s up to float
-//! rounding (a batch's products add in another order).
+//! others (the same attention mode and temperature). A [`BatchDecoder`] holds a running
+//! batch: [`BatchDecoder::admit`] encodes new plans (every sentence of each is a row) and
+//! joins them to the rows already decoding, between any two steps; [`BatchDecoder::step`]
+//! advances every row by one token, drops the rows that ended (and every row of a plan
+//! whose callback stopped it) and hands each finished plan its translation at once.
+//!
+//! Each plan's callback sees exactly the steps, in the same order and coordinates, that
+//! [`Translator::decode`] would have shown it: a segmented input's later sentences decode
+//! alongside its first, and their steps are held back until the sentences before them have
+//! ended. The translations agree with `decode`'s up to float rounding (a batch's products
+//! add in another order). [`Translator::decode_together`] decodes a fixed set of plans.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use candle_core::{D, IndexOp, Tensor};
+use candle_core::{D, Device, IndexOp, Tensor};
 
 use crate::config::{BOS_ID, EOS_ID, PAD_ID};
 use crate::decoding::decode::{Decoded, EncoderAttention, Translation, nested4};
@@ -25,9 +29,8 @@ use crate::decoding::step::{
     DecodeStep, Report, StepContext, StepScores, make_step, top_candidates,
 };
 use crate::decoding::translator::Translator;
-use crate::networks::EncoderDecoder;
-use crate::networks::attention::Mode;
-use crate::with_network;
+use crate::networks::attention::{Distribution, Mode};
+use crate::networks::{EncoderDecoder, NetStep, Network};
 use crate::{Error, Result};
 
 /// What plans that share a batch have in common: the attention distribution.
@@ -39,9 +42,9 @@ pub struct BatchKey {
 }
 
 impl DecodePlan {
-    /// The key of the plans this one can be decoded with by
-    /// [`Translator::decode_together`], or `None` when it must be decoded alone: beam
-    /// search, a forced or prefixed target, interventions, or an attention drawn at random.
+    /// The key of the plans this one can be decoded with in a [`BatchDecoder`], or `None`
+    /// when it must be decoded alone: beam search, a forced or prefixed target,
+    /// interventions, or an attention drawn at random.
     pub fn batch_key(&self) -> Option<BatchKey> {
         let opts = self.options();
         let alone = opts.beam > 1
@@ -57,10 +60,8 @@ impl DecodePlan {
     }
 }
 
-/// One sentence of one plan: a row of the batch.
+/// One sentence of one plan: a row of the batch while it decodes.
 struct Row {
-    plan: usize,
-    sentence: usize,
     /// Source pieces of the sentence (its `</s>` included).
     len: usize,
     max_len: usize,
@@ -70,8 +71,11 @@ struct Row {
     encoder_attention: Option<EncoderAttention>,
 }
 
-/// How far a plan's steps have been shown to its callback.
-struct Shown {
+/// A plan in the batch: its rows (one per sentence, in order) and how far its steps have
+/// been shown.
+struct Open {
+    plan: DecodePlan,
+    rows: Vec<Row>,
     /// The sentence whose steps go out as they are made; later ones wait.
     live: usize,
     /// The whole translation's step index at which sentence `live` starts.
@@ -80,13 +84,416 @@ struct Shown {
     stopped: Option<(usize, usize)>,
 }
 
+impl Open {
+    /// Neither stopped nor has every sentence ended.
+    fn open(&self) -> bool {
+        self.stopped.is_none() && self.rows.iter().any(|r| !r.ended)
+    }
+
+    /// Shows plan `id` the steps that are due after its sentence `k` took a step: that step
+    /// if `k` is the live sentence, then, when it has ended, the held steps of the next.
+    fn show(
+        &mut self,
+        id: usize,
+        k: usize,
+        on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+    ) {
+        if self.stopped.is_some() || k != self.live {
+            return;
+        }
+        let sentences = self.rows.len();
+        let mut from = self.rows[k].steps.len() - 1;
+        loop {
+            let row = &self.rows[self.live];
+            let place = Placement::of(&self.plan, self.live, self.offset);
+            for (n, step) in row.steps.iter().enumerate().skip(from) {
+                let flow = if sentences == 1 {
+                    on_step(id, step)
+                } else {
+                    on_step(id, &place.step(step))
+                };
+                if flow.is_break() {
+                    self.stopped = Some((self.live, n + 1));
+                    return;
+                }
+            }
+            if !row.ended || self.live + 1 == sentences {
+                return;
+            }
+            self.offset += row.steps.len();
+            self.live += 1;
+            from = 0;
+        }
+    }
+}
+
+/// The network side of a running batch, whatever the architecture: the encoded sources
+/// and decoder state of the rows, in batch order.
+trait Rows {
+    /// Encodes `(b, s)` padded sources and appends them as new rows; returns each new
+    /// row's encoder self-attention over its own `lens[r]` positions, where the network
+    /// has one.
+    fn admit(
+        &mut self,
+        ids: Vec<u32>,
+        mask: Vec<f32>,
+        lens: &[usize],
+    ) -> Result<Vec<Option<EncoderAttention>>>;
+
+    /// One step of every row from the previous tokens `prev` `(B,)`; keeps the new state.
+    /// Returns the step (without its state) and, when `scores`, the attention scores.
+    fn step(
+        &mut self,
+        prev: &Tensor,
+        dist: &mut Distribution,
+        scores: bool,
+    ) -> Result<(NetStep<()>, Vec<Tensor>)>;
+
+    /// Keeps the rows `idx` (u32), in that order.
+    fn keep(&mut self, idx: &Tensor) -> Result<()>;
+
+    /// Drops every row.
+    fn clear(&mut self);
+}
+
+/// [`Rows`] of the concrete network `N`.
+struct NetRows<'m, N: EncoderDecoder> {
+    net: &'m N,
+    device: Device,
+    batch: Option<(N::Memory, N::State)>,
+}
+
+impl<N: EncoderDecoder> Rows for NetRows<'_, N> {
+    fn admit(
+        &mut self,
+        ids: Vec<u32>,
+        mask: Vec<f32>,
+        lens: &[usize],
+    ) -> Result<Vec<Option<EncoderAttention>>> {
+        let b = lens.len();
+        let s = ids.len() / b.max(1);
+        let memory = self.net.encode(
+            &Tensor::from_vec(ids, (b, s), &self.device)?,
+            &Tensor::from_vec(mask, (b, s), &self.device)?,
+        )?;
+        let mut attention = Vec::with_capacity(b);
+        for (r, &len) in lens.iter().enumerate() {
+            attention.push(match N::encoder_attention(&memory) {
+                // (B, L, heads, S, S): the row's own block, without the padding.
+                Some(enc) => Some(nested4(&enc.i(r)?.narrow(2, 0, len)?.narrow(3, 0, len)?)?),
+                None => None,
+            });
+        }
+        let state = self.net.initial_state(&memory)?;
+        self.batch = Some(match self.batch.take() {
+            Some((m, st)) => (N::join_memory(&m, &memory)?, N::join_state(&st, &state)?),
+            None => (memory, state),
+        });
+        Ok(attention)
+    }
+
+    fn step(
+        &mut self,
+        prev: &Tensor,
+        dist: &mut Distribution,
+        scores: bool,
+    ) -> Result<(NetStep<()>, Vec<Tensor>)> {
+        let (memory, state) = self
+            .batch
+            .as_ref()
+            .ok_or_else(|| Error::Internal("a batch step with no rows".into()))?;
+        let ctx = StepContext {
+            network: self.net,
+            memory,
+            interventions: &[],
+            report: Report { top_k: 0, scores },
+        };
+        let out = ctx.step(state, prev, 0, dist)?;
+        let NetStep {
+            logits,
+            state,
+            cross,
+            self_attention,
+        } = out.net;
+        if let Some((_, st)) = &mut self.batch {
+            *st = state;
+        }
+        let step = NetStep {
+            logits,
+            state: (),
+            cross,
+            self_attention,
+        };
+        Ok((step, out.scores))
+    }
+
+    fn keep(&mut self, idx: &Tensor) -> Result<()> {
+        if let Some((m, st)) = self.batch.take() {
+            self.batch = Some((N::select_memory(&m, idx)?, N::select_state(&st, idx)?));
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.batch = None;
+    }
+}
+
+/// A batch of plans decoding together, open to new plans between steps; see the module
+/// documentation. Plans are named by the caller's ids.
+pub struct BatchDecoder<'m> {
+    translator: &'m Translator,
+    key: Option<BatchKey>,
+    dist: Option<Distribution>,
+    rows: Box<dyn Rows + 'm>,
+    plans: BTreeMap<usize, Open>,
+    /// Batch position → (plan id, sentence).
+    active: Vec<(usize, usize)>,
+    /// The token each active row decodes from next.
+    prev: Vec<u32>,
+}
+
+impl<'m> BatchDecoder<'m> {
+    /// An empty batch of `translator`'s model.
+    pub fn new(translator: &'m Translator) -> Self {
+        let device = translator.device.clone();
+        let rows: Box<dyn Rows + 'm> = match translator.network() {
+            Network::Gru(net) => Box::new(NetRows {
+                net,
+                device,
+                batch: None,
+            }),
+            Network::Transformer(net) => Box::new(NetRows {
+                net,
+                device,
+                batch: None,
+            }),
+        };
+        BatchDecoder {
+            translator,
+            key: None,
+            dist: None,
+            rows,
+            plans: BTreeMap::new(),
+            active: Vec::new(),
+            prev: Vec::new(),
+        }
+    }
+
+    /// Rows decoding now (sentences of the open plans that have not ended).
+    pub fn rows(&self) -> usize {
+        self.active.len()
+    }
+
+    /// No plan is decoding.
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty()
+    }
+
+    /// Encodes `plans` (ids unused in this batch, each plan's key the batch's) and joins
+    /// their sentences to the batch; they take their first step with the next
+    /// [`Self::step`].
+    pub fn admit(&mut self, plans: Vec<(usize, DecodePlan)>) -> Result<()> {
+        if plans.is_empty() {
+            return Ok(());
+        }
+        if self.plans.is_empty() {
+            self.key = None;
+        }
+        for (id, plan) in &plans {
+            let key = plan.batch_key();
+            if key.is_none() || (self.key.is_some() && key != self.key) {
+                return Err(Error::Internal(
+                    "plans decoded together must be greedy and share their attention mode".into(),
+                ));
+            }
+            if self.plans.contains_key(id) {
+                return Err(Error::Internal(format!(
+                    "plan {id} is already in the batch"
+                )));
+            }
+            self.key = key;
+            if self.dist.is_none() {
+                self.dist = Some(plan.distribution());
+            }
+        }
+        let sentences: Vec<(usize, usize, &[u32])> = plans
+            .iter()
+            .flat_map(|(id, plan)| {
+                plan.source()
+                    .sentences
+                    .iter()
+                    .enumerate()
+                    .map(move |(k, s)| (*id, k, s.ids.as_slice()))
+            })
+            .collect();
+        let s = sentences
+            .iter()
+            .map(|(_, _, ids)| ids.len())
+            .max()
+            .unwrap_or(1);
+        let mut ids = vec![PAD_ID; sentences.len() * s];
+        let mut mask = vec![0f32; sentences.len() * s];
+        for (r, (_, _, src)) in sentences.iter().enumerate() {
+            ids[r * s..r * s + src.len()].copy_from_slice(src);
+            mask[r * s..r * s + src.len()].fill(1.0);
+        }
+        let lens: Vec<usize> = sentences.iter().map(|(_, _, ids)| ids.len()).collect();
+        let positions: Vec<(usize, usize)> = sentences.iter().map(|&(id, k, _)| (id, k)).collect();
+        let mut attention = self.rows.admit(ids, mask, &lens)?.into_iter();
+        for (id, plan) in plans {
+            let rows = plan
+                .source()
+                .sentences
+                .iter()
+                .enumerate()
+                .map(|(k, sentence)| {
+                    let targets = plan.targets(k);
+                    Row {
+                        len: sentence.ids.len(),
+                        max_len: targets.max_len,
+                        eos_last: targets.eos_last,
+                        steps: Vec::new(),
+                        ended: false,
+                        encoder_attention: attention.next().flatten(),
+                    }
+                })
+                .collect();
+            self.plans.insert(
+                id,
+                Open {
+                    plan,
+                    rows,
+                    live: 0,
+                    offset: 0,
+                    stopped: None,
+                },
+            );
+        }
+        self.prev.extend(positions.iter().map(|_| BOS_ID));
+        self.active.extend(positions);
+        Ok(())
+    }
+
+    /// One token for every row: `on_step(id, step)` sees plan `id`'s steps as
+    /// [`Translator::decode`] would show them and may stop that plan alone;
+    /// `on_done(id, translation)` gets a plan's translation as soon as its last sentence
+    /// has ended (or it was stopped), and the plan leaves the batch.
+    pub fn step(
+        &mut self,
+        on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+        on_done: &mut dyn FnMut(usize, Translation),
+    ) -> Result<()> {
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        let device = &self.translator.device;
+        let tgt = self.translator.target_vocab();
+        let open = |id: &usize| self.plans.get(id);
+        let scores = self
+            .active
+            .iter()
+            .any(|(id, _)| open(id).is_some_and(|o| o.plan.options().scores));
+        let candidates = self
+            .active
+            .iter()
+            .any(|(id, _)| open(id).is_some_and(|o| o.plan.options().top_k > 0));
+        let dist = self
+            .dist
+            .as_mut()
+            .ok_or_else(|| Error::Internal("a batch step before any plan".into()))?;
+        let prev = Tensor::new(self.prev.as_slice(), device)?;
+        let (net, layer_scores) = self.rows.step(&prev, dist, scores)?;
+        let log_probs = candle_nn::ops::log_softmax(&net.logits, D::Minus1)?;
+        let best = log_probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        // A model whose authors force `</s>` gets it at the length limit.
+        let mut forced = Vec::with_capacity(self.active.len());
+        for (id, k) in &self.active {
+            let row = self.row(*id, *k)?;
+            forced.push(row.eos_last && row.steps.len() + 1 == row.max_len);
+        }
+        let tokens: Vec<u32> = (0..best.len())
+            .map(|pos| if forced[pos] { EOS_ID } else { best[pos] })
+            .collect();
+        let chosen = log_probs
+            .gather(&Tensor::new(tokens.as_slice(), device)?.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?;
+        let all = if candidates {
+            log_probs.to_vec2::<f32>()?
+        } else {
+            Vec::new()
+        };
+        let mut done = Vec::new();
+        for (pos, &(id, k)) in self.active.iter().enumerate() {
+            let plan = self
+                .plans
+                .get_mut(&id)
+                .ok_or_else(|| Error::Internal(format!("row of plan {id}, which is gone")))?;
+            let (top_k, want_scores) = (plan.plan.options().top_k, plan.plan.options().scores);
+            let row = &mut plan.rows[k];
+            let index = row.steps.len();
+            let mut step = make_step(
+                tgt,
+                &net,
+                pos,
+                index,
+                tokens[pos],
+                chosen[pos],
+                forced[pos],
+                false,
+            )?;
+            trim(&mut step, row.len, index + 1);
+            if top_k > 0 {
+                step.candidates = top_candidates(tgt, &all[pos], top_k);
+            }
+            if want_scores {
+                step.scores = Some(row_scores(&layer_scores, pos, row.len)?);
+            }
+            row.steps.push(step);
+            let ended = tokens[pos] == EOS_ID || row.steps.len() >= row.max_len;
+            let was_open = plan.open();
+            plan.rows[k].ended = ended;
+            plan.show(id, k, on_step);
+            if was_open && !plan.open() {
+                done.push(id);
+            }
+        }
+        for id in done {
+            if let Some(plan) = self.plans.remove(&id) {
+                on_done(id, self.translator.plan_translation(plan)?);
+            }
+        }
+        let keep: Vec<usize> = (0..self.active.len())
+            .filter(|&pos| {
+                let (id, k) = self.active[pos];
+                self.plans.get(&id).is_some_and(|p| !p.rows[k].ended)
+            })
+            .collect();
+        if keep.is_empty() {
+            self.rows.clear();
+        } else if keep.len() < self.active.len() {
+            let idx: Vec<u32> = keep.iter().map(|&p| p as u32).collect();
+            self.rows.keep(&Tensor::new(idx.as_slice(), device)?)?;
+        }
+        self.prev = keep.iter().map(|&pos| tokens[pos]).collect();
+        self.active = keep.iter().map(|&pos| self.active[pos]).collect();
+        Ok(())
+    }
+
+    fn row(&self, id: usize, k: usize) -> Result<&Row> {
+        self.plans
+            .get(&id)
+            .and_then(|p| p.rows.get(k))
+            .ok_or_else(|| Error::Internal(format!("no sentence {k} of plan {id} in the batch")))
+    }
+}
+
 impl Translator {
     /// Decodes `plans` (which must share one [`DecodePlan::batch_key`]) together in one
-    /// batch. `on_step(i, step)` sees plan `i`'s steps as [`Self::decode`] would show them
-    /// and may stop that plan alone; `on_done(i, translation)` gets plan `i`'s translation
-    /// as soon as its last sentence has ended (or it was stopped), while the others go on;
-    /// `between_steps` runs after every batch step (to let other work run). An error ends
-    /// the batch: the plans not done yet get no translation.
+    /// [`BatchDecoder`]: `on_step(i, step)` and `on_done(i, translation)` as in
+    /// [`BatchDecoder::step`], with `i` the plan's index; `between_steps` runs after every
+    /// batch step.
     pub fn decode_together(
         &self,
         plans: &[&DecodePlan],
@@ -94,62 +501,30 @@ impl Translator {
         on_done: &mut dyn FnMut(usize, Translation),
         between_steps: &mut dyn FnMut(),
     ) -> Result<()> {
-        let Some(first) = plans.first() else {
-            return Ok(());
-        };
-        let key = first.batch_key();
-        if key.is_none() || plans.iter().any(|p| p.batch_key() != key) {
-            return Err(Error::Internal(
-                "plans decoded together must be greedy and share their attention mode".into(),
-            ));
+        let mut batch = BatchDecoder::new(self);
+        batch.admit(plans.iter().map(|p| (*p).clone()).enumerate().collect())?;
+        while !batch.is_empty() {
+            batch.step(on_step, on_done)?;
+            between_steps();
         }
-        let mut rows = Vec::new();
-        for (i, plan) in plans.iter().enumerate() {
-            for (k, sentence) in plan.source().sentences.iter().enumerate() {
-                let targets = plan.targets(k);
-                rows.push(Row {
-                    plan: i,
-                    sentence: k,
-                    len: sentence.ids.len(),
-                    max_len: targets.max_len,
-                    eos_last: targets.eos_last,
-                    steps: Vec::new(),
-                    ended: false,
-                    encoder_attention: None,
-                });
-            }
-        }
-        let mut shown: Vec<Shown> = plans
-            .iter()
-            .map(|_| Shown {
-                live: 0,
-                offset: 0,
-                stopped: None,
-            })
-            .collect();
-        let mut batch = Batch {
-            plans,
-            rows: &mut rows,
-            shown: &mut shown,
-            on_step,
-            on_done,
-        };
-        with_network!(&self.network, |m| {
-            self.step_rows(m, &mut batch, between_steps)
-        })
+        Ok(())
     }
 
-    /// Plan `i`'s translation from its rows (taking their steps), as [`Self::decode`]
-    /// would have returned it.
-    fn plan_translation(&self, batch: &mut Batch, i: usize) -> Result<Translation> {
-        let plan = batch.plans[i];
-        let stop = batch.shown[i].stopped;
+    /// A plan's translation from its rows, as [`Self::decode`] would have returned it.
+    fn plan_translation(&self, open: Open) -> Result<Translation> {
+        let Open {
+            plan,
+            rows,
+            stopped: stop,
+            ..
+        } = open;
+        let sentences = rows.len();
         let mut parts = Vec::new();
-        for row in batch.rows.iter_mut().filter(|r| r.plan == i) {
-            let mut steps = std::mem::take(&mut row.steps);
+        for (k, row) in rows.into_iter().enumerate() {
+            let mut steps = row.steps;
             let stopped = match stop {
-                Some((k, _)) if row.sentence > k => break,
-                Some((k, n)) if row.sentence == k => {
+                Some((at, _)) if k > at => break,
+                Some((at, n)) if k == at => {
                     steps.truncate(n);
                     true
                 }
@@ -159,160 +534,28 @@ impl Translator {
                 steps,
                 stopped,
                 hypotheses: Vec::new(),
-                encoder_attention: row.encoder_attention.take(),
+                encoder_attention: row.encoder_attention,
             };
-            let sentence = &plan.source().sentences[row.sentence];
+            let sentence = &plan.source().sentences[k];
             parts.push(self.sentence_translation(sentence, plan.mode(), decoded)?);
         }
-        match (plan.source().sentences.len(), parts.len()) {
+        match (sentences, parts.len()) {
             (1, 1) => Ok(parts.remove(0)),
-            _ => Ok(join_parts(plan, parts)),
+            _ => Ok(join_parts(&plan, parts)),
         }
-    }
-
-    /// The batch loop of [`Self::decode_together`] with the concrete network `net`: fills
-    /// each row's steps (and encoder self-attention) and shows them through `on_step`.
-    fn step_rows<N: EncoderDecoder>(
-        &self,
-        net: &N,
-        batch: &mut Batch,
-        between_steps: &mut dyn FnMut(),
-    ) -> Result<()> {
-        let plans = batch.plans;
-        let rows = &batch.rows;
-        let (b, s) = (rows.len(), rows.iter().map(|r| r.len).max().unwrap_or(1));
-        let mut ids = vec![PAD_ID; b * s];
-        let mut mask = vec![0f32; b * s];
-        for (r, row) in batch.rows.iter().enumerate() {
-            let src = &plans[row.plan].source().sentences[row.sentence].ids;
-            ids[r * s..r * s + src.len()].copy_from_slice(src);
-            mask[r * s..r * s + src.len()].fill(1.0);
-        }
-        let device = &self.device;
-        let mut memory = net.encode(
-            &Tensor::from_vec(ids, (b, s), device)?,
-            &Tensor::from_vec(mask, (b, s), device)?,
-        )?;
-        if let Some(enc) = N::encoder_attention(&memory) {
-            // (B, L, heads, S, S): each row's own block, without the padding.
-            for (r, row) in batch.rows.iter_mut().enumerate() {
-                let own = enc.i(r)?.narrow(2, 0, row.len)?.narrow(3, 0, row.len)?;
-                row.encoder_attention = Some(nested4(&own)?);
-            }
-        }
-        let report = Report {
-            top_k: 0,
-            scores: plans.iter().any(|p| p.options().scores),
-        };
-        let candidates = plans.iter().any(|p| p.options().top_k > 0);
-        let mut dist = plans[0].distribution();
-        let mut state = net.initial_state(&memory)?;
-        // Batch position → row.
-        let mut active: Vec<usize> = (0..b).collect();
-        let mut prev = Tensor::full(BOS_ID, b, device)?;
-        for index in 0.. {
-            if active.is_empty() {
-                break;
-            }
-            let ctx = StepContext {
-                network: net,
-                memory: &memory,
-                interventions: &[],
-                report,
-            };
-            let out = ctx.step(&state, &prev, index, &mut dist)?;
-            let log_probs = candle_nn::ops::log_softmax(&out.net.logits, D::Minus1)?;
-            let best = log_probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            // A model whose authors force `</s>` gets it at the length limit.
-            let forced: Vec<bool> = active
-                .iter()
-                .map(|&r| batch.rows[r].eos_last && index + 1 == batch.rows[r].max_len)
-                .collect();
-            let tokens: Vec<u32> = (0..active.len())
-                .map(|pos| if forced[pos] { EOS_ID } else { best[pos] })
-                .collect();
-            let chosen = log_probs
-                .gather(&Tensor::new(tokens.as_slice(), device)?.unsqueeze(1)?, 1)?
-                .squeeze(1)?
-                .to_vec1::<f32>()?;
-            let all = if candidates {
-                log_probs.to_vec2::<f32>()?
-            } else {
-                Vec::new()
-            };
-            let mut done = Vec::new();
-            for (pos, &r) in active.iter().enumerate() {
-                let row = &mut batch.rows[r];
-                let opts = plans[row.plan].options();
-                let token_id = tokens[pos];
-                let mut step = make_step(
-                    &self.tgt,
-                    &out.net,
-                    pos,
-                    index,
-                    token_id,
-                    chosen[pos],
-                    forced[pos],
-                    false,
-                )?;
-                trim(&mut step, row.len);
-                if opts.top_k > 0 {
-                    step.candidates = top_candidates(&self.tgt, &all[pos], opts.top_k);
-                }
-                if opts.scores {
-                    step.scores = Some(row_scores(&out.scores, pos, row.len)?);
-                }
-                row.steps.push(step);
-                let ended = token_id == EOS_ID || row.steps.len() >= row.max_len;
-                let i = row.plan;
-                let was_open = batch.open(i);
-                batch.rows[r].ended = ended;
-                batch.show(r);
-                if was_open && !batch.open(i) {
-                    done.push(i);
-                }
-            }
-            for i in done {
-                let t = self.plan_translation(batch, i)?;
-                (batch.on_done)(i, t);
-            }
-            let keep: Vec<usize> = active
-                .iter()
-                .enumerate()
-                .filter(|&(_, &r)| {
-                    let row = &batch.rows[r];
-                    !row.ended && batch.shown[row.plan].stopped.is_none()
-                })
-                .map(|(pos, _)| pos)
-                .collect();
-            let next: Vec<u32> = keep.iter().map(|&pos| tokens[pos]).collect();
-            if keep.len() == active.len() {
-                state = out.net.state;
-            } else if !keep.is_empty() {
-                let idx = Tensor::new(
-                    keep.iter()
-                        .map(|&p| p as u32)
-                        .collect::<Vec<_>>()
-                        .as_slice(),
-                    device,
-                )?;
-                memory = N::select_memory(&memory, &idx)?;
-                state = N::select_state(&out.net.state, &idx)?;
-            }
-            active = keep.iter().map(|&pos| active[pos]).collect();
-            prev = Tensor::from_vec(next, active.len(), device)?;
-            between_steps();
-        }
-        Ok(())
     }
 }
 
-/// Cuts a padded row's step down to the row's own `len` source positions.
-fn trim(step: &mut DecodeStep, len: usize) {
+/// Cuts a padded row's step down to the row's own `len` source positions and its own
+/// `positions` decoded so far (a row joined to a running batch sits after masked slots).
+fn trim(step: &mut DecodeStep, len: usize, positions: usize) {
     step.attention.truncate(len);
     if let Some(heads) = &mut step.heads {
         for head in heads.cross.iter_mut().flatten() {
             head.truncate(len);
+        }
+        for head in heads.self_attention.iter_mut().flatten() {
+            head.drain(..head.len().saturating_sub(positions));
         }
     }
 }
@@ -330,60 +573,6 @@ fn row_scores(layers: &[Tensor], pos: usize, len: usize) -> Result<StepScores> {
         values.push(rows);
     }
     Ok(StepScores { first: 0, values })
-}
-
-/// A batch in progress: its plans and rows, how far each plan's steps have been shown, and
-/// the callbacks.
-struct Batch<'a, 'p> {
-    plans: &'a [&'p DecodePlan],
-    rows: &'a mut [Row],
-    shown: &'a mut [Shown],
-    on_step: &'a mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
-    on_done: &'a mut dyn FnMut(usize, Translation),
-}
-
-impl Batch<'_, '_> {
-    /// Plan `i` is neither stopped nor has every one of its sentences ended.
-    fn open(&self, i: usize) -> bool {
-        self.shown[i].stopped.is_none() && self.rows.iter().any(|r| r.plan == i && !r.ended)
-    }
-
-    /// Shows plan `rows[r].plan` the steps that are due after row `r` took a step: the
-    /// step itself if its sentence is the live one, then, when that sentence has ended,
-    /// the held steps of the next sentences.
-    fn show(&mut self, r: usize) {
-        let i = self.rows[r].plan;
-        let plan = self.plans[i];
-        let sh = &mut self.shown[i];
-        if sh.stopped.is_some() || self.rows[r].sentence != sh.live {
-            return;
-        }
-        // This plan's rows are consecutive, in sentence order.
-        let first = r - self.rows[r].sentence;
-        let sentences = plan.source().sentences.len();
-        let mut from = self.rows[r].steps.len() - 1;
-        loop {
-            let row = &self.rows[first + sh.live];
-            let place = Placement::of(plan, sh.live, sh.offset);
-            for (n, step) in row.steps.iter().enumerate().skip(from) {
-                let flow = if sentences == 1 {
-                    (self.on_step)(i, step)
-                } else {
-                    (self.on_step)(i, &place.step(step))
-                };
-                if flow.is_break() {
-                    sh.stopped = Some((sh.live, n + 1));
-                    return;
-                }
-            }
-            if !row.ended || sh.live + 1 == sentences {
-                return;
-            }
-            sh.offset += row.steps.len();
-            sh.live += 1;
-            from = 0;
-        }
-    }
 }
 
 #[cfg(test)]

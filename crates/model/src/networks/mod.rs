@@ -89,6 +89,14 @@ pub trait EncoderDecoder {
     /// Rows `idx` of a batch's decoder state.
     fn select_state(state: &Self::State, idx: &Tensor) -> Result<Self::State>;
 
+    /// The rows of `a`, then those of `b`, in one memory (sources padded to the longer).
+    fn join_memory(a: &Self::Memory, b: &Self::Memory) -> Result<Self::Memory>;
+
+    /// The rows of `a`, then those of `b`, in one state, each row stepping on as it would
+    /// have alone (`b`'s rows may have taken fewer steps: decoders that batch requests as
+    /// they come join new sentences to running ones).
+    fn join_state(a: &Self::State, b: &Self::State) -> Result<Self::State>;
+
     /// Encoder self-attention, `(B, L, heads, S, S)`, where the architecture has one.
     fn encoder_attention(memory: &Self::Memory) -> Option<&Tensor>;
 
@@ -170,6 +178,12 @@ impl EncoderDecoder for Seq2Seq {
     fn select_state(state: &Tensor, idx: &Tensor) -> Result<Tensor> {
         Ok(state.index_select(idx, 0)?)
     }
+    fn join_memory(a: &rnn::Encoded, b: &rnn::Encoded) -> Result<rnn::Encoded> {
+        a.join(b)
+    }
+    fn join_state(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::cat(&[a, b], 0)?)
+    }
     fn encoder_attention(_: &rnn::Encoded) -> Option<&Tensor> {
         None
     }
@@ -232,6 +246,12 @@ impl EncoderDecoder for Transformer {
     fn select_state(state: &KvCache, idx: &Tensor) -> Result<KvCache> {
         state.select(idx)
     }
+    fn join_memory(a: &TransformerEncoded, b: &TransformerEncoded) -> Result<TransformerEncoded> {
+        a.join(b)
+    }
+    fn join_state(a: &KvCache, b: &KvCache) -> Result<KvCache> {
+        a.join(b)
+    }
     fn encoder_attention(memory: &TransformerEncoded) -> Option<&Tensor> {
         Some(&memory.self_attention)
     }
@@ -241,6 +261,21 @@ impl EncoderDecoder for Transformer {
     fn device(memory: &TransformerEncoded) -> &Device {
         memory.memory.device()
     }
+}
+
+/// The attention bias of a padded source position.
+pub(crate) const MASKED_BIAS: f32 = -1e9;
+
+/// `t` with dimension `dim` padded at its end with `value` up to `len`.
+pub(crate) fn pad_to(t: &Tensor, dim: usize, len: usize, value: f32) -> Result<Tensor> {
+    let have = t.dim(dim)?;
+    if have >= len {
+        return Ok(t.clone());
+    }
+    let mut shape = t.dims().to_vec();
+    shape[dim] = len - have;
+    let pad = Tensor::full(value, shape, t.device())?.to_dtype(t.dtype())?;
+    Ok(Tensor::cat(&[t, &pad], dim)?)
 }
 
 /// A translation network of any architecture.

@@ -24,6 +24,7 @@ use crate::kernels::fused_seq::{
 };
 use crate::kernels::ops::{dense, softmax};
 use crate::networks::gru::GruCell;
+use crate::networks::{MASKED_BIAS, pad_to};
 use crate::{Error, Result};
 
 /// How a source position is scored against the decoder state.
@@ -165,6 +166,36 @@ impl Encoded {
             keys: self.keys.index_select(idx, 0)?,
             mask_bias: self.mask_bias.index_select(idx, 0)?,
             init: self.init.index_select(idx, 0)?,
+        })
+    }
+
+    /// This batch's rows, then `other`'s, their sources padded to the longer of the two
+    /// (decoders that batch requests as they come join their encodings).
+    pub fn join(&self, other: &Encoded) -> Result<Encoded> {
+        let s = self.mask_bias.dim(1)?.max(other.mask_bias.dim(1)?);
+        Ok(Encoded {
+            states: Tensor::cat(
+                &[
+                    pad_to(&self.states, 1, s, 0.0)?,
+                    pad_to(&other.states, 1, s, 0.0)?,
+                ],
+                0,
+            )?,
+            keys: Tensor::cat(
+                &[
+                    pad_to(&self.keys, 1, s, 0.0)?,
+                    pad_to(&other.keys, 1, s, 0.0)?,
+                ],
+                0,
+            )?,
+            mask_bias: Tensor::cat(
+                &[
+                    pad_to(&self.mask_bias, 1, s, MASKED_BIAS)?,
+                    pad_to(&other.mask_bias, 1, s, MASKED_BIAS)?,
+                ],
+                0,
+            )?,
+            init: Tensor::cat(&[&self.init, &other.init], 0)?,
         })
     }
 }

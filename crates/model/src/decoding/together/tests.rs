@@ -9,7 +9,7 @@ use crate::decoding::source::Segmentation;
 use crate::decoding::step::DecodeStep;
 use crate::fixtures::{KINDS, tiny_translator_of};
 use crate::networks::attention::Mode;
-use crate::{DecodePlan, Translator};
+use crate::{BatchDecoder, DecodePlan, Translator};
 
 const TEXTS: [&str; 5] = [
     "I am cold.",
@@ -161,6 +161,58 @@ fn decoding_together_shows_each_plan_what_decoding_alone_shows() {
                 }
                 (a, b) => assert_eq!(a.is_some(), b.is_some(), "{what}"),
             }
+        }
+    }
+}
+
+#[test]
+fn plans_that_join_a_running_batch_decode_as_they_would_alone() {
+    for kind in KINDS {
+        let (t, _) = tiny_translator_of(kind, 8).unwrap();
+        let plans = plans(&t);
+        let mut seen: Vec<Vec<DecodeStep>> = vec![Vec::new(); plans.len()];
+        let mut done: Vec<Option<Translation>> = vec![None; plans.len()];
+        let mut batch = BatchDecoder::new(&t);
+        // Plans 0 and 1 start; 2 and 3 join after two steps, 4 after three more, when
+        // the others are at different positions (and the 3-step plan 4 ends first).
+        let admit_at = [(0, vec![0, 1]), (2, vec![2, 3]), (5, vec![4])];
+        let mut steps = 0;
+        while steps < 6 || !batch.is_empty() {
+            for (at, ids) in &admit_at {
+                if *at == steps {
+                    batch
+                        .admit(ids.iter().map(|&i| (i, plans[i].clone())).collect())
+                        .unwrap();
+                }
+            }
+            batch
+                .step(
+                    &mut |i, s| {
+                        seen[i].push(s.clone());
+                        ControlFlow::Continue(())
+                    },
+                    &mut |i, tr| done[i] = Some(tr),
+                )
+                .unwrap();
+            steps += 1;
+        }
+        assert_eq!(batch.rows(), 0);
+        for (i, plan) in plans.iter().enumerate() {
+            let mut alone_seen = Vec::new();
+            let alone = t
+                .decode(plan, |s| {
+                    alone_seen.push(s.clone());
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            let what = format!("{kind}, plan {i}");
+            assert_eq!(alone_seen.len(), seen[i].len(), "{what}");
+            for (a, b) in alone_seen.iter().zip(&seen[i]) {
+                assert_same_step(a, b, &what);
+            }
+            let together = done[i].as_ref().expect("every plan is done");
+            assert_eq!(alone.target_tokens, together.target_tokens, "{what}");
+            assert_eq!(alone.sentences, together.sentences, "{what}");
         }
     }
 }

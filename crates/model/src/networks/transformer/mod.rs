@@ -27,6 +27,7 @@ use crate::config::{ModelConfig, TransformerConfig, TransformerLayout};
 pub use crate::kernels::ops::cross_entropy;
 use crate::kernels::ops::dense;
 use crate::networks::dropout::Dropout;
+use crate::networks::{MASKED_BIAS, pad_to};
 use crate::{Error, Result};
 
 mod blocks;
@@ -117,20 +118,51 @@ impl TransformerEncoded {
     pub fn batch(&self) -> Result<usize> {
         Ok(self.memory.dim(0)?)
     }
+
+    /// This batch's rows, then `other`'s, their sources padded to the longer of the two.
+    pub fn join(&self, other: &TransformerEncoded) -> Result<TransformerEncoded> {
+        let s = self.memory.dim(1)?.max(other.memory.dim(1)?);
+        let cat = |a: &Tensor, b: &Tensor, dims: &[usize], value: f32| -> Result<Tensor> {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            for &d in dims {
+                a = pad_to(&a, d, s, value)?;
+                b = pad_to(&b, d, s, value)?;
+            }
+            Ok(Tensor::cat(&[a, b], 0)?)
+        };
+        Ok(TransformerEncoded {
+            memory: cat(&self.memory, &other.memory, &[1], 0.0)?,
+            mask_bias: cat(&self.mask_bias, &other.mask_bias, &[1], MASKED_BIAS)?,
+            self_attention: cat(&self.self_attention, &other.self_attention, &[3, 4], 0.0)?,
+            cross_kv: self
+                .cross_kv
+                .iter()
+                .zip(&other.cross_kv)
+                .map(|((ka, va), (kb, vb))| Ok((cat(ka, kb, &[2], 0.0)?, cat(va, vb, &[2], 0.0)?)))
+                .collect::<Result<_>>()?,
+        })
+    }
 }
 
 /// Decoder self-attention keys and values of the positions decoded so far.
+///
+/// Rows joined to a batch that had already decoded some positions ([`Self::join`]) keep
+/// their own positions at the end of the cache: row `r`'s start at slot `starts[r]`, the
+/// slots before it are masked, and its next position is `len - starts[r]`.
 #[derive(Clone, Debug)]
 pub struct KvCache {
     /// Per decoder layer, `(B, heads, t, dh)` keys and values; empty while `t == 0`.
     layers: Vec<(Tensor, Tensor)>,
     len: usize,
     batch: usize,
+    /// Per row, the slot of its first position (all 0 unless rows were joined).
+    starts: Vec<usize>,
 }
 
 impl KvCache {
     /// The batch rows `idx` (u32, `(B',)`) in that order, repeats allowed (beam search).
     pub fn select(&self, idx: &Tensor) -> Result<KvCache> {
+        let rows = idx.to_vec1::<u32>()?;
         Ok(KvCache {
             layers: self
                 .layers
@@ -138,7 +170,57 @@ impl KvCache {
                 .map(|(k, v)| Ok((k.index_select(idx, 0)?, v.index_select(idx, 0)?)))
                 .collect::<Result<_>>()?,
             len: self.len,
-            batch: idx.dims1()?,
+            batch: rows.len(),
+            starts: rows.iter().map(|&r| self.starts[r as usize]).collect(),
+        })
+    }
+
+    /// This batch's rows, then `other`'s (which may have decoded fewer positions, or more):
+    /// the shorter cache is padded at its start with masked slots, so every row attends to
+    /// exactly its own positions.
+    pub fn join(&self, other: &KvCache) -> Result<KvCache> {
+        let len = self.len.max(other.len);
+        let template = self.layers.first().or(other.layers.first());
+        let padded = |c: &KvCache| -> Result<Vec<(Tensor, Tensor)>> {
+            let Some((tk, _)) = template else {
+                return Ok(Vec::new());
+            };
+            let (_, heads, _, dh) = tk.dims4()?;
+            let layers = self.layers.len().max(other.layers.len());
+            (0..layers)
+                .map(|i| {
+                    let pad = |t: Option<&Tensor>| -> Result<Tensor> {
+                        let lead = Tensor::zeros(
+                            (c.batch, heads, len - c.len, dh),
+                            tk.dtype(),
+                            tk.device(),
+                        )?;
+                        Ok(match t {
+                            Some(t) if c.len < len => Tensor::cat(&[&lead, t], 2)?,
+                            Some(t) => t.clone(),
+                            None => lead,
+                        })
+                    };
+                    let kv = c.layers.get(i);
+                    Ok((pad(kv.map(|(k, _)| k))?, pad(kv.map(|(_, v)| v))?))
+                })
+                .collect()
+        };
+        let (a, b) = (padded(self)?, padded(other)?);
+        let layers = a
+            .into_iter()
+            .zip(b)
+            .map(|((ka, va), (kb, vb))| {
+                Ok((Tensor::cat(&[ka, kb], 0)?, Tensor::cat(&[va, vb], 0)?))
+            })
+            .collect::<Result<_>>()?;
+        let mut starts: Vec<usize> = self.starts.iter().map(|s| s + len - self.len).collect();
+        starts.extend(other.starts.iter().map(|s| s + len - other.len));
+        Ok(KvCache {
+            layers,
+            len,
+            batch: self.batch + other.batch,
+            starts,
         })
     }
 
@@ -277,6 +359,32 @@ impl Transformer {
             .broadcast_add(&self.positions(start, t)?.unsqueeze(0)?)?)
     }
 
+    /// The step input of a cache whose rows were joined at different positions: each
+    /// row's embedding at its own position, and the self-attention bias that masks the
+    /// slots before each row's start.
+    ///
+    /// # Shapes
+    /// - `prev`: `(B, 1)` u32; returns `(B, 1, D)` and a bias `(B, 1, 1, t + 1)`
+    fn embed_joined(&self, prev: &Tensor, cache: &KvCache) -> Result<(Tensor, Option<Tensor>)> {
+        let t = cache.len;
+        let positions: Vec<u32> = cache.starts.iter().map(|&s| (t - s) as u32).collect();
+        let table = self.positions(0, t + 1)?;
+        let placed = table
+            .index_select(&Tensor::new(positions.as_slice(), table.device())?, 0)?
+            .unsqueeze(1)?;
+        let x = self
+            .tgt_embedding
+            .forward(prev)?
+            .affine((self.d_model as f64).sqrt(), 0.0)?
+            .add(&placed)?;
+        let mut bias = vec![0f32; cache.batch * (t + 1)];
+        for (row, &start) in bias.chunks_mut(t + 1).zip(&cache.starts) {
+            row[..start].fill(MASKED_BIAS);
+        }
+        let bias = Tensor::from_vec(bias, (cache.batch, 1, 1, t + 1), x.device())?;
+        Ok((x, Some(bias)))
+    }
+
     /// The source token embeddings, before scaling and positions: `(B, S)` ids to
     /// `(B, S, D)`.
     pub fn embed_source(&self, src: &Tensor) -> Result<Tensor> {
@@ -355,6 +463,7 @@ impl Transformer {
             layers: Vec::new(),
             len: 0,
             batch,
+            starts: vec![0; batch],
         })
     }
 
@@ -401,7 +510,14 @@ impl Transformer {
             )));
         }
         let t = cache.len;
-        let mut x = self.embed(&self.tgt_embedding, &prev.unsqueeze(1)?, t)?;
+        let (mut x, self_bias) = if cache.starts.iter().all(|&s| s == 0) {
+            (
+                self.embed(&self.tgt_embedding, &prev.unsqueeze(1)?, t)?,
+                None,
+            )
+        } else {
+            self.embed_joined(&prev.unsqueeze(1)?, cache)?
+        };
         let cross_bias = enc.mask_bias.reshape((b, 1, 1, s))?;
         let mut layers = Vec::with_capacity(self.decoder.len());
         let mut self_attention = Vec::with_capacity(self.decoder.len());
@@ -410,7 +526,7 @@ impl Transformer {
             let out = layer.forward(
                 &x,
                 cache.layers.get(i),
-                None,
+                self_bias.as_ref(),
                 &enc.cross_kv[i],
                 &cross_bias,
                 Some(&mut *cross),
@@ -431,6 +547,7 @@ impl Transformer {
                     layers,
                     len: t + 1,
                     batch: b,
+                    starts: cache.starts.clone(),
                 },
                 self_attention: Tensor::stack(&self_attention, 1)?,
                 cross_attention: Tensor::stack(&cross_attention, 1)?,
