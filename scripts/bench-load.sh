@@ -7,6 +7,7 @@
 #
 #   scripts/bench-load.sh            # every level, default model
 #   MODELS="bahdanau transformer" scripts/bench-load.sh
+#   BATCH_ROWS=1 scripts/bench-load.sh   # every translation decoded alone (no shared batches)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ echo '<!doctype html><title>attnscope load test</title>' > "$dist/index.html"
 
 level() { # model streams requests ramp_ms
   "$bin/attnscope" serve --addr "127.0.0.1:$port" --dist "$dist" --default-model "$1" --per-client 1024 \
+    --batch-rows "${BATCH_ROWS:-64}" \
     2> "$dist/server.log" &
   local pid=$!
   for _ in $(seq 100); do

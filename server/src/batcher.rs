@@ -3,23 +3,25 @@
 //!
 //! A request whose plan can share a batch (greedy, a fixed attention: see
 //! [`DecodePlan::batch_key`]) joins the queue of its model and key instead of decoding on a
-//! thread of its own. The first to join an empty queue starts a batch worker on the
-//! blocking pool. The worker waits for a CPU slot of the [`StepGate`] as a first step (so
-//! ahead of the decodings already running), then takes every request queued by then, up to
-//! [`Batcher::rows`] sentences, and decodes them together, giving its slot back between
-//! batch steps like any decoding. Requests that arrive meanwhile queue for the next batch,
-//! whose worker is already waiting for a slot: alone, a request decodes at once; under a
-//! burst, the first decodes alone and the rest start together one step later. Each request
-//! gets its steps and its translation as they come, through its own [`Member`] callbacks;
-//! one that stops (its client left) leaves the batch at its next step.
+//! thread of its own. Each queue has up to one batch worker per CPU slot of the
+//! [`StepGate`], started as requests arrive. A worker runs a [`BatchDecoder`]: before each
+//! batch step it takes the requests waiting in its queue (up to [`Batcher::rows`]
+//! sentences in the batch) and joins them to the rows already decoding, then advances every
+//! row by one token while it holds a slot, giving the slot back between steps like any
+//! decoding. So a request alone decodes at once, and one that arrives under load starts at
+//! the next batch step, together with everything that arrived meanwhile. Each request gets
+//! its steps and its translation as they come, through its own [`Member`] callbacks; one
+//! that stops (its client left) leaves the batch at its next step. A worker whose batch and
+//! queue are empty ends.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use attnscope_model::{BatchKey, DecodePlan, DecodeStep, Translation, Translator};
+use attnscope_model::{BatchDecoder, BatchKey, DecodePlan, DecodeStep, Translation, Translator};
 
 use crate::AppError;
 use crate::Stats;
@@ -58,6 +60,8 @@ pub struct Member {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Member>,
+    /// Batch workers of this queue running now.
+    workers: usize,
 }
 
 /// The queues of requests waiting for a batch; see the module documentation.
@@ -70,9 +74,16 @@ pub struct Batcher {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update of the queues is a single push or pop: a panicking holder leaves them
-    // consistent.
+    // Every update of the queues is a single push, pop or counter change: a panicking
+    // holder leaves them consistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A member's callbacks while it decodes.
+struct Hooks {
+    began: Instant,
+    on_step: OnStep,
+    on_done: OnDone,
 }
 
 impl Batcher {
@@ -87,7 +98,7 @@ impl Batcher {
         }
     }
 
-    /// The most sentences a batch takes.
+    /// The most sentences a batch decodes at once.
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -109,105 +120,114 @@ impl Batcher {
         lock(&self.queues).values().map(|q| q.waiting.len()).sum()
     }
 
-    /// Queues `member` for a batch of `key`, starting a worker for it if none is waiting.
-    /// Must be called within the tokio runtime.
+    /// Queues `member` for a batch of `key`, and starts a worker for the queue if it has
+    /// fewer than one per CPU slot. Must be called within the tokio runtime.
     pub fn submit(self: &Arc<Self>, key: QueueKey, member: Member) {
+        let model = member.model.clone();
         let mut queues = lock(&self.queues);
-        let start = !queues.contains_key(&key);
-        queues
-            .entry(key.clone())
-            .or_default()
-            .waiting
-            .push_back(member);
-        drop(queues);
-        if start {
-            self.start(key);
+        let queue = queues.entry(key.clone()).or_default();
+        queue.waiting.push_back(member);
+        if queue.workers < self.gate.slots() {
+            queue.workers += 1;
+            drop(queues);
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.run(&key, &model));
         }
     }
 
-    fn start(self: &Arc<Self>, key: QueueKey) {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.run(&key));
-    }
-
-    /// Takes the requests of the next batch of `key`: the queue's first ones up to
-    /// [`Self::rows`] sentences (at least one request). A queue left with requests gets its
-    /// next worker; an emptied one is removed, so the next request starts one.
-    fn take(self: &Arc<Self>, key: &QueueKey) -> Vec<Member> {
+    /// The waiting requests that fit in a batch decoding `rows` sentences now: at least one
+    /// when the batch is empty. `None` tells the worker to end: its batch and the queue are
+    /// empty (it is no longer counted, so the next request starts a new one).
+    fn take(&self, key: &QueueKey, rows: usize) -> Option<Vec<Member>> {
         let mut queues = lock(&self.queues);
-        let Some(queue) = queues.get_mut(key) else {
-            return Vec::new();
-        };
-        let (mut taken, mut rows) = (Vec::new(), 0);
+        let queue = queues.get_mut(key)?;
+        if rows == 0 && queue.waiting.is_empty() {
+            queue.workers = queue.workers.saturating_sub(1);
+            if queue.workers == 0 {
+                queues.remove(key);
+            }
+            return None;
+        }
+        let (mut taken, mut total) = (Vec::new(), rows);
         while let Some(next) = queue.waiting.front() {
             let r = next.plan.source().sentences.len();
-            if !taken.is_empty() && rows + r > self.rows {
+            if total > 0 && total + r > self.rows {
                 break;
             }
-            rows += r;
+            total += r;
             taken.extend(queue.waiting.pop_front());
         }
-        if queue.waiting.is_empty() {
-            queues.remove(key);
-        } else {
-            drop(queues);
-            self.start(key.clone());
-        }
-        taken
+        Some(taken)
     }
 
-    /// A batch worker: waits for a slot, takes its batch and decodes it.
-    fn run(self: &Arc<Self>, key: &QueueKey) {
+    /// A batch worker of queue `key` (model `model`): takes waiting requests into its batch
+    /// before every step, until its batch and the queue are empty.
+    fn run(self: &Arc<Self>, key: &QueueKey, model: &Translator) {
+        let (stats, metrics) = (&*self.stats, &*self.metrics);
         let mut slot = self.gate.acquire(Turn::First);
-        let members = self.take(key);
-        let Some(model) = members.first().map(|m| m.model.clone()) else {
-            return;
+        let mut batch = BatchDecoder::new(model);
+        let hooks: RefCell<HashMap<usize, Hooks>> = RefCell::default();
+        let mut next_id = 0;
+        let finish = |id: usize, result: Result<Translation, AppError>| {
+            let Some(h) = hooks.borrow_mut().remove(&id) else {
+                return;
+            };
+            stats.decoding.fetch_sub(1, Ordering::Relaxed);
+            metrics.translation.observe(h.began.elapsed().as_secs_f64());
+            (h.on_done)(result);
         };
-        self.stats
-            .decoding
-            .fetch_add(members.len(), Ordering::Relaxed);
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .batched
-            .fetch_add(members.len() as u64, Ordering::Relaxed);
-        let mut plans = Vec::with_capacity(members.len());
-        let mut began = Vec::with_capacity(members.len());
-        let mut on_step = Vec::with_capacity(members.len());
-        let mut on_done = Vec::with_capacity(members.len());
-        for m in members {
-            plans.push(m.plan);
-            began.push(m.began);
-            on_step.push(m.on_step);
-            on_done.push(Some(m.on_done));
-        }
-        let refs: Vec<&DecodePlan> = plans.iter().collect();
-        let (stats, metrics) = (&self.stats, &self.metrics);
-        let mut finish = |i: usize, result: Result<Translation, AppError>| {
-            if let Some(done) = on_done[i].take() {
-                stats.decoding.fetch_sub(1, Ordering::Relaxed);
-                metrics
-                    .translation
-                    .observe(began[i].elapsed().as_secs_f64());
-                done(result);
-            }
-        };
-        let result = model.decode_together(
-            &refs,
-            &mut |i, s| {
-                if s.index == 0 {
-                    metrics.first_step.observe(began[i].elapsed().as_secs_f64());
-                }
-                stats.steps.fetch_add(1, Ordering::Relaxed);
-                (on_step[i])(s)
-            },
-            &mut |i, t| finish(i, Ok(t)),
-            &mut || slot.yield_now(),
-        );
-        if let Err(e) = result {
+        let fail_all = |e: attnscope_model::Error| {
             tracing::error!("a decoding batch failed: {e}");
-            for i in 0..refs.len() {
-                finish(i, Err(AppError::Internal(format!("decoding failed: {e}"))));
+            let ids: Vec<usize> = hooks.borrow().keys().copied().collect();
+            for id in ids {
+                finish(id, Err(AppError::Internal(format!("decoding failed: {e}"))));
             }
+        };
+        while let Some(members) = self.take(key, batch.rows()) {
+            let mut plans = Vec::with_capacity(members.len());
+            for m in members {
+                hooks.borrow_mut().insert(
+                    next_id,
+                    Hooks {
+                        began: m.began,
+                        on_step: m.on_step,
+                        on_done: m.on_done,
+                    },
+                );
+                plans.push((next_id, m.plan));
+                next_id += 1;
+            }
+            stats.decoding.fetch_add(plans.len(), Ordering::Relaxed);
+            stats
+                .batched
+                .fetch_add(plans.len() as u64, Ordering::Relaxed);
+            if let Err(e) = batch.admit(plans) {
+                fail_all(e);
+                batch = BatchDecoder::new(model);
+                continue;
+            }
+            stats.batch_steps.fetch_add(1, Ordering::Relaxed);
+            let stepped = batch.step(
+                &mut |id, s| {
+                    if s.index == 0 {
+                        let began = hooks.borrow().get(&id).map(|h| h.began);
+                        if let Some(b) = began {
+                            metrics.first_step.observe(b.elapsed().as_secs_f64());
+                        }
+                    }
+                    stats.steps.fetch_add(1, Ordering::Relaxed);
+                    match hooks.borrow_mut().get_mut(&id) {
+                        Some(h) => (h.on_step)(s),
+                        None => ControlFlow::Break(()),
+                    }
+                },
+                &mut |id, t| finish(id, Ok(t)),
+            );
+            if let Err(e) = stepped {
+                fail_all(e);
+                batch = BatchDecoder::new(model);
+            }
+            slot.yield_now();
         }
     }
 }

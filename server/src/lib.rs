@@ -74,8 +74,10 @@ pub struct Stats {
     pub inflight: AtomicUsize,
     /// Requests turned away with 503 because the queue was full.
     pub rejected: AtomicU64,
-    /// Batches decoded by the [`batcher::Batcher`], and the translations they held.
-    pub batches: AtomicU64,
+    /// Steps taken by the batches of the [`batcher::Batcher`] (each advances every
+    /// translation in its batch by one token).
+    pub batch_steps: AtomicU64,
+    /// Translations decoded in a shared batch.
     pub batched: AtomicU64,
 }
 

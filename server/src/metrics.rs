@@ -190,9 +190,9 @@ impl Metrics {
         );
         counter(
             &mut out,
-            "attnscope_batches_total",
-            "Batches of translations decoded together.",
-            stats.batches.load(Ordering::Relaxed),
+            "attnscope_batch_steps_total",
+            "Steps of shared batches, each advancing every translation in its batch.",
+            stats.batch_steps.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

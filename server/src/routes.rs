@@ -423,7 +423,7 @@ impl Job {
         // The alignment reads the finished translation against its own plan.
         let aligning = align.map(|a| (a, model.clone(), plan.clone()));
         let on_done = move |result: Result<Translation, AppError>| {
-            let _held = (admission, permit);
+            let held = (admission, permit);
             let decoded = result.and_then(|translation| {
                 let alignment = match &aligning {
                     Some((a, model, plan)) if !translation.stopped => {
@@ -437,6 +437,8 @@ impl Job {
                     alignment,
                 })
             });
+            // The job's place is free before its answer goes out.
+            drop(held);
             let _ = tx.send(decoded);
         };
         st.batcher.submit(

@@ -1,6 +1,7 @@
 //! Translations decoded in shared batches through the router: requests that arrive while
 //! the CPU slots are busy wait together and decode as one batch per model, and every client
 //! gets the same events (up to float rounding) and translation as when each decodes alone.
+//! (Requests joining a batch midway are checked in the model crate, `decoding::together`.)
 #![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 mod common;
@@ -130,14 +131,47 @@ async fn requests_that_arrive_together_decode_as_one_batch_per_model_with_the_sa
     let n = requests().len();
     // Every request but the beam search queues for a batch.
     let together = all_at_once(&batched, n - 1).await;
-    assert_eq!(batched.stats.batches.load(Ordering::Relaxed), 2);
     assert_eq!(batched.stats.batched.load(Ordering::Relaxed), n as u64 - 1);
     let one_by_one = all_at_once(&alone, 0).await;
-    assert_eq!(alone.stats.batches.load(Ordering::Relaxed), 0);
-    let steps = |evs: &[(String, Value)]| evs.iter().filter(|(e, _)| e == "step").count();
+    assert_eq!(alone.stats.batched.load(Ordering::Relaxed), 0);
+    assert_eq!(alone.stats.batch_steps.load(Ordering::Relaxed), 0);
+    let steps = |evs: &[(String, Value)]| match evs {
+        [(e, v)] if e == "json" => v["steps"].as_array().unwrap().len(),
+        _ => evs.iter().filter(|(e, _)| e == "step").count(),
+    };
+    // Each model's requests decoded as one batch, every sentence a row: its steps are its
+    // longest sentence's.
+    let sentence_steps = |evs: &[(String, Value)]| -> Vec<usize> {
+        let steps: Vec<&Value> = match evs {
+            [(e, v)] if e == "json" => v["steps"].as_array().unwrap().iter().collect(),
+            _ => evs
+                .iter()
+                .filter(|(e, _)| e == "step")
+                .map(|(_, v)| v)
+                .collect(),
+        };
+        let mut per = Vec::new();
+        for s in steps {
+            let k = s["sentence"].as_u64().unwrap_or(0) as usize;
+            per.resize(per.len().max(k + 1), 0);
+            per[k] += 1;
+        }
+        per
+    };
+    let per_model = n / 2;
+    let longest = |range: std::ops::Range<usize>| {
+        range
+            .flat_map(|i| sentence_steps(&one_by_one[i]))
+            .max()
+            .unwrap()
+    };
+    assert_eq!(
+        batched.stats.batch_steps.load(Ordering::Relaxed) as usize,
+        longest(0..per_model) + longest(per_model..2 * per_model)
+    );
     for (i, (a, b)) in one_by_one.iter().zip(&together).enumerate() {
         assert_eq!(a.len(), b.len(), "request {i}");
-        assert!(steps(a) > 0 || a[0].0 == "json", "request {i}");
+        assert!(steps(a) > 0, "request {i}");
         for ((ea, va), (eb, vb)) in a.iter().zip(b) {
             assert_eq!(ea, eb, "request {i}");
             assert!(close(va, vb), "request {i}, {ea}:\n{va}\n{vb}");
@@ -148,7 +182,7 @@ async fn requests_that_arrive_together_decode_as_one_batch_per_model_with_the_sa
     let text = batched
         .metrics
         .render(&batched.stats, batched.worker_count, batched.queue_limit);
-    assert!(text.contains("attnscope_batches_total 2"), "{text}");
+    assert!(text.contains("attnscope_batch_steps_total "), "{text}");
     assert!(
         text.contains(&format!("attnscope_batched_translations_total {}", n - 1)),
         "{text}"
@@ -208,6 +242,6 @@ async fn a_client_that_leaves_is_dropped_from_its_batch_and_the_others_finish() 
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(st.stats.batches.load(Ordering::Relaxed), 1);
+    assert_eq!(st.stats.batched.load(Ordering::Relaxed), 2);
     assert_eq!(st.stats.decoding.load(Ordering::Relaxed), 0);
 }
