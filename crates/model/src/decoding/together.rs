@@ -26,7 +26,7 @@ use crate::decoding::decode::{Decoded, EncoderAttention, Translation, nested4};
 use crate::decoding::plan::DecodePlan;
 use crate::decoding::sentences::{Placement, join_parts};
 use crate::decoding::step::{
-    DecodeStep, Report, StepContext, StepScores, make_step, top_candidates,
+    DecodeStep, Report, StepContext, StepHeads, StepScores, top_candidates,
 };
 use crate::decoding::translator::Translator;
 use crate::networks::attention::{Distribution, Mode};
@@ -424,6 +424,7 @@ impl<'m> BatchDecoder<'m> {
         } else {
             Vec::new()
         };
+        let host = HostStep::new(&net)?;
         let mut done = Vec::new();
         for (pos, &(id, k)) in self.active.iter().enumerate() {
             let plan = self
@@ -433,17 +434,19 @@ impl<'m> BatchDecoder<'m> {
             let (top_k, want_scores) = (plan.plan.options().top_k, plan.plan.options().scores);
             let row = &mut plan.rows[k];
             let index = row.steps.len();
-            let mut step = make_step(
-                tgt,
-                &net,
-                pos,
+            let mut step = DecodeStep {
                 index,
-                tokens[pos],
-                chosen[pos],
-                forced[pos],
-                false,
-            )?;
-            trim(&mut step, row.len, index + 1);
+                token_id: tokens[pos],
+                token: tgt.piece(tokens[pos]),
+                attention: host.attention(pos, row.len),
+                log_prob: chosen[pos],
+                forced: forced[pos],
+                intervened: false,
+                heads: host.heads(pos, row.len, index + 1),
+                sentence: 0,
+                candidates: Vec::new(),
+                scores: None,
+            };
             if top_k > 0 {
                 step.candidates = top_candidates(tgt, &all[pos], top_k);
             }
@@ -546,17 +549,82 @@ impl Translator {
     }
 }
 
-/// Cuts a padded row's step down to the row's own `len` source positions and its own
-/// `positions` decoded so far (a row joined to a running batch sits after masked slots).
-fn trim(step: &mut DecodeStep, len: usize, positions: usize) {
-    step.attention.truncate(len);
-    if let Some(heads) = &mut step.heads {
-        for head in heads.cross.iter_mut().flatten() {
-            head.truncate(len);
+/// A batch step's attention, copied to the host once for all rows.
+struct HostStep {
+    /// `(B, L, heads, S)` cross-attention.
+    cross: Vec<f32>,
+    /// `(B, L, heads, T)` decoder self-attention (Transformer only).
+    self_attention: Option<Vec<f32>>,
+    layers: usize,
+    heads: usize,
+    /// Source positions and self-attention slots of the padded batch.
+    s: usize,
+    t: usize,
+}
+
+impl HostStep {
+    fn new(net: &NetStep<()>) -> Result<Self> {
+        let (_, layers, heads, s) = net.cross.dims4()?;
+        let (self_attention, t) = match &net.self_attention {
+            Some(sa) => (
+                Some(sa.flatten_all()?.to_vec1::<f32>()?),
+                sa.dim(D::Minus1)?,
+            ),
+            None => (None, 0),
+        };
+        Ok(HostStep {
+            cross: net.cross.flatten_all()?.to_vec1::<f32>()?,
+            self_attention,
+            layers,
+            heads,
+            s,
+            t,
+        })
+    }
+
+    /// Row `pos`'s cross-attention of `layer` and `head` over its own `len` positions.
+    fn cross(&self, pos: usize, layer: usize, head: usize, len: usize) -> &[f32] {
+        let at = ((pos * self.layers + layer) * self.heads + head) * self.s;
+        &self.cross[at..at + len]
+    }
+
+    /// Row `pos`'s streamed attention row: the mean of the last layer's heads.
+    fn attention(&self, pos: usize, len: usize) -> Vec<f32> {
+        let mut row = vec![0f32; len];
+        for h in 0..self.heads {
+            for (r, w) in row.iter_mut().zip(self.cross(pos, self.layers - 1, h, len)) {
+                *r += w;
+            }
         }
-        for head in heads.self_attention.iter_mut().flatten() {
-            head.drain(..head.len().saturating_sub(positions));
+        row.iter_mut().for_each(|r| *r /= self.heads as f32);
+        row
+    }
+
+    /// Row `pos`'s every layer and head: cross-attention over its `len` source positions
+    /// and self-attention over its own `positions` (the last slots of a joined cache).
+    fn heads(&self, pos: usize, len: usize, positions: usize) -> Option<StepHeads> {
+        let sa = self.self_attention.as_ref()?;
+        let mut cross = Vec::with_capacity(self.layers);
+        let mut own = Vec::with_capacity(self.layers);
+        for l in 0..self.layers {
+            cross.push(
+                (0..self.heads)
+                    .map(|h| self.cross(pos, l, h, len).to_vec())
+                    .collect(),
+            );
+            own.push(
+                (0..self.heads)
+                    .map(|h| {
+                        let end = ((pos * self.layers + l) * self.heads + h + 1) * self.t;
+                        sa[end - positions.min(self.t)..end].to_vec()
+                    })
+                    .collect(),
+            );
         }
+        Some(StepHeads {
+            cross,
+            self_attention: own,
+        })
     }
 }
 

@@ -161,17 +161,31 @@ pub struct KvCache {
 
 impl KvCache {
     /// The batch rows `idx` (u32, `(B',)`) in that order, repeats allowed (beam search).
+    ///
+    /// Slots that every kept row masks (those before the earliest kept row's start) are
+    /// dropped, so a batch that rows keep joining and leaving holds only what its oldest
+    /// row needs.
     pub fn select(&self, idx: &Tensor) -> Result<KvCache> {
         let rows = idx.to_vec1::<u32>()?;
+        let starts: Vec<usize> = rows.iter().map(|&r| self.starts[r as usize]).collect();
+        let cut = starts.iter().copied().min().unwrap_or(0);
+        let keep = |t: &Tensor| -> Result<Tensor> {
+            let t = t.index_select(idx, 0)?;
+            Ok(if cut > 0 {
+                t.narrow(2, cut, self.len - cut)?
+            } else {
+                t
+            })
+        };
         Ok(KvCache {
             layers: self
                 .layers
                 .iter()
-                .map(|(k, v)| Ok((k.index_select(idx, 0)?, v.index_select(idx, 0)?)))
+                .map(|(k, v)| Ok((keep(k)?, keep(v)?)))
                 .collect::<Result<_>>()?,
-            len: self.len,
+            len: self.len - cut,
             batch: rows.len(),
-            starts: rows.iter().map(|&r| self.starts[r as usize]).collect(),
+            starts: starts.iter().map(|s| s - cut).collect(),
         })
     }
 

@@ -343,3 +343,70 @@ fn transformer_parameter_names_and_count() {
         assert!(data.contains_key(name), "missing {name}");
     }
 }
+
+#[test]
+fn a_row_joined_to_a_longer_cache_steps_as_alone_and_leaving_rows_shrink_the_cache() {
+    let cfg = tiny_cfg();
+    let (varmap, _) = build(&cfg, 4);
+    let model = frozen(&cfg, &varmap);
+    let (src_a, mask_a) = ids(&[&[5, 6, 7, 3]]);
+    let (src_b, mask_b) = ids(&[&[8, 9, 3]]);
+    let (enc_a, enc_b) = (
+        model.encode(&src_a, &mask_a, None).unwrap(),
+        model.encode(&src_b, &mask_b, None).unwrap(),
+    );
+    let tokens = |t: &[u32]| Tensor::new(t, &Device::Cpu).unwrap();
+    // Row a decodes three positions alone; then b joins at its first.
+    let mut cache_a = model.empty_cache(1).unwrap();
+    for tok in [BOS_ID, 11, 12] {
+        cache_a = model
+            .step(&enc_a, &cache_a, &tokens(&[tok]), &mut softmax)
+            .unwrap()
+            .cache;
+    }
+    let enc = enc_a.join(&enc_b).unwrap();
+    let mut cache = cache_a.join(&model.empty_cache(1).unwrap()).unwrap();
+    assert_eq!((cache.len(), cache.starts.clone()), (3, vec![0, 3]));
+    let mut alone_b = model.empty_cache(1).unwrap();
+    for (ta, tb) in [(13, BOS_ID), (14, 15), (16, 17)] {
+        let both = model
+            .step(&enc, &cache, &tokens(&[ta, tb]), &mut softmax)
+            .unwrap();
+        let b = model
+            .step(&enc_b, &alone_b, &tokens(&[tb]), &mut softmax)
+            .unwrap();
+        let diff = (both.logits.i(1).unwrap() - b.logits.i(0).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{diff}");
+        // b's own self-attention sits in the last slots; the masked ones get nothing.
+        let sa = both.self_attention.i(1).unwrap();
+        let t = sa.dim(D::Minus1).unwrap();
+        let own = b.self_attention.dim(D::Minus1).unwrap();
+        let masked = sa.narrow(D::Minus1, 0, t - own).unwrap();
+        assert_eq!(masked.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        (cache, alone_b) = (both.cache, b.cache);
+    }
+    // a leaves: the slots only it used go.
+    let kept = cache.select(&tokens(&[1])).unwrap();
+    assert_eq!((kept.len(), kept.starts.clone()), (alone_b.len(), vec![0]));
+    let enc_kept = enc.select(&tokens(&[1])).unwrap();
+    let next = model
+        .step(&enc_kept, &kept, &tokens(&[18]), &mut softmax)
+        .unwrap();
+    let b = model
+        .step(&enc_b, &alone_b, &tokens(&[18]), &mut softmax)
+        .unwrap();
+    let diff = (next.logits - b.logits)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(1)
+        .unwrap();
+    assert!(diff.to_vec1::<f32>().unwrap()[0] < 1e-4);
+}
