@@ -201,26 +201,35 @@ impl<N: EncoderDecoder> StepContext<'_, N> {
 }
 
 /// The `k` most likely tokens of a row of log probabilities, best first (ties by id).
+///
+/// One pass that keeps the best `k` so far in order: a token is compared with the worst of
+/// them and moves in only when it beats it, which for a small `k` and a vocabulary of
+/// thousands is nearly every token's only comparison.
 pub(crate) fn top_candidates(tgt: &Vocab, log_probs: &[f32], k: usize) -> Vec<Candidate> {
     let k = k.min(log_probs.len());
     if k == 0 {
         return Vec::new();
     }
-    let mut order: Vec<u32> = (0..log_probs.len() as u32).collect();
-    let by_prob = |x: &u32, y: &u32| {
-        log_probs[*y as usize]
-            .total_cmp(&log_probs[*x as usize])
-            .then(x.cmp(y))
-    };
-    order.select_nth_unstable_by(k - 1, by_prob);
-    order.truncate(k);
-    order.sort_by(by_prob);
-    order
-        .into_iter()
-        .map(|id| Candidate {
+    // Better: the higher probability, then the lower id.
+    let better = |a: (f32, u32), b: (f32, u32)| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).is_gt();
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for (id, &p) in log_probs.iter().enumerate() {
+        let c = (p, id as u32);
+        if best.len() == k && !better(c, best[k - 1]) {
+            continue;
+        }
+        let at = best
+            .iter()
+            .position(|&b| better(c, b))
+            .unwrap_or(best.len());
+        best.insert(at, c);
+        best.truncate(k);
+    }
+    best.into_iter()
+        .map(|(log_prob, id)| Candidate {
             token_id: id,
             token: tgt.piece(id),
-            log_prob: log_probs[id as usize],
+            log_prob,
         })
         .collect()
 }
@@ -260,4 +269,27 @@ pub(crate) fn make_step<S>(
         candidates: Vec::new(),
         scores: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_candidates;
+    use crate::fixtures::tiny_translator;
+
+    #[test]
+    fn top_candidates_are_the_full_sort_s_first_k_ties_by_id() {
+        let (t, _) = tiny_translator(1).unwrap();
+        let v = t.target_vocab().len();
+        // Values with many ties, in a scrambled order.
+        let row: Vec<f32> = (0..v).map(|i| -(((i * 7919) % 13) as f32) / 4.0).collect();
+        let mut sorted: Vec<u32> = (0..v as u32).collect();
+        sorted.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+        for k in [0, 1, 2, 5, 20, v, v + 3] {
+            let got: Vec<u32> = top_candidates(t.target_vocab(), &row, k)
+                .iter()
+                .map(|c| c.token_id)
+                .collect();
+            assert_eq!(got, sorted[..k.min(v)], "k = {k}");
+        }
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{FEW_ROWS, KC, MC, MR, NC, NR, Out, View};
+use super::{DOT_ROWS, FEW_ROWS, KC, MC, MR, NC, NR, Out, View};
 
 /// A zeroed buffer of `len + 16` values and the offset from which `len` of them are 64-byte
 /// aligned. Each product allocates its own: keeping them per thread would hold up to 1.3 MB
@@ -29,6 +29,11 @@ pub(super) unsafe fn gemm(a: View, b: View, out: Out, accumulate: bool) {
     if m <= FEW_ROWS {
         // SAFETY: as this function's contract.
         unsafe { few_rows(a, b, out, accumulate) };
+        return;
+    }
+    if m <= DOT_ROWS && b.rs == 1 {
+        // SAFETY: as this function's contract.
+        unsafe { dot_blocks(a, b, out, accumulate) };
         return;
     }
     let (mut pa, a0) = aligned(MC.min(m.div_ceil(MR) * MR) * KC.min(k));
@@ -376,6 +381,69 @@ unsafe fn few_rows(a: View, b: View, out: Out, accumulate: bool) {
         } else {
             for (j, y) in row.iter_mut().enumerate() {
                 *y += (0..k).map(|p| x[p] * b.at(p, j)).sum::<f32>();
+            }
+        }
+    }
+}
+
+/// `out (+)= a · b` for a product of at most [`DOT_ROWS`] rows whose `b` has its columns
+/// contiguous (a transposed weight, as a batch of decoding steps meets it): 4 rows of `a`
+/// by 4 columns of `b` at a time, 16 dot products in 16 registers, so each column of `b` is
+/// read once and no block is packed.
+///
+/// # Safety
+/// As [`gemm`], and `b.rs == 1`.
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_blocks(a: View, b: View, out: Out, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let x: Vec<f32> = (0..m * k).map(|q| a.at(q / k, q % k)).collect();
+    let full = k / 16 * 16;
+    let tail: __mmask16 = ((1u32 << (k - full)) - 1) as __mmask16;
+    let row = |i: usize| &x[i.min(m - 1) * k..i.min(m - 1) * k + k];
+    let col = |j: usize| {
+        let j = j.min(n - 1);
+        &b.data[j * b.cs..j * b.cs + k]
+    };
+    for j0 in (0..n).step_by(4) {
+        let cols = [col(j0), col(j0 + 1), col(j0 + 2), col(j0 + 3)];
+        for i0 in (0..m).step_by(4) {
+            let rows = [row(i0), row(i0 + 1), row(i0 + 2), row(i0 + 3)];
+            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            let mut p = 0;
+            while p < k {
+                let (xs, ys): ([__m512; 4], [__m512; 4]) = if p < full {
+                    // SAFETY: `p + 16 <= full <= k`, and every row and column holds `k`.
+                    unsafe {
+                        (
+                            rows.map(|r| _mm512_loadu_ps(r.as_ptr().add(p))),
+                            cols.map(|c| _mm512_loadu_ps(c.as_ptr().add(p))),
+                        )
+                    }
+                } else {
+                    // SAFETY: the mask keeps lanes `p .. k`, inside every row and column.
+                    unsafe {
+                        (
+                            rows.map(|r| _mm512_maskz_loadu_ps(tail, r.as_ptr().add(p))),
+                            cols.map(|c| _mm512_maskz_loadu_ps(tail, c.as_ptr().add(p))),
+                        )
+                    }
+                };
+                for (acc, &xr) in acc.iter_mut().zip(&xs) {
+                    for (a, &yc) in acc.iter_mut().zip(&ys) {
+                        *a = _mm512_fmadd_ps(xr, yc, *a);
+                    }
+                }
+                p += 16;
+            }
+            for (r, acc) in acc.iter().enumerate().take(m - i0) {
+                for (c, a) in acc.iter().enumerate().take(n - j0) {
+                    let v = _mm512_reduce_add_ps(*a);
+                    // SAFETY: `(i0 + r, j0 + c)` lies inside the caller's `m × n` block.
+                    unsafe {
+                        let y = out.ptr.add((i0 + r) * out.rs + j0 + c);
+                        *y = if accumulate { *y + v } else { v };
+                    }
+                }
             }
         }
     }

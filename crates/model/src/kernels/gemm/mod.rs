@@ -7,7 +7,8 @@
 //! `b` into panels of [`NR`] columns that stream from L2, and a register-blocked micro-kernel
 //! ([`avx512`]) multiplies a strip by a panel with 28 accumulators in `zmm` registers. Inputs
 //! may be strided (a transposed weight is read as it lies, no copy), products with a few rows
-//! (a decoding step) skip the packing, and large products split their output across threads.
+//! (a decoding step, or a batch of them through a weight) skip the packing, and large
+//! products split their output across threads.
 //! [`matmul`] wraps it as a differentiable candle op, which keeps candle's product where
 //! [`enabled`] says no (no AVX-512, or `ATTNSCOPE_MATMUL=candle`).
 
@@ -31,6 +32,9 @@ pub(crate) const MC: usize = MR * 24;
 pub(crate) const NC: usize = NR * 32;
 /// Products with at most this many rows skip packing: each row reads `b` once, as it lies.
 pub(crate) const FEW_ROWS: usize = 4;
+/// Products with at most this many rows and a transposed `b` (a batch of decoding steps
+/// through a weight) skip packing too: blocks of dot products read `b` once.
+pub(crate) const DOT_ROWS: usize = 48;
 /// Multiply-adds below which a product stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 21;
 /// The environment variable that, set to `candle`, keeps candle's product under the

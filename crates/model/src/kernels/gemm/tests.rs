@@ -94,6 +94,20 @@ fn strided_and_transposed_operands_are_read_as_they_lie() {
 }
 
 #[test]
+fn batches_of_decoding_steps_through_a_transposed_weight_match_at_every_edge() {
+    // The unpacked dot-product blocks: rows and columns past multiples of 4, depths past
+    // multiples of 16, up to DOT_ROWS rows (and one past, back to packing).
+    for &m in &[5, 6, 7, 8, 9, 31, DOT_ROWS, DOT_ROWS + 1] {
+        for &n in &[1, 3, 4, 5, 66] {
+            for &k in &[1, 15, 16, 17, 256, 300] {
+                check(m, k, n, false, true, 1);
+                check(m, k, n, true, true, 1);
+            }
+        }
+    }
+}
+
+#[test]
 fn large_products_split_across_threads_by_columns_or_rows() {
     check(300, 256, 800, false, true, 2); // wide: columns
     check(700, 300, 40, false, false, 3); // narrow: rows
