@@ -8,7 +8,8 @@
 #    inference latency and throughput, training throughput, and matmul GFLOP/s, timed
 #    interleaved;
 # 2. the wire size of a Transformer step (a real server, bench/reference/wire_size.py);
-# 3. the server under load (scripts/bench-load.sh);
+# 3. the server under load (scripts/bench-load.sh), in shared batches and each translation
+#    alone;
 # 4. the page: bundle size and frame times in headless Chromium (scripts/bench-page.sh);
 # then bench/report.py writes them between the markers in docs/BENCHMARKS.md.
 # Raw results stay in target/bench/. Run it on an otherwise idle machine.
@@ -46,6 +47,7 @@ wait "$server" || true
 
 echo "bench-all: 3/4 server under load" >&2
 scripts/bench-load.sh > "$out/load.md"
+BATCH_ROWS=1 scripts/bench-load.sh > "$out/load-alone.md"
 
 echo "bench-all: 4/4 the page" >&2
 scripts/bench-page.sh > "$out/page.txt" 2>&1
