@@ -26,8 +26,8 @@ pub const DISTORTION_KAPPAS: [f32; 2] = [0.5, 1.0];
 pub const THRESHOLDS: [f32; 4] = [0.1, 0.2, 0.3, 0.4];
 
 /// Every method [`evaluate`] scores for a model of `layers` layers and `heads` heads: each
-/// attention source ([`AlignSource::attention_sources`]) and each attribution of
-/// `attributions`, read by argmax, by each weight threshold of `thresholds` and by argmax
+/// attention source ([`AlignSource::attention_sources`]), each attribution of
+/// `attributions` and its agreement with the attention, read by argmax, by each weight threshold of `thresholds` and by argmax
 /// with each distortion prior of [`DISTORTION_KAPPAS`], merged every way, with and without
 /// pairing final punctuation.
 pub fn methods(
@@ -38,7 +38,8 @@ pub fn methods(
 ) -> Vec<AlignMethod> {
     let sources = AlignSource::attention_sources(layers, heads)
         .into_iter()
-        .chain(attributions.iter().map(|&m| AlignSource::Attribution(m)));
+        .chain(attributions.iter().map(|&m| AlignSource::Attribution(m)))
+        .chain(attributions.iter().map(|&m| AlignSource::Agreement(m)));
     let extractions: Vec<Extraction> = std::iter::once(Extraction::Argmax)
         .chain(thresholds.iter().map(|&t| Extraction::Threshold(t)))
         .chain(DISTORTION_KAPPAS.map(Extraction::Distortion))
@@ -252,6 +253,7 @@ impl AlignEvaluation {
         }));
         for m in Method::ALL {
             families.push(Box::new(move |s| *s == AlignSource::Attribution(m)));
+            families.push(Box::new(move |s| *s == AlignSource::Agreement(m)));
         }
         let mut picked: Vec<&MethodScores> = Vec::new();
         for f in &families {

@@ -35,6 +35,10 @@ pub enum AlignSource {
     /// An attribution of each emitted token's log-probability to the source tokens (rows
     /// normalised to absolute values summing to 1).
     Attribution(Method),
+    /// Where the attention and an attribution agree: the cell-wise product of the mean
+    /// attention of every layer and head and the attribution, each row normalised to sum
+    /// to 1 (a product of experts: a link needs both to weigh the source token).
+    Agreement(Method),
 }
 
 impl AlignSource {
@@ -88,6 +92,7 @@ impl AlignSource {
     pub fn label(self, layers: usize, heads: usize) -> String {
         match self {
             AlignSource::Attribution(m) => m.label().to_string(),
+            AlignSource::Agreement(m) => format!("attention × {}", m.label()),
             AlignSource::Attention {
                 layer,
                 head,
@@ -117,10 +122,12 @@ impl AlignSource {
 }
 
 impl fmt::Display for AlignSource {
-    /// `attention/L2/Hmean[/norm][/shift]` (1-based) or an attribution's API name.
+    /// `attention/L2/Hmean[/norm][/shift]` (1-based), an attribution's API name, or
+    /// `agreement/` and an attribution's API name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             AlignSource::Attribution(m) => f.write_str(m.as_str()),
+            AlignSource::Agreement(m) => write!(f, "agreement/{}", m.as_str()),
             AlignSource::Attention {
                 layer,
                 head,
@@ -148,9 +155,15 @@ impl FromStr for AlignSource {
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
             Error::Invalid(format!(
-                "unknown alignment source `{s}`: use attention/L<n>|Lmean/H<n>|Hmean[/norm][/shift] or an attribution method"
+                "unknown alignment source `{s}`: use attention/L<n>|Lmean/H<n>|Hmean[/norm][/shift], an attribution method or agreement/<attribution method>"
             ))
         };
+        if let Some(m) = s.strip_prefix("agreement/") {
+            return m
+                .parse::<Method>()
+                .map(AlignSource::Agreement)
+                .map_err(|_| bad());
+        }
         let Some(rest) = s.strip_prefix("attention/") else {
             return s
                 .parse::<Method>()
@@ -411,6 +424,30 @@ impl PieceMatrices {
     /// attribution not computed).
     pub fn matrix(&self, source: AlignSource) -> Option<Vec<Vec<f32>>> {
         match source {
+            AlignSource::Agreement(m) => {
+                let attention = self.matrix(AlignSource::Attention {
+                    layer: None,
+                    head: None,
+                    norm: false,
+                    shift: false,
+                })?;
+                let attribution = self.matrix(AlignSource::Attribution(m))?;
+                Some(
+                    attention
+                        .iter()
+                        .zip(&attribution)
+                        .map(|(a, b)| {
+                            let row: Vec<f32> = a.iter().zip(b).map(|(x, y)| x * y).collect();
+                            let total: f32 = row.iter().sum();
+                            if total > 0.0 {
+                                row.iter().map(|v| v / total).collect()
+                            } else {
+                                row
+                            }
+                        })
+                        .collect(),
+                )
+            }
             AlignSource::Attribution(m) => {
                 let a = self.attributions.iter().find(|a| a.method == m)?;
                 (0..a.raw.len())

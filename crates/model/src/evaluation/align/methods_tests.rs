@@ -55,6 +55,7 @@ fn method_specs_read_back_and_bad_ones_are_refused() {
         "attention/Lmean/H3/norm/shift+threshold=0.3+grow-diag-final+punct",
         "attention/L2/Hmean/norm+distortion=0.5+grow-diag",
         "erasure+argmax+intersection",
+        "agreement/erasure+threshold=0.2+grow-diag+punct",
     ] {
         let m: AlignMethod = spec.parse().unwrap();
         assert_eq!(m.to_string(), spec);
@@ -67,12 +68,16 @@ fn method_specs_read_back_and_bad_ones_are_refused() {
         "attention/L1/Hmean+argmax+s2t+comma",
         "attention/L1/Hmean+threshold=x+s2t",
         "saliency+argmax+s2t",
+        "agreement/saliency+argmax+s2t",
+        "agreement/attention/L1/Hmean+argmax+s2t",
     ] {
         assert!(bad.parse::<AlignMethod>().is_err(), "{bad} was accepted");
     }
     let m: AlignMethod = "attention/L2/H1/shift+argmax+union".parse().unwrap();
     assert_eq!(m.label(3, 4), "layer 2, head 1, shifted; argmax; union");
     assert_eq!(AlignSource::streamed(1).label(1, 1), "attention");
+    let m: AlignMethod = "agreement/gradient_x_input+argmax+s2t".parse().unwrap();
+    assert_eq!(m.label(3, 4), "attention × gradient × input; argmax; s2t");
 }
 
 #[test]
@@ -232,6 +237,32 @@ fn every_source_of_a_forced_decoding_gives_a_matrix_of_its_shape() {
                 m.iter()
                     .all(|r| r.len() == 4 && r.iter().all(|v| v.is_finite() && *v >= 0.0))
             );
+        }
+        // Agreement: the attention of every layer and head times the attribution, each
+        // row renormalised.
+        let agree = pair
+            .matrices
+            .matrix(AlignSource::Agreement(Method::GradientXInput))
+            .unwrap();
+        let att = pair
+            .matrices
+            .matrix(AlignSource::Attention {
+                layer: None,
+                head: None,
+                norm: false,
+                shift: false,
+            })
+            .unwrap();
+        let attr = pair
+            .matrices
+            .matrix(AlignSource::Attribution(Method::GradientXInput))
+            .unwrap();
+        for ((g, a), b) in agree.iter().zip(&att).zip(&attr) {
+            let total: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            assert!((g.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{kind}");
+            for ((gv, av), bv) in g.iter().zip(a).zip(b) {
+                assert!((gv - av * bv / total).abs() < 1e-5, "{kind}");
+            }
         }
         // A layer the model lacks and an attribution not computed give nothing.
         let missing = AlignSource::Attention {
