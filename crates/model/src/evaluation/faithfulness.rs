@@ -44,8 +44,9 @@ pub fn measure(
     let mut argmax_hits = [0usize; 3];
     let mut steps = 0usize;
     let mut changed_tokens = [0usize; 3];
+    // Per counterfactual, the positions compared: the longer of the two outputs.
+    let mut positions = [0usize; 3];
     let mut changed_sentences = [0usize; 3];
-    let mut all_tokens = 0usize;
     let mut drop_sum = [0f64; 3];
     let mut forced_tokens = 0usize;
     let mut done = 0usize;
@@ -64,7 +65,6 @@ pub fn measure(
                 argmax_hits[k] += usize::from(g.argmax_agrees);
             }
         }
-        all_tokens += out.target_tokens.len();
         let scored = forced_log_prob(t, &src, &out.translation, None, 0)?;
         for (k, mode) in COUNTERFACTUALS.into_iter().enumerate() {
             let cf = decode(
@@ -76,9 +76,9 @@ pub fn measure(
                     ..DecodeOptions::default()
                 },
             )?;
-            let changed = out.target_tokens.len().max(cf.target_tokens.len())
-                - lcs(&out.target_tokens, &cf.target_tokens);
+            let (changed, compared) = changed_positions(&out.target_tokens, &cf.target_tokens);
             changed_tokens[k] += changed;
+            positions[k] += compared;
             changed_sentences[k] += usize::from(cf.translation != out.translation);
             if let (Some((lp, n)), Some((lp_cf, _))) = (
                 scored,
@@ -117,7 +117,7 @@ pub fn measure(
             .enumerate()
             .map(|(k, m)| Counterfactual {
                 attention: m.as_str().to_string(),
-                tokens_changed: share(changed_tokens[k], all_tokens),
+                tokens_changed: share(changed_tokens[k], positions[k]),
                 sentences_changed: share(changed_sentences[k], done),
                 log_prob_drop: if forced_tokens == 0 {
                     0.0
@@ -157,6 +157,14 @@ fn forced_log_prob(
 }
 
 /// Length of a longest common subsequence.
+/// How many positions of the longer of two outputs are not in their longest common
+/// subsequence, and how many positions that is out of: a share of at most 1 even when the
+/// counterfactual output runs longer than the original.
+fn changed_positions<S: PartialEq>(original: &[S], counterfactual: &[S]) -> (usize, usize) {
+    let longer = original.len().max(counterfactual.len());
+    (longer - lcs(original, counterfactual), longer)
+}
+
 fn lcs<S: PartialEq>(a: &[S], b: &[S]) -> usize {
     let mut prev = vec![0usize; b.len() + 1];
     for x in a {
@@ -182,6 +190,18 @@ mod tests {
     fn lcs_counts_the_common_subsequence() {
         assert_eq!(lcs(&["a", "b", "c", "d"], &["a", "c", "d", "e"]), 3);
         assert_eq!(lcs::<&str>(&[], &["a"]), 0);
+    }
+
+    #[test]
+    fn changed_positions_are_a_share_of_the_longer_output() {
+        // A counterfactual that repeats itself past the original's end: 3 of its 5
+        // positions changed, not 3 of the original's 2.
+        assert_eq!(
+            changed_positions(&["a", "b"], &["a", "x", "x", "x", "b"]),
+            (3, 5)
+        );
+        assert_eq!(changed_positions(&["a", "b", "c"], &["a"]), (2, 3));
+        assert_eq!(changed_positions::<&str>(&[], &[]), (0, 0));
     }
 
     #[test]

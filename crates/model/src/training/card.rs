@@ -367,7 +367,7 @@ Over the greedy translations of {n} test sentences ({steps} steps), each step's 
         );
     }
     out += "
-The same sentences decoded again with every step's attention replaced (every layer and head of a Transformer), as Jain & Wallace (2019) test it: tokens and sentences of the output that change, and the drop in the original translation's log-probability per token when it is forced under the replaced attention. Attention that matters changes the output.
+The same sentences decoded again with every step's attention replaced (every layer and head of a Transformer), as Jain & Wallace (2019) test it: tokens and sentences of the output that change (tokens: the positions of the longer of the two outputs outside their longest common subsequence), and the drop in the original translation's log-probability per token when it is forced under the replaced attention. Attention that matters changes the output.
 
 | attention replaced by | tokens changed | sentences changed | log-prob drop per token |
 |---|---|---|---|
