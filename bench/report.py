@@ -67,7 +67,7 @@ def main() -> None:
         "",
         "### Server under load",
         "",
-        "Greedy translations in shared batches (the default, `--batch-rows 64`):",
+        "Greedy translations in shared batches (the default, `--batch-rows 256`):",
         "",
         read("load.md").rstrip(),
         "",

@@ -22,7 +22,7 @@ echo '<!doctype html><title>attnscope load test</title>' > "$dist/index.html"
 
 level() { # model streams requests ramp_ms
   "$bin/attnscope" serve --addr "127.0.0.1:$port" --dist "$dist" --default-model "$1" --per-client 1024 \
-    --batch-rows "${BATCH_ROWS:-64}" \
+    --batch-rows "${BATCH_ROWS:-256}" \
     2> "$dist/server.log" &
   local pid=$!
   for _ in $(seq 100); do

@@ -29,7 +29,7 @@ use crate::gate::{StepGate, Turn};
 use crate::metrics::Metrics;
 
 /// Sentences a batch takes by default.
-pub const DEFAULT_BATCH_ROWS: u16 = 64;
+pub const DEFAULT_BATCH_ROWS: u16 = 256;
 
 /// Which queue a request joins: its model and what its plan shares with the others.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
