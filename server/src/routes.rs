@@ -314,6 +314,15 @@ pub(crate) async fn translate(
     }
 }
 
+/// One of the permits for translations decoding at once ([`AppState::workers`]).
+async fn decoding_permit(st: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+    st.workers
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Unavailable)
+}
+
 /// A finished decoding and its attributions (empty unless asked for).
 struct Decoded {
     translation: Translation,
@@ -345,12 +354,7 @@ impl Job {
         if let Some(queue) = self.batch_queue(st) {
             return self.decode_batched(st, queue, on_step).await;
         }
-        let permit = st
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AppError::Unavailable)?;
+        let permit = decoding_permit(st).await?;
         let (stats, metrics, gate) = (st.stats.clone(), st.metrics.clone(), st.gate.clone());
         let Job {
             model,
@@ -405,12 +409,7 @@ impl Job {
         queue: QueueKey,
         mut on_step: impl FnMut(&DecodeStep, Option<&mut Slot>) -> ControlFlow<()> + Send + 'static,
     ) -> Result<Decoded, AppError> {
-        let permit = st
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AppError::Unavailable)?;
+        let permit = decoding_permit(st).await?;
         let Job {
             model,
             plan,

@@ -114,6 +114,28 @@ fn assert_same_step(alone: &DecodeStep, together: &DecodeStep, what: &str) {
     }
 }
 
+/// Decodes `plan` alone, checks that its callback sees the steps `seen` showed (up to
+/// float rounding), and returns the translation.
+fn decoded_alone_as_seen(
+    t: &Translator,
+    plan: &DecodePlan,
+    seen: &[DecodeStep],
+    what: &str,
+) -> Translation {
+    let mut alone_seen = Vec::new();
+    let alone = t
+        .decode(plan, |s| {
+            alone_seen.push(s.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(alone_seen.len(), seen.len(), "{what}");
+    for (a, b) in alone_seen.iter().zip(seen) {
+        assert_same_step(a, b, what);
+    }
+    alone
+}
+
 #[test]
 fn decoding_together_shows_each_plan_what_decoding_alone_shows() {
     for kind in KINDS {
@@ -130,18 +152,8 @@ fn decoding_together_shows_each_plan_what_decoding_alone_shows() {
         assert_eq!(done[4].1, 2, "{kind}");
         let together: Vec<Translation> = done.into_iter().map(|(t, _)| t).collect();
         for (i, plan) in plans.iter().enumerate() {
-            let mut alone_seen = Vec::new();
-            let alone = t
-                .decode(plan, |s| {
-                    alone_seen.push(s.clone());
-                    ControlFlow::Continue(())
-                })
-                .unwrap();
             let what = format!("{kind}, plan {i}");
-            assert_eq!(alone_seen.len(), seen[i].len(), "{what}");
-            for (a, b) in alone_seen.iter().zip(&seen[i]) {
-                assert_same_step(a, b, &what);
-            }
+            let alone = decoded_alone_as_seen(&t, plan, &seen[i], &what);
             let t2 = &together[i];
             assert_eq!(alone.translation, t2.translation, "{what}");
             assert_eq!(alone.target_tokens, t2.target_tokens, "{what}");
@@ -198,18 +210,8 @@ fn plans_that_join_a_running_batch_decode_as_they_would_alone() {
         }
         assert_eq!(batch.rows(), 0);
         for (i, plan) in plans.iter().enumerate() {
-            let mut alone_seen = Vec::new();
-            let alone = t
-                .decode(plan, |s| {
-                    alone_seen.push(s.clone());
-                    ControlFlow::Continue(())
-                })
-                .unwrap();
             let what = format!("{kind}, plan {i}");
-            assert_eq!(alone_seen.len(), seen[i].len(), "{what}");
-            for (a, b) in alone_seen.iter().zip(&seen[i]) {
-                assert_same_step(a, b, &what);
-            }
+            let alone = decoded_alone_as_seen(&t, plan, &seen[i], &what);
             let together = done[i].as_ref().expect("every plan is done");
             assert_eq!(alone.target_tokens, together.target_tokens, "{what}");
             assert_eq!(alone.sentences, together.sentences, "{what}");
