@@ -214,6 +214,10 @@ pub(crate) fn top_candidates(tgt: &Vocab, log_probs: &[f32], k: usize) -> Vec<Ca
     let better = |a: (f32, u32), b: (f32, u32)| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).is_gt();
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
     for (id, &p) in log_probs.iter().enumerate() {
+        // Nearly every token is below the worst kept one: one float comparison.
+        if best.len() == k && p < best[k - 1].0 {
+            continue;
+        }
         let c = (p, id as u32);
         if best.len() == k && !better(c, best[k - 1]) {
             continue;

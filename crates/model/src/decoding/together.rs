@@ -29,6 +29,7 @@ use crate::decoding::step::{
     DecodeStep, Report, StepContext, StepHeads, StepScores, top_candidates,
 };
 use crate::decoding::translator::Translator;
+use crate::kernels::fused_loss::log_sum_exp;
 use crate::networks::attention::{Distribution, Mode};
 use crate::networks::{EncoderDecoder, NetStep, Network};
 use crate::{Error, Result};
@@ -394,36 +395,29 @@ impl<'m> BatchDecoder<'m> {
             .active
             .iter()
             .any(|(id, _)| open(id).is_some_and(|o| o.plan.options().scores));
-        let candidates = self
-            .active
-            .iter()
-            .any(|(id, _)| open(id).is_some_and(|o| o.plan.options().top_k > 0));
         let dist = self
             .dist
             .as_mut()
             .ok_or_else(|| Error::Internal("a batch step before any plan".into()))?;
         let prev = Tensor::new(self.prev.as_slice(), device)?;
         let (net, layer_scores) = self.rows.step(&prev, dist, scores)?;
-        let log_probs = candle_nn::ops::log_softmax(&net.logits, D::Minus1)?;
-        let best = log_probs.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        // Log probabilities are the logits minus each row's log-sum-exp: the chosen token's
+        // and the candidates' are read off the logits, the whole log-softmax never written.
+        let v = net.logits.dim(D::Minus1)?;
+        let logits = net.logits.flatten_all()?.to_vec1::<f32>()?;
+        let lse = log_sum_exp(v, &logits);
+        let rows: Vec<&[f32]> = logits.chunks_exact(v).collect();
         // A model whose authors force `</s>` gets it at the length limit.
         let mut forced = Vec::with_capacity(self.active.len());
         for (id, k) in &self.active {
             let row = self.row(*id, *k)?;
             forced.push(row.eos_last && row.steps.len() + 1 == row.max_len);
         }
-        let tokens: Vec<u32> = (0..best.len())
-            .map(|pos| if forced[pos] { EOS_ID } else { best[pos] })
+        let tokens: Vec<u32> = rows
+            .iter()
+            .zip(&forced)
+            .map(|(row, &f)| if f { EOS_ID } else { first_argmax(row) })
             .collect();
-        let chosen = log_probs
-            .gather(&Tensor::new(tokens.as_slice(), device)?.unsqueeze(1)?, 1)?
-            .squeeze(1)?
-            .to_vec1::<f32>()?;
-        let all = if candidates {
-            log_probs.to_vec2::<f32>()?
-        } else {
-            Vec::new()
-        };
         let host = HostStep::new(&net)?;
         let mut done = Vec::new();
         for (pos, &(id, k)) in self.active.iter().enumerate() {
@@ -439,7 +433,7 @@ impl<'m> BatchDecoder<'m> {
                 token_id: tokens[pos],
                 token: tgt.piece(tokens[pos]),
                 attention: host.attention(pos, row.len),
-                log_prob: chosen[pos],
+                log_prob: rows[pos][tokens[pos] as usize] - lse[pos],
                 forced: forced[pos],
                 intervened: false,
                 heads: host.heads(pos, row.len, index + 1),
@@ -448,7 +442,10 @@ impl<'m> BatchDecoder<'m> {
                 scores: None,
             };
             if top_k > 0 {
-                step.candidates = top_candidates(tgt, &all[pos], top_k);
+                step.candidates = top_candidates(tgt, rows[pos], top_k);
+                for c in &mut step.candidates {
+                    c.log_prob -= lse[pos];
+                }
             }
             if want_scores {
                 step.scores = Some(row_scores(&layer_scores, pos, row.len)?);
@@ -547,6 +544,17 @@ impl Translator {
             _ => Ok(join_parts(&plan, parts)),
         }
     }
+}
+
+/// The index of a row's largest value, the first of equal ones (as candle's `argmax`).
+fn first_argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (j, &x) in row.iter().enumerate() {
+        if row[best] < x {
+            best = j;
+        }
+    }
+    best as u32
 }
 
 /// A batch step's attention, copied to the host once for all rows.

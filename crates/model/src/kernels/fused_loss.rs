@@ -49,6 +49,32 @@ dispatch! {
 }
 
 dispatch! {
+    fn log_sum_exp_rows(v: usize, logits: &[f32], lse: &mut [f32]) {
+        for (row, out) in logits.chunks_exact(v).zip(lse.iter_mut()) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (row8, tail) = row.as_chunks::<8>();
+            let mut lanes = [0f32; 8];
+            for c in row8 {
+                for l in 0..8 {
+                    lanes[l] += exp(c[l] - max);
+                }
+            }
+            let sum: f32 = lanes.iter().sum::<f32>() + tail.iter().map(|x| exp(x - max)).sum::<f32>();
+            *out = max + sum.ln();
+        }
+    }
+}
+
+/// `log Σ_j e^{x_ij}` of each row of `logits` (rows of `v` values): a row's log
+/// probabilities are its logits minus this, so a decoder that needs a few of them (the
+/// chosen token's, the top candidates') never writes the whole log-softmax.
+pub(crate) fn log_sum_exp(v: usize, logits: &[f32]) -> Vec<f32> {
+    let mut lse = vec![0f32; logits.len() / v.max(1)];
+    log_sum_exp_rows(v, logits, &mut lse);
+    lse
+}
+
+dispatch! {
     fn gradient_rows(v: usize, probs: &mut [f32], targets: &[u32], scale: f32, d_bias: &mut [f32]) {
         for (row, &t) in probs.chunks_exact_mut(v).zip(targets) {
             row[t as usize] -= 1.0;
@@ -303,6 +329,22 @@ mod tests {
         }
         // A second backward pass through the same graph recomputes the softmax.
         assert!(fused.backward().is_ok());
+    }
+
+    #[test]
+    fn log_sum_exp_matches_candles_log_softmax() {
+        let logits = Tensor::randn(0f32, 3.0, (5, 1003), &Device::Cpu).unwrap();
+        let lse = super::log_sum_exp(1003, &logits.flatten_all().unwrap().to_vec1().unwrap());
+        let want = candle_nn::ops::log_softmax(&logits, 1).unwrap();
+        let got = logits
+            .broadcast_sub(
+                &Tensor::new(lse.as_slice(), &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(1)
+                    .unwrap(),
+            )
+            .unwrap();
+        assert!(crate::fixtures::max_diff(&got, &want) < 1e-5);
     }
 
     #[test]
