@@ -66,7 +66,8 @@ pub struct TrainArgs {
     /// Transformer feed-forward size.
     #[arg(long, default_value_t = 1024)]
     ff_dim: usize,
-    /// Dropout rate [default: 0 for a GRU, 0.1 for a transformer].
+    /// Dropout rate: a transformer's on every sublayer, a GRU's on the readout before the
+    /// output layer [default: 0 for a GRU, 0.1 for a transformer].
     #[arg(long)]
     dropout: Option<f64>,
     #[arg(long, default_value_t = 8000)]

@@ -32,7 +32,8 @@ pub struct ModelConfig {
     pub attention_dim: usize,
     /// Size of the readout layer before the output projection.
     pub readout_dim: usize,
-    /// Dropout rate during training (0 disables it).
+    /// Dropout rate during training (0 disables it): on every sublayer of a Transformer, on
+    /// the readout before the output layer of a GRU.
     #[serde(default)]
     pub dropout: f64,
     /// Longest token sequence (either side, end of sentence included) seen in training.

@@ -371,7 +371,12 @@ impl Network {
                 };
                 let r = m.teacher_forced(&enc, &batch.tgt_in, &mut attention)?;
                 let (b, t, d) = r.dims3()?;
-                let rows = r.reshape((b * t, d))?.index_select(&batch.positions, 0)?;
+                let mut rows = r.reshape((b * t, d))?.index_select(&batch.positions, 0)?;
+                // A GRU's dropout falls on the readout, before the output layer (the
+                // encoder and decoder run as fused sequence kernels).
+                if let (Some(dropout), false) = (mode.dropout.as_mut(), mode.eval) {
+                    rows = dropout.apply(&rows)?;
+                }
                 m.output_loss(&rows, &batch.labels)
             }
             Network::Transformer(m) => {

@@ -418,6 +418,9 @@ fn train_flags(o: &TrainOptions) -> String {
             if g.attention_training != AttentionTraining::Soft {
                 f += &format!(" --attention-training {}", g.attention_training);
             }
+            if o.dropout > 0.0 {
+                f += &format!(" --dropout {}", o.dropout);
+            }
         }
     }
     for p in &o.extra_data {

@@ -11,9 +11,20 @@ use crate::training::data::{Example, collate};
 
 /// Loss and gradients (by variable name) of one batch, fused or step by step.
 fn loss_and_grads(kind: &str, eval: bool, stepwise: bool) -> (f32, Vec<(String, Vec<f32>)>) {
+    loss_and_grads_with(kind, eval, stepwise, 0.0)
+}
+
+/// [`loss_and_grads`] at a dropout rate.
+fn loss_and_grads_with(
+    kind: &str,
+    eval: bool,
+    stepwise: bool,
+    dropout: f64,
+) -> (f32, Vec<(String, Vec<f32>)>) {
     STEPWISE.with(|s| s.set(stepwise));
     let mut cfg = tiny_config(kind, 30, 31).unwrap();
     cfg.hidden_dim = 13; // not a multiple of 8: exercises the kernels' tails
+    cfg.dropout = dropout;
     let varmap = VarMap::new();
     let net = Network::new(
         &cfg,
@@ -116,4 +127,17 @@ fn query_gradient_reaches_the_encoder() {
         assert!(g.iter().any(|x| *x != 0.0), "{part} has no gradient");
     }
     let _ = Tensor::zeros(1, DType::F32, &Device::Cpu);
+}
+
+#[test]
+fn a_grus_dropout_falls_on_training_steps_only() {
+    let loss = |eval: bool, dropout: f64| loss_and_grads_with("additive", eval, false, dropout).0;
+    assert_eq!(loss(true, 0.0), loss(true, 0.5), "no dropout when scoring");
+    let (plain, dropped) = (loss(false, 0.0), loss(false, 0.5));
+    assert_ne!(plain, dropped, "dropout changes a training step");
+    assert_eq!(
+        dropped,
+        loss(false, 0.5),
+        "seeded: the same step drops the same units"
+    );
 }
