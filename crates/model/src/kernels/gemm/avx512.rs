@@ -361,6 +361,26 @@ unsafe fn kernel<const R: usize>(
 #[target_feature(enable = "avx512f")]
 unsafe fn few_rows(a: View, b: View, out: Out, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rs == 1 && m > 1 {
+        // Column by column, each dotted with every row while it is in L1: the weight is
+        // read once, not once a row.
+        let x: Vec<Vec<f32>> = (0..m)
+            .map(|i| (0..k).map(|p| a.at(i, p)).collect())
+            .collect();
+        for j in 0..n {
+            let col = &b.data[j * b.cs..j * b.cs + k];
+            for (i, xi) in x.iter().enumerate() {
+                let v = dot(xi, col);
+                // SAFETY: `(i, j)` lies inside the caller's `m × n` block, which only this
+                // call touches.
+                unsafe {
+                    let y = out.ptr.add(i * out.rs + j);
+                    *y = if accumulate { *y + v } else { v };
+                }
+            }
+        }
+        return;
+    }
     for i in 0..m {
         // SAFETY: row `i` of the caller's block holds `n` values that only this call
         // touches.
