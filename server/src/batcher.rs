@@ -84,6 +84,24 @@ struct Hooks {
     began: Instant,
     on_step: OnStep,
     on_done: OnDone,
+    _decoding: Decoding,
+}
+
+/// Counts a batch member in [`Stats::decoding`] for as long as it lives (a panicking
+/// worker's members too).
+struct Decoding(Arc<Stats>);
+
+impl Decoding {
+    fn new(stats: &Arc<Stats>) -> Self {
+        stats.decoding.fetch_add(1, Ordering::Relaxed);
+        Decoding(stats.clone())
+    }
+}
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        self.0.decoding.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Batcher {
@@ -130,9 +148,14 @@ impl Batcher {
         if queue.workers < self.gate.slots() {
             queue.workers += 1;
             drop(queues);
-            let me = self.clone();
-            tokio::task::spawn_blocking(move || me.run(&key, &model));
+            self.start(key, model);
         }
+    }
+
+    /// Starts a batch worker for queue `key` (already counted in its `workers`).
+    fn start(self: &Arc<Self>, key: QueueKey, model: Arc<Translator>) {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.run(&key, &model));
     }
 
     /// The waiting requests that fit in a batch decoding `rows` sentences now: at least one
@@ -160,21 +183,53 @@ impl Batcher {
         Some(taken)
     }
 
-    /// A batch worker of queue `key` (model `model`): takes waiting requests into its batch
-    /// before every step, until its batch and the queue are empty.
-    fn run(self: &Arc<Self>, key: &QueueKey, model: &Translator) {
+    /// A batch worker of queue `key` (model `model`). A panic ends the translations in its
+    /// batch with an error (their callbacks are dropped) and hands the queue to a new worker
+    /// if requests wait, so the queue never stalls.
+    fn run(self: &Arc<Self>, key: &QueueKey, model: &Arc<Translator>) {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.serve(key, model);
+        }));
+        if served.is_err() {
+            tracing::error!("a batch worker panicked; its translations ended with an error");
+            let mut queues = lock(&self.queues);
+            let Some(queue) = queues.get_mut(key) else {
+                return;
+            };
+            if queue.waiting.is_empty() {
+                queue.workers = queue.workers.saturating_sub(1);
+                if queue.workers == 0 {
+                    queues.remove(key);
+                }
+            } else {
+                drop(queues);
+                self.start(key.clone(), model.clone());
+            }
+        }
+    }
+
+    /// Takes waiting requests of queue `key` into a batch before every step, until the batch
+    /// and the queue are empty.
+    fn serve(self: &Arc<Self>, key: &QueueKey, model: &Translator) {
         let (stats, metrics) = (&*self.stats, &*self.metrics);
         let mut slot = self.gate.acquire(Turn::First);
         let mut batch = BatchDecoder::new(model);
         let hooks: RefCell<HashMap<usize, Hooks>> = RefCell::default();
         let mut next_id = 0;
         let finish = |id: usize, result: Result<Translation, AppError>| {
-            let Some(h) = hooks.borrow_mut().remove(&id) else {
+            let Some(Hooks {
+                began,
+                on_done,
+                _decoding: decoding,
+                ..
+            }) = hooks.borrow_mut().remove(&id)
+            else {
                 return;
             };
-            stats.decoding.fetch_sub(1, Ordering::Relaxed);
-            metrics.translation.observe(h.began.elapsed().as_secs_f64());
-            (h.on_done)(result);
+            // No longer decoding once its answer goes out.
+            drop(decoding);
+            metrics.translation.observe(began.elapsed().as_secs_f64());
+            on_done(result);
         };
         let fail_all = |e: attnscope_model::Error| {
             tracing::error!("a decoding batch failed: {e}");
@@ -192,12 +247,12 @@ impl Batcher {
                         began: m.began,
                         on_step: m.on_step,
                         on_done: m.on_done,
+                        _decoding: Decoding::new(&self.stats),
                     },
                 );
                 plans.push((next_id, m.plan));
                 next_id += 1;
             }
-            stats.decoding.fetch_add(plans.len(), Ordering::Relaxed);
             stats
                 .batched
                 .fetch_add(plans.len() as u64, Ordering::Relaxed);

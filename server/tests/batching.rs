@@ -245,3 +245,72 @@ async fn a_client_that_leaves_is_dropped_from_its_batch_and_the_others_finish() 
     assert_eq!(st.stats.batched.load(Ordering::Relaxed), 2);
     assert_eq!(st.stats.decoding.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_panics_fails_its_batch_and_the_queue_goes_on() {
+    use std::ops::ControlFlow;
+    use std::sync::Arc;
+
+    use attnscope::Stats;
+    use attnscope::batcher::{Batcher, Member};
+    use attnscope::gate::StepGate;
+    use attnscope_model::{DecodeOptions, Segmentation, Translator, fixtures};
+    use tokio::sync::oneshot;
+
+    let (t, _) = fixtures::tiny_translator(3).unwrap();
+    let t = Arc::new(t);
+    let stats = Arc::new(Stats::default());
+    let batcher = Arc::new(Batcher::new(
+        8,
+        StepGate::new(1),
+        stats.clone(),
+        Arc::default(),
+    ));
+    let plan = |t: &Translator| {
+        let opts = DecodeOptions {
+            max_len: Some(4),
+            ..Default::default()
+        };
+        t.plan(
+            t.text_source("I am cold.", Segmentation::Whole).unwrap(),
+            opts,
+        )
+        .unwrap()
+    };
+    let key = batcher.key("tiny", &plan(&t)).unwrap();
+    let (failed_tx, failed) = oneshot::channel::<bool>();
+    batcher.submit(
+        key.clone(),
+        Member {
+            model: t.clone(),
+            plan: plan(&t),
+            began: Instant::now(),
+            on_step: Box::new(|_| panic!("a step callback that panics")),
+            on_done: Box::new(move |r| {
+                let _ = failed_tx.send(r.is_ok());
+            }),
+        },
+    );
+    // Its callbacks went down with the worker: no answer, the sender dropped.
+    assert!(failed.await.is_err());
+    let (done_tx, done) = oneshot::channel();
+    batcher.submit(
+        key,
+        Member {
+            model: t.clone(),
+            plan: plan(&t),
+            began: Instant::now(),
+            on_step: Box::new(|_| ControlFlow::Continue(())),
+            on_done: Box::new(move |r| {
+                let _ = done_tx.send(r.map(|t| t.steps.len()));
+            }),
+        },
+    );
+    let steps = tokio::time::timeout(Duration::from_secs(20), done)
+        .await
+        .expect("the next request is served")
+        .unwrap()
+        .unwrap();
+    assert!((1..=4).contains(&steps), "{steps}");
+    assert_eq!(stats.decoding.load(Ordering::Relaxed), 0);
+}
