@@ -24,9 +24,9 @@ use std::time::Instant;
 use attnscope_model::{BatchDecoder, BatchKey, DecodePlan, DecodeStep, Translation, Translator};
 
 use crate::AppError;
-use crate::Stats;
 use crate::gate::{StepGate, Turn};
 use crate::metrics::Metrics;
+use crate::{Decoding, Stats};
 
 /// Sentences a batch takes by default.
 pub const DEFAULT_BATCH_ROWS: u16 = 256;
@@ -85,23 +85,6 @@ struct Hooks {
     on_step: OnStep,
     on_done: OnDone,
     _decoding: Decoding,
-}
-
-/// Counts a batch member in [`Stats::decoding`] for as long as it lives (a panicking
-/// worker's members too).
-struct Decoding(Arc<Stats>);
-
-impl Decoding {
-    fn new(stats: &Arc<Stats>) -> Self {
-        stats.decoding.fetch_add(1, Ordering::Relaxed);
-        Decoding(stats.clone())
-    }
-}
-
-impl Drop for Decoding {
-    fn drop(&mut self) {
-        self.0.decoding.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Batcher {

@@ -11,6 +11,7 @@
 pub mod batcher;
 mod error;
 pub mod gate;
+mod job;
 pub mod listen;
 pub mod metrics;
 mod models;
@@ -79,6 +80,27 @@ pub struct Stats {
     pub batch_steps: AtomicU64,
     /// Translations decoded in a shared batch.
     pub batched: AtomicU64,
+}
+
+/// Counts one translation in [`Stats::decoding`] for as long as it lives (until it is
+/// dropped, a panicking decoder's too).
+pub(crate) struct Decoding(Arc<Stats>);
+
+impl Decoding {
+    pub(crate) fn new(stats: &Arc<Stats>) -> Self {
+        stats
+            .decoding
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Decoding(stats.clone())
+    }
+}
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        self.0
+            .decoding
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A translation's place in the system, from admission until its decoding ends.

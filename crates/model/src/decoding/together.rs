@@ -14,25 +14,26 @@
 //! [`Translator::decode`] would have shown it: a segmented input's later sentences decode
 //! alongside its first, and their steps are held back until the sentences before them have
 //! ended. The translations agree with `decode`'s up to float rounding (a batch's products
-//! add in another order). [`Translator::decode_together`] decodes a fixed set of plans.
+//! add in another order). The network side of the batch is in [`rows`] (whatever the
+//! architecture), and reading each row's step off the batch's tensors in [`host`].
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use candle_core::{D, Device, IndexOp, Tensor};
+use candle_core::{D, Tensor};
 
 use crate::config::{BOS_ID, EOS_ID, PAD_ID};
-use crate::decoding::decode::{Decoded, EncoderAttention, Translation, nested4};
+use crate::decoding::decode::{Decoded, EncoderAttention, Translation};
 use crate::decoding::plan::DecodePlan;
 use crate::decoding::sentences::{Placement, join_parts};
-use crate::decoding::step::{
-    DecodeStep, Report, StepContext, StepHeads, StepScores, top_candidates,
-};
+use crate::decoding::step::{DecodeStep, top_candidates};
 use crate::decoding::translator::Translator;
 use crate::kernels::fused_loss::log_sum_exp;
+use crate::networks::Network;
 use crate::networks::attention::{Distribution, Mode};
-use crate::networks::{EncoderDecoder, NetStep, Network};
 use crate::{Error, Result};
+use host::{HostStep, first_argmax, row_scores};
+use rows::{NetRows, Rows};
 
 /// What plans that share a batch have in common: the attention distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,12 +62,9 @@ impl DecodePlan {
     }
 }
 
-/// One sentence of one plan: a row of the batch while it decodes.
+/// One sentence of one plan: a row of the batch while it decodes (its source and limits
+/// are the plan's).
 struct Row {
-    /// Source pieces of the sentence (its `</s>` included).
-    len: usize,
-    max_len: usize,
-    eos_last: bool,
     steps: Vec<DecodeStep>,
     ended: bool,
     encoder_attention: Option<EncoderAttention>,
@@ -128,118 +126,6 @@ impl Open {
     }
 }
 
-/// The network side of a running batch, whatever the architecture: the encoded sources
-/// and decoder state of the rows, in batch order.
-trait Rows {
-    /// Encodes `(b, s)` padded sources and appends them as new rows; returns each new
-    /// row's encoder self-attention over its own `lens[r]` positions, where the network
-    /// has one.
-    fn admit(
-        &mut self,
-        ids: Vec<u32>,
-        mask: Vec<f32>,
-        lens: &[usize],
-    ) -> Result<Vec<Option<EncoderAttention>>>;
-
-    /// One step of every row from the previous tokens `prev` `(B,)`; keeps the new state.
-    /// Returns the step (without its state) and, when `scores`, the attention scores.
-    fn step(
-        &mut self,
-        prev: &Tensor,
-        dist: &mut Distribution,
-        scores: bool,
-    ) -> Result<(NetStep<()>, Vec<Tensor>)>;
-
-    /// Keeps the rows `idx` (u32), in that order.
-    fn keep(&mut self, idx: &Tensor) -> Result<()>;
-
-    /// Drops every row.
-    fn clear(&mut self);
-}
-
-/// [`Rows`] of the concrete network `N`.
-struct NetRows<'m, N: EncoderDecoder> {
-    net: &'m N,
-    device: Device,
-    batch: Option<(N::Memory, N::State)>,
-}
-
-impl<N: EncoderDecoder> Rows for NetRows<'_, N> {
-    fn admit(
-        &mut self,
-        ids: Vec<u32>,
-        mask: Vec<f32>,
-        lens: &[usize],
-    ) -> Result<Vec<Option<EncoderAttention>>> {
-        let b = lens.len();
-        let s = ids.len() / b.max(1);
-        let memory = self.net.encode(
-            &Tensor::from_vec(ids, (b, s), &self.device)?,
-            &Tensor::from_vec(mask, (b, s), &self.device)?,
-        )?;
-        let mut attention = Vec::with_capacity(b);
-        for (r, &len) in lens.iter().enumerate() {
-            attention.push(match N::encoder_attention(&memory) {
-                // (B, L, heads, S, S): the row's own block, without the padding.
-                Some(enc) => Some(nested4(&enc.i(r)?.narrow(2, 0, len)?.narrow(3, 0, len)?)?),
-                None => None,
-            });
-        }
-        let state = self.net.initial_state(&memory)?;
-        self.batch = Some(match self.batch.take() {
-            Some((m, st)) => (N::join_memory(&m, &memory)?, N::join_state(&st, &state)?),
-            None => (memory, state),
-        });
-        Ok(attention)
-    }
-
-    fn step(
-        &mut self,
-        prev: &Tensor,
-        dist: &mut Distribution,
-        scores: bool,
-    ) -> Result<(NetStep<()>, Vec<Tensor>)> {
-        let (memory, state) = self
-            .batch
-            .as_ref()
-            .ok_or_else(|| Error::Internal("a batch step with no rows".into()))?;
-        let ctx = StepContext {
-            network: self.net,
-            memory,
-            interventions: &[],
-            report: Report { top_k: 0, scores },
-        };
-        let out = ctx.step(state, prev, 0, dist)?;
-        let NetStep {
-            logits,
-            state,
-            cross,
-            self_attention,
-        } = out.net;
-        if let Some((_, st)) = &mut self.batch {
-            *st = state;
-        }
-        let step = NetStep {
-            logits,
-            state: (),
-            cross,
-            self_attention,
-        };
-        Ok((step, out.scores))
-    }
-
-    fn keep(&mut self, idx: &Tensor) -> Result<()> {
-        if let Some((m, st)) = self.batch.take() {
-            self.batch = Some((N::select_memory(&m, idx)?, N::select_state(&st, idx)?));
-        }
-        Ok(())
-    }
-
-    fn clear(&mut self) {
-        self.batch = None;
-    }
-}
-
 /// A batch of plans decoding together, open to new plans between steps; see the module
 /// documentation. Plans are named by the caller's ids.
 pub struct BatchDecoder<'m> {
@@ -298,8 +184,9 @@ impl<'m> BatchDecoder<'m> {
         if plans.is_empty() {
             return Ok(());
         }
+        // An empty batch takes plans of any key; its distribution comes with the first.
         if self.plans.is_empty() {
-            self.key = None;
+            (self.key, self.dist) = (None, None);
         }
         for (id, plan) in &plans {
             let key = plan.batch_key();
@@ -348,16 +235,10 @@ impl<'m> BatchDecoder<'m> {
                 .sentences
                 .iter()
                 .enumerate()
-                .map(|(k, sentence)| {
-                    let targets = plan.targets(k);
-                    Row {
-                        len: sentence.ids.len(),
-                        max_len: targets.max_len,
-                        eos_last: targets.eos_last,
-                        steps: Vec::new(),
-                        ended: false,
-                        encoder_attention: attention.next().flatten(),
-                    }
+                .map(|_| Row {
+                    steps: Vec::new(),
+                    ended: false,
+                    encoder_attention: attention.next().flatten(),
                 })
                 .collect();
             self.plans.insert(
@@ -409,9 +290,10 @@ impl<'m> BatchDecoder<'m> {
         let rows: Vec<&[f32]> = logits.chunks_exact(v).collect();
         // A model whose authors force `</s>` gets it at the length limit.
         let mut forced = Vec::with_capacity(self.active.len());
-        for (id, k) in &self.active {
-            let row = self.row(*id, *k)?;
-            forced.push(row.eos_last && row.steps.len() + 1 == row.max_len);
+        for &(id, k) in &self.active {
+            let plan = self.open_plan(id)?;
+            let targets = plan.plan.targets(k);
+            forced.push(targets.eos_last && plan.rows[k].steps.len() + 1 == targets.max_len);
         }
         let tokens: Vec<u32> = rows
             .iter()
@@ -426,17 +308,19 @@ impl<'m> BatchDecoder<'m> {
                 .get_mut(&id)
                 .ok_or_else(|| Error::Internal(format!("row of plan {id}, which is gone")))?;
             let (top_k, want_scores) = (plan.plan.options().top_k, plan.plan.options().scores);
+            let len = plan.plan.source().sentences[k].ids.len();
+            let max_len = plan.plan.targets(k).max_len;
             let row = &mut plan.rows[k];
             let index = row.steps.len();
             let mut step = DecodeStep {
                 index,
                 token_id: tokens[pos],
                 token: tgt.piece(tokens[pos]),
-                attention: host.attention(pos, row.len),
+                attention: host.attention(pos, len),
                 log_prob: rows[pos][tokens[pos] as usize] - lse[pos],
                 forced: forced[pos],
                 intervened: false,
-                heads: host.heads(pos, row.len, index + 1),
+                heads: host.heads(pos, len, index + 1),
                 sentence: 0,
                 candidates: Vec::new(),
                 scores: None,
@@ -448,10 +332,10 @@ impl<'m> BatchDecoder<'m> {
                 }
             }
             if want_scores {
-                step.scores = Some(row_scores(&layer_scores, pos, row.len)?);
+                step.scores = Some(row_scores(&layer_scores, pos, len)?);
             }
             row.steps.push(step);
-            let ended = tokens[pos] == EOS_ID || row.steps.len() >= row.max_len;
+            let ended = tokens[pos] == EOS_ID || row.steps.len() >= max_len;
             let was_open = plan.open();
             plan.rows[k].ended = ended;
             plan.show(id, k, on_step);
@@ -481,35 +365,14 @@ impl<'m> BatchDecoder<'m> {
         Ok(())
     }
 
-    fn row(&self, id: usize, k: usize) -> Result<&Row> {
+    fn open_plan(&self, id: usize) -> Result<&Open> {
         self.plans
             .get(&id)
-            .and_then(|p| p.rows.get(k))
-            .ok_or_else(|| Error::Internal(format!("no sentence {k} of plan {id} in the batch")))
+            .ok_or_else(|| Error::Internal(format!("row of plan {id}, which is gone")))
     }
 }
 
 impl Translator {
-    /// Decodes `plans` (which must share one [`DecodePlan::batch_key`]) together in one
-    /// [`BatchDecoder`]: `on_step(i, step)` and `on_done(i, translation)` as in
-    /// [`BatchDecoder::step`], with `i` the plan's index; `between_steps` runs after every
-    /// batch step.
-    pub fn decode_together(
-        &self,
-        plans: &[&DecodePlan],
-        on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
-        on_done: &mut dyn FnMut(usize, Translation),
-        between_steps: &mut dyn FnMut(),
-    ) -> Result<()> {
-        let mut batch = BatchDecoder::new(self);
-        batch.admit(plans.iter().map(|p| (*p).clone()).enumerate().collect())?;
-        while !batch.is_empty() {
-            batch.step(on_step, on_done)?;
-            between_steps();
-        }
-        Ok(())
-    }
-
     /// A plan's translation from its rows, as [`Self::decode`] would have returned it.
     fn plan_translation(&self, open: Open) -> Result<Translation> {
         let Open {
@@ -546,110 +409,7 @@ impl Translator {
     }
 }
 
-/// The index of a row's largest value, the first of equal ones (as candle's `argmax`).
-fn first_argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (j, &x) in row.iter().enumerate() {
-        if row[best] < x {
-            best = j;
-        }
-    }
-    best as u32
-}
-
-/// A batch step's attention, copied to the host once for all rows.
-struct HostStep {
-    /// `(B, L, heads, S)` cross-attention.
-    cross: Vec<f32>,
-    /// `(B, L, heads, T)` decoder self-attention (Transformer only).
-    self_attention: Option<Vec<f32>>,
-    layers: usize,
-    heads: usize,
-    /// Source positions and self-attention slots of the padded batch.
-    s: usize,
-    t: usize,
-}
-
-impl HostStep {
-    fn new(net: &NetStep<()>) -> Result<Self> {
-        let (_, layers, heads, s) = net.cross.dims4()?;
-        let (self_attention, t) = match &net.self_attention {
-            Some(sa) => (
-                Some(sa.flatten_all()?.to_vec1::<f32>()?),
-                sa.dim(D::Minus1)?,
-            ),
-            None => (None, 0),
-        };
-        Ok(HostStep {
-            cross: net.cross.flatten_all()?.to_vec1::<f32>()?,
-            self_attention,
-            layers,
-            heads,
-            s,
-            t,
-        })
-    }
-
-    /// Row `pos`'s cross-attention of `layer` and `head` over its own `len` positions.
-    fn cross(&self, pos: usize, layer: usize, head: usize, len: usize) -> &[f32] {
-        let at = ((pos * self.layers + layer) * self.heads + head) * self.s;
-        &self.cross[at..at + len]
-    }
-
-    /// Row `pos`'s streamed attention row: the mean of the last layer's heads.
-    fn attention(&self, pos: usize, len: usize) -> Vec<f32> {
-        let mut row = vec![0f32; len];
-        for h in 0..self.heads {
-            for (r, w) in row.iter_mut().zip(self.cross(pos, self.layers - 1, h, len)) {
-                *r += w;
-            }
-        }
-        row.iter_mut().for_each(|r| *r /= self.heads as f32);
-        row
-    }
-
-    /// Row `pos`'s every layer and head: cross-attention over its `len` source positions
-    /// and self-attention over its own `positions` (the last slots of a joined cache).
-    fn heads(&self, pos: usize, len: usize, positions: usize) -> Option<StepHeads> {
-        let sa = self.self_attention.as_ref()?;
-        let mut cross = Vec::with_capacity(self.layers);
-        let mut own = Vec::with_capacity(self.layers);
-        for l in 0..self.layers {
-            cross.push(
-                (0..self.heads)
-                    .map(|h| self.cross(pos, l, h, len).to_vec())
-                    .collect(),
-            );
-            own.push(
-                (0..self.heads)
-                    .map(|h| {
-                        let end = ((pos * self.layers + l) * self.heads + h + 1) * self.t;
-                        sa[end - positions.min(self.t)..end].to_vec()
-                    })
-                    .collect(),
-            );
-        }
-        Some(StepHeads {
-            cross,
-            self_attention: own,
-        })
-    }
-}
-
-/// Batch position `pos`'s attention scores, one `(B, S)` or `(B, heads, 1, S)` tensor per
-/// layer, over its own `len` source positions.
-fn row_scores(layers: &[Tensor], pos: usize, len: usize) -> Result<StepScores> {
-    let mut values = Vec::with_capacity(layers.len());
-    for layer in layers {
-        let r = layer.i(pos)?;
-        let s = r.dim(D::Minus1)?;
-        let heads = r.elem_count() / s.max(1);
-        let mut rows = r.reshape((heads, s))?.to_vec2::<f32>()?;
-        rows.iter_mut().for_each(|h| h.truncate(len));
-        values.push(rows);
-    }
-    Ok(StepScores { first: 0, values })
-}
-
+mod host;
+mod rows;
 #[cfg(test)]
 mod tests;

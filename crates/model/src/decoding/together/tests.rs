@@ -19,6 +19,25 @@ const TEXTS: [&str; 5] = [
     "I am here, you are cold, we are here.",
 ];
 
+/// Decodes `plans` together in one [`BatchDecoder`], admitted at once: `on_step(i, step)`
+/// and `on_done(i, translation)` with `i` the plan's index; `between_steps` runs after every
+/// batch step.
+fn decode_together(
+    t: &Translator,
+    plans: &[&DecodePlan],
+    on_step: &mut dyn FnMut(usize, &DecodeStep) -> ControlFlow<()>,
+    on_done: &mut dyn FnMut(usize, Translation),
+    between_steps: &mut dyn FnMut(),
+) -> crate::Result<()> {
+    let mut batch = BatchDecoder::new(t);
+    batch.admit(plans.iter().map(|p| (*p).clone()).enumerate().collect())?;
+    while !batch.is_empty() {
+        batch.step(on_step, on_done)?;
+        between_steps();
+    }
+    Ok(())
+}
+
 /// Decodes `plans` together: every plan's translation, in order, and how many batch steps
 /// had been taken when it came.
 fn together_at(
@@ -28,7 +47,8 @@ fn together_at(
 ) -> Vec<(Translation, usize)> {
     let mut done: Vec<Option<(Translation, usize)>> = vec![None; plans.len()];
     let steps = std::cell::Cell::new(0);
-    t.decode_together(
+    decode_together(
+        t,
         plans,
         on_step,
         &mut |i, tr| {
@@ -294,13 +314,13 @@ fn only_greedy_plans_with_one_fixed_attention_share_a_batch() {
         assert_eq!(plan(alone.clone()).batch_key(), None, "{alone:?}");
     }
     let mixed = [&greedy, &hard];
-    let err = t
-        .decode_together(
-            &mixed,
-            &mut |_, _| ControlFlow::Continue(()),
-            &mut |_, _| {},
-            &mut || {},
-        )
-        .unwrap_err();
+    let err = decode_together(
+        &t,
+        &mixed,
+        &mut |_, _| ControlFlow::Continue(()),
+        &mut |_, _| {},
+        &mut || {},
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("share"), "{err}");
 }

@@ -27,16 +27,17 @@ use crate::config::{ModelConfig, TransformerConfig, TransformerLayout};
 pub use crate::kernels::ops::cross_entropy;
 use crate::kernels::ops::dense;
 use crate::networks::dropout::Dropout;
-use crate::networks::{MASKED_BIAS, pad_to};
+// MASKED: the attention bias of a masked position (its weight after the softmax is exactly 0).
+use crate::networks::{MASKED_BIAS as MASKED, pad_to};
 use crate::{Error, Result};
 
 mod blocks;
+mod cache;
 mod layers;
 pub use blocks::{DecoderLayer, EncoderLayer};
+pub use cache::KvCache;
 pub use layers::{FeedForward, LayerNorm, MultiHeadAttention, init_layer_norms};
 
-/// Attention bias of a masked position: its weight after the softmax is exactly 0.
-const MASKED: f32 = -1e9;
 const LAYER_NORM_EPS: f32 = 1e-5;
 /// Positions whose sinusoids are computed once; longer sequences compute the rest on demand.
 const POSITION_TABLE: usize = 512;
@@ -132,7 +133,7 @@ impl TransformerEncoded {
         };
         Ok(TransformerEncoded {
             memory: cat(&self.memory, &other.memory, &[1], 0.0)?,
-            mask_bias: cat(&self.mask_bias, &other.mask_bias, &[1], MASKED_BIAS)?,
+            mask_bias: cat(&self.mask_bias, &other.mask_bias, &[1], MASKED)?,
             self_attention: cat(&self.self_attention, &other.self_attention, &[3, 4], 0.0)?,
             cross_kv: self
                 .cross_kv
@@ -141,114 +142,6 @@ impl TransformerEncoded {
                 .map(|((ka, va), (kb, vb))| Ok((cat(ka, kb, &[2], 0.0)?, cat(va, vb, &[2], 0.0)?)))
                 .collect::<Result<_>>()?,
         })
-    }
-}
-
-/// Decoder self-attention keys and values of the positions decoded so far.
-///
-/// Rows joined to a batch that had already decoded some positions ([`Self::join`]) keep
-/// their own positions at the end of the cache: row `r`'s start at slot `starts[r]`, the
-/// slots before it are masked, and its next position is `len - starts[r]`.
-#[derive(Clone, Debug)]
-pub struct KvCache {
-    /// Per decoder layer, `(B, heads, t, dh)` keys and values; empty while `t == 0`.
-    layers: Vec<(Tensor, Tensor)>,
-    len: usize,
-    batch: usize,
-    /// Per row, the slot of its first position (all 0 unless rows were joined).
-    starts: Vec<usize>,
-}
-
-impl KvCache {
-    /// The batch rows `idx` (u32, `(B',)`) in that order, repeats allowed (beam search).
-    ///
-    /// Slots that every kept row masks (those before the earliest kept row's start) are
-    /// dropped, so a batch that rows keep joining and leaving holds only what its oldest
-    /// row needs.
-    pub fn select(&self, idx: &Tensor) -> Result<KvCache> {
-        let rows = idx.to_vec1::<u32>()?;
-        let starts: Vec<usize> = rows.iter().map(|&r| self.starts[r as usize]).collect();
-        let cut = starts.iter().copied().min().unwrap_or(0);
-        let keep = |t: &Tensor| -> Result<Tensor> {
-            let t = t.index_select(idx, 0)?;
-            Ok(if cut > 0 {
-                t.narrow(2, cut, self.len - cut)?
-            } else {
-                t
-            })
-        };
-        Ok(KvCache {
-            layers: self
-                .layers
-                .iter()
-                .map(|(k, v)| Ok((keep(k)?, keep(v)?)))
-                .collect::<Result<_>>()?,
-            len: self.len - cut,
-            batch: rows.len(),
-            starts: starts.iter().map(|s| s - cut).collect(),
-        })
-    }
-
-    /// This batch's rows, then `other`'s (which may have decoded fewer positions, or more):
-    /// the shorter cache is padded at its start with masked slots, so every row attends to
-    /// exactly its own positions.
-    pub fn join(&self, other: &KvCache) -> Result<KvCache> {
-        let len = self.len.max(other.len);
-        let template = self.layers.first().or(other.layers.first());
-        let padded = |c: &KvCache| -> Result<Vec<(Tensor, Tensor)>> {
-            let Some((tk, _)) = template else {
-                return Ok(Vec::new());
-            };
-            let (_, heads, _, dh) = tk.dims4()?;
-            let layers = self.layers.len().max(other.layers.len());
-            (0..layers)
-                .map(|i| {
-                    let pad = |t: Option<&Tensor>| -> Result<Tensor> {
-                        let lead = Tensor::zeros(
-                            (c.batch, heads, len - c.len, dh),
-                            tk.dtype(),
-                            tk.device(),
-                        )?;
-                        Ok(match t {
-                            Some(t) if c.len < len => Tensor::cat(&[&lead, t], 2)?,
-                            Some(t) => t.clone(),
-                            None => lead,
-                        })
-                    };
-                    let kv = c.layers.get(i);
-                    Ok((pad(kv.map(|(k, _)| k))?, pad(kv.map(|(_, v)| v))?))
-                })
-                .collect()
-        };
-        let (a, b) = (padded(self)?, padded(other)?);
-        let layers = a
-            .into_iter()
-            .zip(b)
-            .map(|((ka, va), (kb, vb))| {
-                Ok((Tensor::cat(&[ka, kb], 0)?, Tensor::cat(&[va, vb], 0)?))
-            })
-            .collect::<Result<_>>()?;
-        let mut starts: Vec<usize> = self.starts.iter().map(|s| s + len - self.len).collect();
-        starts.extend(other.starts.iter().map(|s| s + len - other.len));
-        Ok(KvCache {
-            layers,
-            len,
-            batch: self.batch + other.batch,
-            starts,
-        })
-    }
-
-    /// Positions cached: the position the next step decodes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn batch(&self) -> usize {
-        self.batch
     }
 }
 
@@ -393,7 +286,7 @@ impl Transformer {
             .add(&placed)?;
         let mut bias = vec![0f32; cache.batch * (t + 1)];
         for (row, &start) in bias.chunks_mut(t + 1).zip(&cache.starts) {
-            row[..start].fill(MASKED_BIAS);
+            row[..start].fill(MASKED);
         }
         let bias = Tensor::from_vec(bias, (cache.batch, 1, 1, t + 1), x.device())?;
         Ok((x, Some(bias)))
