@@ -101,7 +101,21 @@ fn main() -> Result<()> {
     }
     let args = Args::parse();
     if args.gemm {
+        // Decoding's products: a batch of `m` steps through the output layer (256 -> 8000)
+        // and through a GRU's gates (256 -> 768), each weight transposed as it lies.
+        let mut decoding = serde_json::Map::new();
+        for m in [1, 4, 8, 16, 48] {
+            for (k, n) in [(256, 8000), (256, 768)] {
+                let ours = gemm_rate(m, k, n, true, true)?;
+                let candle = gemm_rate(m, k, n, false, true)?;
+                decoding.insert(
+                    format!("{m}x{k}x{n}"),
+                    serde_json::json!({"ours_gflops": ours, "candle_gflops": candle}),
+                );
+            }
+        }
         let report = serde_json::json!({
+            "decoding_products_transposed": decoding,
             "square_1024_gflops": gemm_rate(1024, 1024, 1024, true, false)?,
             "output_layer_704x256x8000_gflops": gemm_rate(704, 256, 8000, true, false)?,
             "output_layer_transposed_gflops": gemm_rate(704, 256, 8000, true, true)?,

@@ -1,5 +1,5 @@
-//! f32 matrix products for CPUs with AVX-512, and the candle op that puts them under the
-//! networks' dense layers.
+//! f32 matrix products for CPUs with AVX-512 (and, for products with a few rows, AVX2),
+//! and the candle op that puts them under the networks' dense layers.
 //!
 //! candle's `gemm` dependency stops near the AVX2 rate on AVX-512 cores, about 55 % of what
 //! PyTorch reaches on the same core (docs/BENCHMARKS.md). This module does what BLIS does
@@ -9,9 +9,13 @@
 //! may be strided (a transposed weight is read as it lies, no copy), products with a few rows
 //! (a decoding step, or a batch of them through a weight) skip the packing, and large
 //! products split their output across threads.
+//! On a CPU with AVX2 and FMA but not AVX-512 ([`Isa::Avx2`]), products of a few rows run
+//! on 8-lane registers ([`avx2`]) and larger ones stay with candle's `gemm`.
 //! [`matmul`] wraps it as a differentiable candle op, which keeps candle's product where
-//! [`enabled`] says no (no AVX-512, or `ATTNSCOPE_MATMUL=candle`).
+//! [`runs`] says no (another CPU or shape, or `ATTNSCOPE_MATMUL=candle`).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod op;
@@ -41,23 +45,74 @@ const PARALLEL_MIN: usize = 1 << 21;
 /// networks (the benchmarks' switch for timing both on one binary).
 pub const SWITCH: &str = "ATTNSCOPE_MATMUL";
 
-/// Whether this CPU runs the kernels (x86-64 with AVX-512F).
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
+/// The instruction sets the kernels are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F: every product.
+    Avx512,
+    /// AVX2 and FMA: products of at most [`FEW_ROWS`] rows.
+    Avx2,
+}
+
+impl Isa {
+    /// The best kernels this CPU can run, if any. Detected once per process.
+    pub fn detect() -> Option<Isa> {
+        static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
+        *ISA.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return Some(Isa::Avx512);
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    return Some(Isa::Avx2);
+                }
+            }
+            None
+        })
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// Every instruction set this CPU can run, best first (the tests run each).
+    pub fn supported() -> Vec<Isa> {
+        match Isa::detect() {
+            Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
+            Some(Isa::Avx2) => vec![Isa::Avx2],
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether these kernels compute a product of `m` rows.
+    pub fn runs(self, m: usize) -> bool {
+        match self {
+            Isa::Avx512 => true,
+            Isa::Avx2 => m <= FEW_ROWS,
+        }
     }
 }
 
-/// Whether [`matmul`] runs these kernels: the CPU has them ([`available`]) and
-/// [`SWITCH`] does not say `candle`. Read once per process.
+/// Whether this CPU runs the kernels for every product (x86-64 with AVX-512F).
+pub fn available() -> bool {
+    Isa::detect() == Some(Isa::Avx512)
+}
+
+/// Whether [`matmul`] runs these kernels for every product: the CPU has AVX-512
+/// ([`available`]) and [`SWITCH`] does not say `candle`. Read once per process.
 pub fn enabled() -> bool {
+    switched_on() && available()
+}
+
+/// Whether [`matmul`] runs these kernels for a product of `m` rows: the CPU's [`Isa`] runs
+/// it and [`SWITCH`] does not say `candle`.
+pub fn runs(m: usize) -> bool {
+    switched_on() && Isa::detect().is_some_and(|isa| isa.runs(m))
+}
+
+/// [`SWITCH`] does not say `candle`. Read once per process.
+fn switched_on() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| available() && std::env::var(SWITCH).map_or(true, |v| v != "candle"))
+    *ON.get_or_init(|| std::env::var(SWITCH).map_or(true, |v| v != "candle"))
 }
 
 /// A read-only matrix in a slice: element `(i, j)` is `data[i * rs + j * cs]`.
@@ -150,10 +205,27 @@ struct Out {
 unsafe impl Send for Out {}
 
 /// `c = a · b`, or `c += a · b` with `accumulate`, for `c` the row-major
-/// `(a.rows, b.cols)` output, on up to `threads` threads.
+/// `(a.rows, b.cols)` output, on up to `threads` threads, with the best kernels of this CPU.
 ///
-/// Errors when the shapes disagree or the CPU lacks AVX-512 (see [`available`]).
+/// Errors when the shapes disagree or this CPU's kernels do not run the product (see
+/// [`Isa::runs`]).
 pub fn sgemm(a: View, b: View, c: &mut [f32], accumulate: bool, threads: usize) -> Result<()> {
+    match Isa::detect() {
+        Some(isa) => sgemm_on(isa, a, b, c, accumulate, threads),
+        None => bail!("gemm: this CPU has neither AVX-512 nor AVX2 and FMA; use candle's matmul"),
+    }
+}
+
+/// [`sgemm`] with the kernels of `isa`, which the caller knows this CPU has (the tests run
+/// the AVX2 ones on AVX-512 cores too).
+fn sgemm_on(
+    isa: Isa,
+    a: View,
+    b: View,
+    c: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
         bail!("gemm: cannot multiply {m}x{k} by {}x{n}", b.rows)
@@ -161,8 +233,11 @@ pub fn sgemm(a: View, b: View, c: &mut [f32], accumulate: bool, threads: usize) 
     if c.len() != m * n {
         bail!("gemm: the output has {} values, not {m}x{n}", c.len())
     }
-    if !available() {
-        bail!("gemm: this CPU lacks AVX-512; use candle's matmul")
+    if !Isa::supported().contains(&isa) {
+        bail!("gemm: this CPU lacks {isa:?}; use candle's matmul")
+    }
+    if !isa.runs(m) {
+        bail!("gemm: the {isa:?} kernels do not multiply {m} rows; use candle's matmul")
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -209,25 +284,29 @@ pub fn sgemm(a: View, b: View, c: &mut [f32], accumulate: bool, threads: usize) 
     };
     std::thread::scope(|scope| {
         for &(a, b, out) in rest {
-            scope.spawn(move || serial(a, b, out, accumulate));
+            scope.spawn(move || serial(isa, a, b, out, accumulate));
         }
-        serial(first.0, first.1, first.2, accumulate);
+        serial(isa, first.0, first.1, first.2, accumulate);
     });
     Ok(())
 }
 
 /// One thread's product into its block of the output.
-fn serial(a: View, b: View, out: Out, accumulate: bool) {
+fn serial(isa: Isa, a: View, b: View, out: Out, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `sgemm` checked that the CPU has AVX-512F, and `out` points at a row-major
-    // `a.rows × b.cols` block (row stride `out.rs`) that only this call writes.
+    // SAFETY: `sgemm_on` checked that the CPU has `isa` and that its kernels run this
+    // product's shape, and `out` points at a row-major `a.rows × b.cols` block (row stride
+    // `out.rs`) that only this call writes.
     unsafe {
-        avx512::gemm(a, b, out, accumulate)
+        match isa {
+            Isa::Avx512 => avx512::gemm(a, b, out, accumulate),
+            Isa::Avx2 => avx2::few_rows(a, b, out, accumulate),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, b, out, accumulate);
-        unreachable!("sgemm refuses to run without AVX-512")
+        let _ = (isa, a, b, out, accumulate);
+        unreachable!("sgemm refuses to run without AVX-512 or AVX2")
     }
 }
 

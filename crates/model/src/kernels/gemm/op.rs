@@ -1,19 +1,22 @@
-//! [`matmul`]: the AVX-512 product as a candle op with its backward pass, for the
-//! two-dimensional products of the dense layers, the output layer and their gradients.
+//! [`matmul`]: the AVX-512 (or, for a few rows, AVX2) product as a candle op with its
+//! backward pass, for the two-dimensional products of the dense layers, the output layer
+//! and their gradients.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
-use super::{View, enabled, sgemm};
+use super::{View, runs, sgemm};
 use crate::kernels::fused;
 
-/// `a · b` for `a` `(m, k)` and `b` `(k, n)`: [`super::sgemm`] where it is [`enabled`]
-/// and both are f32 matrices on the CPU (strided ones included, so `w.t()` costs no copy),
-/// candle's `matmul` otherwise. Differentiable either way.
+/// `a · b` for `a` `(m, k)` and `b` `(k, n)`: [`super::sgemm`] where it [`runs`] the
+/// product and both are f32 matrices on the CPU (strided ones included, so `w.t()` costs
+/// no copy), candle's `matmul` otherwise. Differentiable either way.
 ///
 /// # Shapes
 /// - `a`: `(m, k)`, `b`: `(k, n)`; returns `(m, n)`
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if enabled() && a.rank() == 2 && b.rank() == 2 && fused::usable(a) && fused::usable(b) {
+    let ours =
+        a.rank() == 2 && b.rank() == 2 && runs(a.dims()[0]) && fused::usable(a) && fused::usable(b);
+    if ours {
         a.apply_op2(b, Matmul)
     } else {
         a.matmul(b)
@@ -39,7 +42,7 @@ struct Matmul;
 
 impl CustomOp2 for Matmul {
     fn name(&self) -> &'static str {
-        "avx512-matmul"
+        "simd-matmul"
     }
 
     fn cpu_fwd(
