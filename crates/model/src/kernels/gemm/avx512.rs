@@ -7,7 +7,25 @@
 
 use std::arch::x86_64::*;
 
+use super::few::{Lanes, few_rows};
 use super::{DOT_ROWS, FEW_ROWS, KC, MC, MR, NC, NR, Out, View};
+
+/// The 16-lane primitives of the few-row path.
+struct Avx512;
+
+impl Lanes for Avx512 {
+    #[inline(always)]
+    unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
+        // SAFETY: the caller's CPU has AVX-512F.
+        unsafe { dot(x, y) }
+    }
+
+    #[inline(always)]
+    unsafe fn axpy(s: f32, x: &[f32], y: &mut [f32]) {
+        // SAFETY: the caller's CPU has AVX-512F.
+        unsafe { axpy(s, x, y) }
+    }
+}
 
 /// A zeroed buffer of `len + 16` values and the offset from which `len` of them are 64-byte
 /// aligned. Each product allocates its own: keeping them per thread would hold up to 1.3 MB
@@ -27,8 +45,8 @@ fn aligned(len: usize) -> (Vec<f32>, usize) {
 pub(super) unsafe fn gemm(a: View, b: View, out: Out, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m <= FEW_ROWS {
-        // SAFETY: as this function's contract.
-        unsafe { few_rows(a, b, out, accumulate) };
+        // SAFETY: as this function's contract; the CPU has AVX-512F.
+        unsafe { few_rows::<Avx512>(a, b, out, accumulate) };
         return;
     }
     if m <= DOT_ROWS && b.rs == 1 {
@@ -349,59 +367,6 @@ unsafe fn kernel<const R: usize>(
             }
             _mm512_mask_storeu_ps(row, lo, x0);
             _mm512_mask_storeu_ps(row_hi, hi, x1);
-        }
-    }
-}
-
-/// `out (+)= a · b` for a product of at most [`FEW_ROWS`] rows, reading `b` once as it
-/// lies: dot products down a transposed weight's rows, or scaled rows of a row-major `b`.
-///
-/// # Safety
-/// As [`gemm`].
-#[target_feature(enable = "avx512f")]
-unsafe fn few_rows(a: View, b: View, out: Out, accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rs == 1 && m > 1 {
-        // Column by column, each dotted with every row while it is in L1: the weight is
-        // read once, not once a row.
-        let x: Vec<Vec<f32>> = (0..m)
-            .map(|i| (0..k).map(|p| a.at(i, p)).collect())
-            .collect();
-        for j in 0..n {
-            let col = &b.data[j * b.cs..j * b.cs + k];
-            for (i, xi) in x.iter().enumerate() {
-                let v = dot(xi, col);
-                // SAFETY: `(i, j)` lies inside the caller's `m × n` block, which only this
-                // call touches.
-                unsafe {
-                    let y = out.ptr.add(i * out.rs + j);
-                    *y = if accumulate { *y + v } else { v };
-                }
-            }
-        }
-        return;
-    }
-    for i in 0..m {
-        // SAFETY: row `i` of the caller's block holds `n` values that only this call
-        // touches.
-        let row = unsafe { std::slice::from_raw_parts_mut(out.ptr.add(i * out.rs), n) };
-        if !accumulate {
-            row.fill(0.0);
-        }
-        let x: Vec<f32> = (0..k).map(|p| a.at(i, p)).collect();
-        if b.rs == 1 {
-            for (j, y) in row.iter_mut().enumerate() {
-                let col = &b.data[j * b.cs..j * b.cs + k];
-                *y += dot(&x, col);
-            }
-        } else if b.cs == 1 {
-            for (p, &xp) in x.iter().enumerate() {
-                axpy(xp, &b.data[p * b.rs..p * b.rs + n], row);
-            }
-        } else {
-            for (j, y) in row.iter_mut().enumerate() {
-                *y += (0..k).map(|p| x[p] * b.at(p, j)).sum::<f32>();
-            }
         }
     }
 }
