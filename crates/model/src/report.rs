@@ -75,6 +75,11 @@ pub struct TrainingSummary {
     pub bleu: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chrf: Option<f64>,
+    /// The starting model's language pair (e.g. `en→fr`) when training began from a model of
+    /// another target language (`train --init-from`): its source side and decoder layers
+    /// were taken, its target vocabulary was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferred_from: Option<String>,
 }
 
 /// One scored test set (or slice of one).

@@ -183,9 +183,72 @@ fn a_run_started_from_a_model_keeps_its_tokenizers_and_weights() {
             assert_eq!(t(&a), t(&b), "{kind}: {text}");
         }
     }
-    // Another language pair is refused with the reason.
+    // Another source language is refused with the reason.
     let mut o = options("wrong", &data, "additive");
-    (o.init_from, o.target_lang) = (Some(models.join("additive-base")), "de".into());
+    (o.init_from, o.source_lang) = (Some(models.join("additive-base")), "de".into());
     let err = train(o, &runs, &models, &control(false, None), &mut |_| {}).unwrap_err();
-    assert!(err.to_string().contains("same languages"), "{err}");
+    assert!(err.to_string().contains("same source language"), "{err}");
+}
+
+#[test]
+fn a_run_into_another_language_takes_the_source_side_and_decoder_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.tsv");
+    write_corpus(&data);
+    let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
+    let base_opts = options("base", &data, "transformer");
+    train(
+        base_opts,
+        &runs,
+        &models,
+        &control(false, None),
+        &mut |_| {},
+    )
+    .unwrap()
+    .expect("finished");
+    // The corpus's targets stand in for another language: what matters is which weights and
+    // tokenizers the run starts from. A learning rate too small to move the weights keeps
+    // the transferred ones as they were.
+    let mut o = options("moved", &data, "additive");
+    (o.init_from, o.target_lang) = (Some(models.join("base")), "de".into());
+    (o.lr, o.epochs, o.dropout, o.tgt_vocab) = (1e-12, 0.5, 0.0, 50);
+    train(o, &runs, &models, &control(false, None), &mut |_| {})
+        .unwrap()
+        .expect("finished");
+    let (base, moved) = (models.join("base"), models.join("moved"));
+    let read = |dir: &Path, file: &str| std::fs::read(dir.join(file)).unwrap();
+    assert!(read(&base, "tokenizer.en.json") == read(&moved, "tokenizer.en.json"));
+    assert!(moved.join("tokenizer.de.json").is_file());
+    let cfg = attnscope_model::ModelConfig::load(&moved.join("config.json")).unwrap();
+    assert_eq!((cfg.target_lang.as_str(), cfg.tgt_vocab_size), ("de", 50));
+    let base_cfg = attnscope_model::ModelConfig::load(&base.join("config.json")).unwrap();
+    assert_eq!(cfg.architecture, base_cfg.architecture);
+    let summary = cfg.training.unwrap();
+    assert_eq!(summary.transferred_from.as_deref(), Some("en→fr"));
+    let card = std::fs::read_to_string(moved.join("README.md")).unwrap();
+    assert!(card.contains("by transfer from that en→fr model"), "{card}");
+    let weights = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+    };
+    let (a, b) = (weights(&base), weights(&moved));
+    let same = |name: &str| {
+        let (x, y) = (&a[name], &b[name]);
+        x.shape() == y.shape()
+            && x.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                == y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    for name in [
+        "encoder.embedding.weight",
+        "encoder.layers.0.self_attn.q.weight",
+        "decoder.layers.0.cross_attn.k.weight",
+        "decoder.layers.0.ff.fc1.weight",
+        "decoder.norm.weight",
+    ] {
+        assert!(same(name), "{name} was not taken from the starting model");
+    }
+    for name in ["decoder.embedding.weight", "decoder.output.weight"] {
+        assert!(!same(name), "{name} belongs to the new target vocabulary");
+        assert_eq!(b[name].dim(0).unwrap(), 50, "{name}");
+    }
 }

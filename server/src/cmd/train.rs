@@ -97,7 +97,10 @@ pub struct TrainArgs {
     checkpoint_every: usize,
     /// Start from this model's weights and tokenizers (a model name under --models, or a
     /// folder) instead of random ones: fine-tuning, e.g. with --extra-data. Its architecture
-    /// and sizes are used; lower --lr and --warmup for a gentle start.
+    /// and sizes are used; lower --lr and --warmup for a gentle start. A model of the same
+    /// source language but another target language is a transfer: its source tokenizer,
+    /// encoder and decoder layers are taken, a new target tokenizer, embedding and output
+    /// layer are trained.
     #[arg(long, value_name = "MODEL")]
     init_from: Option<PathBuf>,
 }

@@ -184,14 +184,21 @@ pub fn model_card(
     let (title, arch) = architecture(cfg);
     let name = &opts.name;
     let (src, tgt) = (&cfg.source_lang, &cfg.target_lang);
-    let origin = match &opts.init_from {
-        Some(dir) => format!(
+    let origin = match (&opts.init_from, &s.transferred_from) {
+        (Some(dir), Some(pair)) => format!(
+            "Trained by `attnscope train --init-from {}` on this project's machine, by transfer \
+from that {pair} model (itself trained here; its card is in this repository): training started \
+from its source tokenizer, encoder and decoder layers, with a new {tgt} tokenizer, target \
+embedding and output layer, and the training below is the transfer's.",
+            dir.display()
+        ),
+        (Some(dir), None) => format!(
             "Fine-tuned by `attnscope train --init-from {}` on this project's machine: training \
 started from that model's weights and tokenizers (itself trained here, from scratch or by an \
 earlier fine-tune; its card, which says how, is in this repository's history), and the training below is the fine-tune's.",
             dir.display()
         ),
-        None => "Trained from scratch by `attnscope train` on this project's machine.".into(),
+        (None, _) => "Trained from scratch by `attnscope train` on this project's machine.".into(),
     };
     let mut out = format!(
         "# {name}: {src} → {tgt}, {title}\n\n\

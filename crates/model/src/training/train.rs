@@ -166,7 +166,15 @@ pub fn train(
     if !trainee.run(&opts, &data, &run, control, &mut at, progress)? {
         return Ok(None);
     }
-    let finished = Finished { data, trainee, at };
+    let transferred_from = start_from
+        .filter(|f| f.is_transfer())
+        .map(|f| format!("{}→{}", f.config.source_lang, f.config.target_lang));
+    let finished = Finished {
+        data,
+        trainee,
+        at,
+        transferred_from,
+    };
     let report = export(
         finished,
         &opts,
@@ -218,6 +226,12 @@ impl Data {
 
         let src_path = run.tokenizer(&opts.source_lang);
         let tgt_path = run.tokenizer(&opts.target_lang);
+        // A new vocabulary of `size` pieces trained on one side of the training pairs, saved.
+        let train_vocab = |lang: &str, side: fn(&data::Pair) -> &str, size: usize| {
+            let v = Vocab::train(split.train.iter().map(side), size)?;
+            v.save(&run.tokenizer(lang))?;
+            Ok::<_, Error>(v)
+        };
         let (src, tgt) = if resume {
             (Vocab::load(&src_path)?, Vocab::load(&tgt_path)?)
         } else if let Some(from) = start_from {
@@ -226,14 +240,24 @@ impl Data {
                 from.dir.display()
             )));
             from.src.save(&src_path)?;
-            from.tgt.save(&tgt_path)?;
-            (from.src.clone(), from.tgt.clone())
+            let tgt = match &from.tgt {
+                Some(t) => {
+                    t.save(&tgt_path)?;
+                    t.clone()
+                }
+                None => {
+                    progress(Event::Phase(format!(
+                        "training the {} subword vocabulary",
+                        opts.target_lang
+                    )));
+                    train_vocab(&opts.target_lang, |p| &p.tgt, opts.tgt_vocab)?
+                }
+            };
+            (from.src.clone(), tgt)
         } else {
             progress(Event::Phase("training subword vocabularies".into()));
-            let s = Vocab::train(split.train.iter().map(|p| p.src.as_str()), opts.src_vocab)?;
-            let t = Vocab::train(split.train.iter().map(|p| p.tgt.as_str()), opts.tgt_vocab)?;
-            s.save(&src_path)?;
-            t.save(&tgt_path)?;
+            let s = train_vocab(&opts.source_lang, |p| &p.src, opts.src_vocab)?;
+            let t = train_vocab(&opts.target_lang, |p| &p.tgt, opts.tgt_vocab)?;
             (s, t)
         };
         progress(Event::Phase("tokenising".into()));
@@ -411,6 +435,8 @@ struct Finished {
     data: Data,
     trainee: Trainee,
     at: Position,
+    /// The starting model's language pair, in a transfer to another target language.
+    transferred_from: Option<String>,
 }
 
 /// Writes the model folder `models_dir/<name>` (tokenizers, weights, configuration with the
@@ -423,7 +449,12 @@ fn export(
     hardware: &str,
     progress: &mut dyn FnMut(Event),
 ) -> Result<TrainReport> {
-    let Finished { data, trainee, at } = finished;
+    let Finished {
+        data,
+        trainee,
+        at,
+        transferred_from,
+    } = finished;
     let Trainee {
         mut config,
         varmap,
@@ -460,6 +491,7 @@ fn export(
         dev_loss: at.last_dev_loss,
         bleu: Some(bleu),
         chrf: Some(chrf),
+        transferred_from,
     };
     config.training = Some(summary.clone());
     config.save(&model_dir.join(CONFIG_FILE))?;
