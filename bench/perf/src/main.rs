@@ -83,6 +83,31 @@ fn gemm_rate(m: usize, k: usize, n: usize, ours: bool, transposed: bool) -> Resu
     Ok(best)
 }
 
+/// GFLOP/s of `(m, k) x (n, k)ᵀ` through a weight packed once
+/// (`attnscope_model::kernels::gemm::PackedWeight`, AVX2 and FMA), timed as [`gemm_rate`];
+/// `None` where the CPU cannot run it.
+fn packed_rate(m: usize, k: usize, n: usize) -> Result<Option<f64>> {
+    use attnscope_model::kernels::gemm::PackedWeight;
+    if !PackedWeight::runs_here() {
+        return Ok(None);
+    }
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 17) as f32 * 0.01).collect();
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+    let packed = PackedWeight::pack(&w, n, k)?;
+    let threads = candle_core::utils::get_num_threads();
+    let flops = 2.0 * (m * k * n) as f64;
+    let reps = ((2e9 / flops).ceil() as usize).max(3);
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let began = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(packed.product(&x, m, threads)?);
+        }
+        best = best.max(flops * reps as f64 / began.elapsed().as_secs_f64() / 1e9);
+    }
+    Ok(Some(best))
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     match xs.len() {
@@ -104,13 +129,14 @@ fn main() -> Result<()> {
         // Decoding's products: a batch of `m` steps through the output layer (256 -> 8000)
         // and through a GRU's gates (256 -> 768), each weight transposed as it lies.
         let mut decoding = serde_json::Map::new();
-        for m in [1, 4, 8, 16, 48] {
+        for m in [1, 4, 8, 16, 48, 128] {
             for (k, n) in [(256, 8000), (256, 768)] {
                 let ours = gemm_rate(m, k, n, true, true)?;
                 let candle = gemm_rate(m, k, n, false, true)?;
+                let packed = packed_rate(m, k, n)?;
                 decoding.insert(
                     format!("{m}x{k}x{n}"),
-                    serde_json::json!({"ours_gflops": ours, "candle_gflops": candle}),
+                    serde_json::json!({"ours_gflops": ours, "candle_gflops": candle, "packed_gflops": packed}),
                 );
             }
         }

@@ -11,6 +11,7 @@
 pub mod adam;
 pub mod alloc;
 pub mod attention;
+pub mod dense_layer;
 pub(crate) mod fused;
 pub(crate) mod fused_loss;
 pub(crate) mod fused_rnn;

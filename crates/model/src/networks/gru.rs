@@ -3,19 +3,19 @@
 //! ([`crate::kernels::fused_rnn::GruCell`]) after the hidden projection.
 
 use candle_core::{D, Tensor};
-use candle_nn::{Linear, VarBuilder, linear, linear_no_bias};
+use candle_nn::{VarBuilder, linear, linear_no_bias};
 
 use crate::Result;
+use crate::kernels::dense_layer::DenseLayer;
 use crate::kernels::fused::usable;
 use crate::kernels::fused_rnn;
-use crate::kernels::ops::dense;
 
 /// `h' = (1 - z) * n + z * h`, with gates `r`, `z` and candidate `n` as in `torch.nn.GRU`.
 #[derive(Clone, Debug)]
 pub struct GruCell {
     /// Input projections, one per input part (e.g. embedding, context), summed.
-    input: Vec<Linear>,
-    hidden: Linear,
+    input: Vec<DenseLayer>,
+    hidden: DenseLayer,
     hidden_dim: usize,
 }
 
@@ -28,13 +28,13 @@ impl GruCell {
         let mut input = Vec::with_capacity(input_dims.len());
         for (i, &d) in input_dims.iter().enumerate() {
             let vb = vb.pp(format!("input{i}"));
-            input.push(if i == 0 {
+            input.push(DenseLayer::new(if i == 0 {
                 linear(d, 3 * hidden_dim, vb)?
             } else {
                 linear_no_bias(d, 3 * hidden_dim, vb)?
-            });
+            }));
         }
-        let hidden = linear(hidden_dim, 3 * hidden_dim, vb.pp("hidden"))?;
+        let hidden = DenseLayer::new(linear(hidden_dim, 3 * hidden_dim, vb.pp("hidden"))?);
         Ok(GruCell {
             input,
             hidden,
@@ -48,12 +48,12 @@ impl GruCell {
 
     /// The hidden projection's weight `(3H, H)` and bias `(3H,)`.
     pub(crate) fn hidden_parts(&self) -> Option<(&Tensor, &Tensor)> {
-        Some((self.hidden.weight(), self.hidden.bias()?))
+        Some((self.hidden.linear().weight(), self.hidden.linear().bias()?))
     }
 
     /// The weight `(3H, in_i)` of input part `i`.
     pub(crate) fn input_weight(&self, i: usize) -> Option<&Tensor> {
-        self.input.get(i).map(Linear::weight)
+        self.input.get(i).map(|l| l.linear().weight())
     }
 
     /// Projection of input part `i` (any leading shape): `(..., in_i) -> (..., 3H)`.
@@ -62,7 +62,7 @@ impl GruCell {
             .input
             .get(i)
             .ok_or_else(|| crate::Error::Internal(format!("the GRU cell has no input part {i}")))?;
-        dense(layer, x)
+        layer.forward(x)
     }
 
     /// One step from precomputed input gates.
@@ -83,7 +83,7 @@ impl GruCell {
     }
 
     fn cell(&self, gi: &Tensor, h: &Tensor, keep: Option<&[f32]>) -> Result<Tensor> {
-        let gh = dense(&self.hidden, h)?;
+        let gh = self.hidden.forward(h)?;
         if usable(gi) && usable(h) {
             let op = fused_rnn::GruCell {
                 keep: keep.map(<[f32]>::to_vec),

@@ -17,6 +17,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::config::{BOS_ID, GruConfig, ModelConfig, Scorer};
+use crate::kernels::dense_layer::DenseLayer;
 use crate::kernels::fused::usable;
 use crate::kernels::fused_rnn;
 use crate::kernels::fused_seq::{
@@ -33,7 +34,7 @@ pub enum ScoreLayer {
     /// `v · tanh(W_k h_j + W_q s)` (Bahdanau et al. 2015).
     Additive {
         key: Linear,
-        query: Linear,
+        query: DenseLayer,
         v: Linear,
     },
     /// `s · W_a h_j` (Luong et al. 2015, "general").
@@ -49,7 +50,7 @@ impl ScoreLayer {
         Ok(match kind {
             Scorer::Additive => ScoreLayer::Additive {
                 key: linear_no_bias(2 * hidden, attn_dim, vb.pp("key"))?,
-                query: linear(hidden, attn_dim, vb.pp("query"))?,
+                query: DenseLayer::new(linear(hidden, attn_dim, vb.pp("query"))?),
                 v: linear_no_bias(attn_dim, 1, vb.pp("v"))?,
             },
             Scorer::General => ScoreLayer::General {
@@ -78,7 +79,7 @@ impl ScoreLayer {
     pub fn scores(&self, keys: &Tensor, mask_bias: &Tensor, s: &Tensor) -> Result<Tensor> {
         let raw = match self {
             ScoreLayer::Additive { query, v, .. } => {
-                let q = dense(query, s)?;
+                let q = query.forward(s)?;
                 if usable(keys) && usable(&q) {
                     keys.contiguous()?
                         .apply_op3(&q, v.weight(), fused_rnn::AdditiveScore)?
@@ -220,8 +221,8 @@ pub struct Seq2Seq {
     init: Linear,
     attention: ScoreLayer,
     decoder: GruCell,
-    readout: Linear,
-    output: Linear,
+    readout: DenseLayer,
+    output: DenseLayer,
     hidden_dim: usize,
 }
 
@@ -244,8 +245,8 @@ impl Seq2Seq {
             tgt_embedding: embedding(cfg.tgt_vocab_size, e, dec.pp("embedding"))?,
             attention: ScoreLayer::new(gru.scorer, h, a, dec.pp("attention"))?,
             decoder: GruCell::new(&[e, 2 * h], h, dec.pp("gru"))?,
-            readout: linear(h + 2 * h + e, r, dec.pp("readout"))?,
-            output: linear(r, cfg.tgt_vocab_size, dec.pp("output"))?,
+            readout: DenseLayer::new(linear(h + 2 * h + e, r, dec.pp("readout"))?),
+            output: DenseLayer::new(linear(r, cfg.tgt_vocab_size, dec.pp("output"))?),
             hidden_dim: h,
         })
     }
@@ -368,7 +369,10 @@ impl Seq2Seq {
 
     /// `tanh(W_r [s; c; e])` for any leading shape `(..., H)`, `(..., 2H)`, `(..., E)`.
     fn readout(&self, s: &Tensor, c: &Tensor, e: &Tensor) -> Result<Tensor> {
-        Ok(dense(&self.readout, &Tensor::cat(&[s, c, e], D::Minus1)?)?.tanh()?)
+        Ok(self
+            .readout
+            .forward(&Tensor::cat(&[s, c, e], D::Minus1)?)?
+            .tanh()?)
     }
 
     /// Ids of the first decoder input (`<s>`) for a batch.
@@ -390,7 +394,7 @@ impl Seq2Seq {
     ) -> Result<Step> {
         let (readout, step) = self.step_features(enc, prev, state, distribution)?;
         Ok(Step {
-            logits: dense(&self.output, &readout)?,
+            logits: self.output.forward(&readout)?,
             ..step
         })
     }
@@ -442,7 +446,10 @@ impl Seq2Seq {
             .transpose(0, 1)?
             .contiguous()?;
         if let Some(out) = self.decoder_loop(enc, &gi_e, attention)? {
-            return Ok(dense(&self.readout, &Tensor::cat(&[&out, &emb], D::Minus1)?)?.tanh()?);
+            return Ok(self
+                .readout
+                .forward(&Tensor::cat(&[&out, &emb], D::Minus1)?)?
+                .tanh()?);
         }
         let mut s = enc.init.clone();
         let mut states = Vec::with_capacity(t_len);
@@ -519,12 +526,12 @@ impl Seq2Seq {
 
     /// Output scores from readouts: `(N, R) -> (N, V)`.
     pub fn logits(&self, readout: &Tensor) -> Result<Tensor> {
-        dense(&self.output, readout)
+        self.output.forward(readout)
     }
 
     /// Mean cross-entropy of the output scores of readouts `(N, R)` against `targets`
     /// `(N,)`.
     pub fn output_loss(&self, readout: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        crate::kernels::ops::output_loss(&self.output, readout, targets)
+        crate::kernels::ops::output_loss(self.output.linear(), readout, targets)
     }
 }

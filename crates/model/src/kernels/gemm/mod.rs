@@ -21,8 +21,10 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod few;
 mod op;
+mod packed;
 
 pub use op::matmul;
+pub use packed::PackedWeight;
 
 use candle_core::{Result, bail};
 

@@ -3,11 +3,11 @@
 //! the position-wise feed-forward block.
 
 use candle_core::Tensor;
-use candle_nn::{Init, Linear, VarBuilder, VarMap, linear};
+use candle_nn::{Init, VarBuilder, VarMap, linear};
 
 use super::LAYER_NORM_EPS;
 use crate::config::Activation;
-use crate::kernels::ops::dense;
+use crate::kernels::dense_layer::DenseLayer;
 use crate::kernels::ops::softmax;
 use crate::kernels::{attention, fused};
 use crate::{Error, Result};
@@ -76,10 +76,10 @@ pub fn init_layer_norms(varmap: &VarMap) -> Result<()> {
 /// the scores and the output.
 #[derive(Clone, Debug)]
 pub struct MultiHeadAttention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: DenseLayer,
+    k: DenseLayer,
+    v: DenseLayer,
+    o: DenseLayer,
     heads: usize,
     head_dim: usize,
 }
@@ -87,19 +87,20 @@ pub struct MultiHeadAttention {
 impl MultiHeadAttention {
     pub fn new(d_model: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(MultiHeadAttention {
-            q: linear(d_model, d_model, vb.pp("q"))?,
-            k: linear(d_model, d_model, vb.pp("k"))?,
-            v: linear(d_model, d_model, vb.pp("v"))?,
-            o: linear(d_model, d_model, vb.pp("o"))?,
+            q: DenseLayer::new(linear(d_model, d_model, vb.pp("q"))?),
+            k: DenseLayer::new(linear(d_model, d_model, vb.pp("k"))?),
+            v: DenseLayer::new(linear(d_model, d_model, vb.pp("v"))?),
+            o: DenseLayer::new(linear(d_model, d_model, vb.pp("o"))?),
             heads,
             head_dim: d_model / heads,
         })
     }
 
     /// Projects and splits into heads: `(B, T, D) -> (B, heads, T, dh)`, contiguous.
-    fn project(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
+    fn project(&self, lin: &DenseLayer, x: &Tensor) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        Ok(dense(lin, x)?
+        Ok(lin
+            .forward(x)?
             .reshape((b, t, self.heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()?)
@@ -196,15 +197,15 @@ impl MultiHeadAttention {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, t, self.heads * self.head_dim))?;
-        dense(&self.o, &merged)
+        self.o.forward(&merged)
     }
 }
 
 /// Position-wise feed-forward block `fc2(act(fc1(x)))`.
 #[derive(Clone, Debug)]
 pub struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: DenseLayer,
+    fc2: DenseLayer,
     activation: Activation,
 }
 
@@ -216,8 +217,8 @@ impl FeedForward {
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(FeedForward {
-            fc1: linear(d_model, ff_dim, vb.pp("fc1"))?,
-            fc2: linear(ff_dim, d_model, vb.pp("fc2"))?,
+            fc1: DenseLayer::new(linear(d_model, ff_dim, vb.pp("fc1"))?),
+            fc2: DenseLayer::new(linear(ff_dim, d_model, vb.pp("fc2"))?),
             activation,
         })
     }
@@ -225,12 +226,12 @@ impl FeedForward {
     /// # Shapes
     /// - `x`: `(B, T, D)`; returns `(B, T, D)`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = dense(&self.fc1, x)?;
+        let h = self.fc1.forward(x)?;
         let h = match self.activation {
             Activation::Relu => h.relu()?,
             Activation::Gelu => h.gelu_erf()?,
             Activation::Swish => h.silu()?,
         };
-        dense(&self.fc2, &h)
+        self.fc2.forward(&h)
     }
 }

@@ -21,11 +21,11 @@
 //! ones the model used, whether or not gradients are tracked.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Embedding, Linear, Module, VarBuilder, embedding, linear};
+use candle_nn::{Embedding, Module, VarBuilder, embedding, linear};
 
 use crate::config::{ModelConfig, TransformerConfig, TransformerLayout};
+use crate::kernels::dense_layer::DenseLayer;
 pub use crate::kernels::ops::cross_entropy;
-use crate::kernels::ops::dense;
 use crate::networks::dropout::Dropout;
 // MASKED: the attention bias of a masked position (its weight after the softmax is exactly 0).
 use crate::networks::{MASKED_BIAS as MASKED, pad_to};
@@ -168,7 +168,7 @@ pub struct Transformer {
     encoder_norm: Option<LayerNorm>,
     decoder: Vec<DecoderLayer>,
     decoder_norm: Option<LayerNorm>,
-    output: Linear,
+    output: DenseLayer,
     /// `(POSITION_TABLE, D)` sinusoids.
     positions: Tensor,
     layout: TransformerLayout,
@@ -209,7 +209,7 @@ impl Transformer {
             encoder_norm: final_norm(enc.pp("norm"))?,
             decoder,
             decoder_norm: final_norm(dec.pp("norm"))?,
-            output: linear(d, cfg.tgt_vocab_size, dec.pp("output"))?,
+            output: DenseLayer::new(linear(d, cfg.tgt_vocab_size, dec.pp("output"))?),
             positions: sinusoids(0, POSITION_TABLE, d, t.layout, vb.device())?,
             layout: t.layout,
             d_model: d,
@@ -499,12 +499,12 @@ impl Transformer {
 
     /// Next-token scores: `(..., D) -> (..., V)`.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        dense(&self.output, x)
+        self.output.forward(x)
     }
 
     /// Mean cross-entropy of the output scores of rows `(N, d)` against `targets` `(N,)`.
     pub fn output_loss(&self, x: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        crate::kernels::ops::output_loss(&self.output, x, targets)
+        crate::kernels::ops::output_loss(self.output.linear(), x, targets)
     }
 }
 

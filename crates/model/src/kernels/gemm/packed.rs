@@ -1,0 +1,248 @@
+//! [`PackedWeight`]: a constant weight `W` `(n, k)` packed once, for the products `x · Wᵀ`
+//! of a decoding batch (tens of rows through the output layer) on CPUs with AVX2 and FMA.
+//!
+//! candle's `gemm` packs `Wᵀ` into column panels for every product, which for the output
+//! layer means reading and writing 8 MB before each batch step of a few dozen rows. A
+//! weight that does not change (a loaded model) is packed here once, into panels of
+//! [`PANEL`] output columns, each `k × PANEL` values contiguous. A product then streams each
+//! panel once (16 KiB at `k = 256`, kept in L1) past every row of `x`, six rows at a time
+//! with twelve 8-lane accumulators: the BLIS micro-kernel shape, without the per-product
+//! packing. Each output element adds its `k` terms in order, as the unpacked kernels do.
+
+use candle_core::{Result, bail};
+
+use super::PARALLEL_MIN;
+
+/// Output columns of a panel: two 8-lane registers.
+pub const PANEL: usize = 16;
+/// Rows of `x` a micro-kernel call multiplies.
+const ROWS: usize = 6;
+
+/// A weight `(n, k)` packed for products `x · Wᵀ` (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct PackedWeight {
+    n: usize,
+    k: usize,
+    /// `n.div_ceil(PANEL)` panels; panel `p`, depth `q`, lane `l` holds `W[p·PANEL + l, q]`
+    /// (zero past `n`).
+    panels: Vec<f32>,
+}
+
+impl PackedWeight {
+    /// Packs the row-major `(n, k)` weight `w`.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Result<Self> {
+        if w.len() != n * k {
+            bail!("packed weight: {} values are not {n}x{k}", w.len())
+        }
+        let mut panels = vec![0f32; n.div_ceil(PANEL) * PANEL * k];
+        for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (p, l) = (j / PANEL, j % PANEL);
+            let panel = &mut panels[p * PANEL * k..(p + 1) * PANEL * k];
+            for (q, &v) in row.iter().enumerate() {
+                panel[q * PANEL + l] = v;
+            }
+        }
+        Ok(Self { n, k, panels })
+    }
+
+    /// Output columns (the weight's rows).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input columns (the weight's columns).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Whether [`Self::product`] runs on this CPU (AVX2 and FMA).
+    pub fn runs_here() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            false
+        })
+    }
+
+    /// `x · Wᵀ` for the row-major `(m, k)` matrix `x`, into a new row-major `(m, n)` matrix,
+    /// on up to `threads` threads (each takes its own panels).
+    pub fn product(&self, x: &[f32], m: usize, threads: usize) -> Result<Vec<f32>> {
+        let (n, k) = (self.n, self.k);
+        if x.len() != m * k {
+            bail!(
+                "packed weight: an input of {} values is not {m}x{k}",
+                x.len()
+            )
+        }
+        if !Self::runs_here() {
+            bail!("packed weight: this CPU lacks AVX2 and FMA; use candle's matmul")
+        }
+        let mut out = vec![0f32; m * n];
+        if m == 0 || n == 0 {
+            return Ok(out);
+        }
+        let panels = n.div_ceil(PANEL);
+        let threads = if m * n * k < PARALLEL_MIN {
+            1
+        } else {
+            threads.clamp(1, panels)
+        };
+        let per = panels.div_ceil(threads);
+        let ptr = OutPtr(out.as_mut_ptr());
+        std::thread::scope(|scope| {
+            for t in 1..threads {
+                let range = t * per..((t + 1) * per).min(panels);
+                scope.spawn(move || self.panels_into(x, m, range, ptr));
+            }
+            self.panels_into(x, m, 0..per.min(panels), ptr);
+        });
+        Ok(out)
+    }
+
+    /// The output columns of panels `range`, for every row.
+    fn panels_into(&self, x: &[f32], m: usize, range: std::ops::Range<usize>, out: OutPtr) {
+        #[cfg(target_arch = "x86_64")]
+        for p in range {
+            let panel = &self.panels[p * PANEL * self.k..(p + 1) * PANEL * self.k];
+            let cols = PANEL.min(self.n - p * PANEL);
+            for i in (0..m).step_by(ROWS) {
+                let rows = ROWS.min(m - i);
+                let mut tile = [0f32; ROWS * PANEL];
+                // SAFETY: `product` checked that the CPU has AVX2 and FMA; `x` holds `m × k`
+                // values, so rows `i .. i + rows` are in it, and the panel holds `k × PANEL`.
+                unsafe { avx2::tile(&x[i * self.k..(i + rows) * self.k], rows, panel, &mut tile) };
+                for r in 0..rows {
+                    let at = (i + r) * self.n + p * PANEL;
+                    // SAFETY: each thread writes only its own panels' columns, and
+                    // `at + cols <= m × n`.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), cols) };
+                    dst.copy_from_slice(&tile[r * PANEL..r * PANEL + cols]);
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (x, m, range, out);
+            unreachable!("product refuses to run without AVX2")
+        }
+    }
+}
+
+/// The output of [`PackedWeight::product`], shared by threads that write disjoint columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+// SAFETY: threads given an `OutPtr` write disjoint panels' columns of one output that
+// outlives their scope.
+unsafe impl Send for OutPtr {}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{PANEL, ROWS};
+
+    /// `tile[r·PANEL + l] = Σ_q x[r·k + q] · panel[q·PANEL + l]` for `rows ≤ ROWS` rows of
+    /// `x` (each `k` long) and one packed panel.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(
+        x: &[f32],
+        rows: usize,
+        panel: &[f32],
+        tile: &mut [f32; ROWS * PANEL],
+    ) {
+        match rows {
+            6 => rows_of::<6>(x, panel, tile),
+            5 => rows_of::<5>(x, panel, tile),
+            4 => rows_of::<4>(x, panel, tile),
+            3 => rows_of::<3>(x, panel, tile),
+            2 => rows_of::<2>(x, panel, tile),
+            _ => rows_of::<1>(x, panel, tile),
+        }
+    }
+
+    /// [`tile`] for exactly `R` rows, unrolled.
+    #[inline(always)]
+    fn rows_of<const R: usize>(x: &[f32], panel: &[f32], tile: &mut [f32; ROWS * PANEL]) {
+        let k = panel.len() / PANEL;
+        assert!(x.len() >= R * k && R <= ROWS);
+        // SAFETY: inlined into `tile`, whose CPU has AVX2 and FMA.
+        let mut acc = [[unsafe { _mm256_setzero_ps() }; 2]; R];
+        let (xp, bp) = (x.as_ptr(), panel.as_ptr());
+        for q in 0..k {
+            // SAFETY: `q < k`, so the panel's 16 values at depth `q` and each row's value
+            // `q` (`r·k + q < R·k ≤ x.len()`) are in bounds; the CPU has AVX2 and FMA
+            // (the caller's `target_feature`, inlined).
+            unsafe {
+                let b0 = _mm256_loadu_ps(bp.add(q * PANEL));
+                let b1 = _mm256_loadu_ps(bp.add(q * PANEL + 8));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm256_broadcast_ss(&*xp.add(r * k + q));
+                    acc[0] = _mm256_fmadd_ps(a, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(a, b1, acc[1]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: `r < R ≤ ROWS`, so both stores are inside `tile`.
+            unsafe {
+                _mm256_storeu_ps(tile.as_mut_ptr().add(r * PANEL), acc[0]);
+                _mm256_storeu_ps(tile.as_mut_ptr().add(r * PANEL + 8), acc[1]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_product_equals_the_plain_loop() {
+        if !PackedWeight::runs_here() {
+            return;
+        }
+        for (m, n, k) in [
+            (1, 1, 1),
+            (7, 33, 5),
+            (13, 40, 256),
+            (64, 17, 3),
+            (6, 16, 0),
+            (20, 500, 256),
+        ] {
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+                .collect();
+            let packed = PackedWeight::pack(&w, n, k).unwrap();
+            for threads in [1, 3] {
+                let y = packed.product(&x, m, threads).unwrap();
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|q| x[i * k + q] as f64 * w[j * k + q] as f64)
+                            .sum();
+                        let got = y[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{m}x{n}x{k} ({i},{j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(PackedWeight::pack(&[0.0; 5], 2, 3).is_err());
+        let packed = PackedWeight::pack(&[0.0; 6], 2, 3).unwrap();
+        assert!(packed.product(&[0.0; 5], 2, 1).is_err());
+    }
+}
