@@ -129,7 +129,23 @@ mod tests {
             t.translate("I am cold.", &opts, |_| std::ops::ControlFlow::Continue(()))
                 .unwrap()
         };
-        assert_eq!(go(&loaded), go(&mem));
+        let (a, b) = (go(&loaded), go(&mem));
+        if crate::kernels::dense_layer::DenseLayer::packs_here() {
+            // The loaded model's products run on packed weights, which add their terms in
+            // another order: the same tokens, the same numbers up to float rounding.
+            assert_eq!(a.target_tokens, b.target_tokens);
+            assert!((a.log_prob - b.log_prob).abs() < 1e-4);
+            for (x, y) in a.steps.iter().zip(&b.steps) {
+                let d = x
+                    .attention
+                    .iter()
+                    .zip(&y.attention)
+                    .map(|(p, q)| (p - q).abs());
+                assert!(d.fold(0f32, f32::max) < 1e-5, "{x:?} against {y:?}");
+            }
+        } else {
+            assert_eq!(a, b);
+        }
         assert_eq!(loaded.parameters(), mem.parameters());
     }
 }

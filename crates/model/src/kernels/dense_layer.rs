@@ -69,14 +69,19 @@ impl DenseLayer {
         Ok(Tensor::from_vec(y, shape, x.device())?)
     }
 
-    /// The packed weight, where this product may use it: a CPU whose products of this size
-    /// would otherwise go to candle's `gemm` (AVX2 without AVX-512, and the switch on), an
-    /// input that needs no gradient, and a constant f32 weight.
+    /// Whether this CPU decodes through packed weights (AVX2 without AVX-512, and the
+    /// `ATTNSCOPE_MATMUL` switch on). Where it does, a loaded model's products add their terms
+    /// in another order than a model being trained, so the two agree up to float rounding
+    /// rather than bit for bit.
+    pub fn packs_here() -> bool {
+        Isa::detect() == Some(Isa::Avx2) && gemm::runs(1) && PackedWeight::runs_here()
+    }
+
+    /// The packed weight, where this product may use it: a CPU that [`Self::packs_here`],
+    /// an input that needs no gradient, and a constant f32 weight.
     fn packed(&self, x: &Tensor) -> Option<&PackedWeight> {
         let w = self.linear.weight();
-        let wanted = Isa::detect() == Some(Isa::Avx2)
-            && gemm::runs(1)
-            && PackedWeight::runs_here()
+        let wanted = Self::packs_here()
             && !x.track_op()
             && fused::usable(x)
             && x.rank() >= 1
@@ -121,7 +126,7 @@ mod tests {
             assert!(max < 1e-4, "{lead:?}: {max}");
         }
         // Where the packed product applies, it is packed once and kept.
-        if Isa::detect() == Some(Isa::Avx2) && gemm::runs(1) {
+        if DenseLayer::packs_here() {
             assert!(layer.packed.get().is_some_and(|p| p.is_some()));
         }
     }

@@ -112,7 +112,13 @@ fn transformer_kv_cache_steps_match_teacher_forcing() {
 }
 
 #[test]
-fn transformer_tracked_and_frozen_models_agree_exactly() {
+fn transformer_tracked_and_frozen_models_agree() {
+    // Bit for bit, except where the frozen model's products run on packed weights
+    // (`DenseLayer::packs_here`), which add their terms in another order.
+    let tol = match crate::kernels::dense_layer::DenseLayer::packs_here() {
+        true => 1e-5,
+        false => 0.0,
+    };
     let cfg = tiny_cfg();
     let (varmap, model) = build(&cfg, 2);
     let fast = frozen(&cfg, &varmap);
@@ -123,15 +129,15 @@ fn transformer_tracked_and_frozen_models_agree_exactly() {
         fast.encode(&src, &mask, None).unwrap(),
     );
     assert!(e1.memory.track_op() && !e2.memory.track_op());
-    assert_eq!(max_diff(&e1.self_attention, &e2.self_attention), 0.0);
-    assert_eq!(max_diff(&e1.memory, &e2.memory), 0.0);
+    assert!(max_diff(&e1.self_attention, &e2.self_attention) <= tol);
+    assert!(max_diff(&e1.memory, &e2.memory) <= tol);
     for (a, b) in run_steps(&model, &e1, &tgt)
         .iter()
         .zip(run_steps(&fast, &e2, &tgt))
     {
-        assert_eq!(max_diff(&a.self_attention, &b.self_attention), 0.0);
-        assert_eq!(max_diff(&a.cross_attention, &b.cross_attention), 0.0);
-        assert_eq!(max_diff(&a.logits, &b.logits), 0.0);
+        assert!(max_diff(&a.self_attention, &b.self_attention) <= tol);
+        assert!(max_diff(&a.cross_attention, &b.cross_attention) <= tol);
+        assert!(max_diff(&a.logits, &b.logits) <= tol);
     }
 }
 
