@@ -6,7 +6,7 @@ use std::path::Path;
 
 use attnscope_model::config::{Architecture, AttentionTraining, Scorer, TransformerConfig};
 use attnscope_model::training::options::TrainOptions;
-use attnscope_model::training::train::{RunControl, train};
+use attnscope_model::training::train::{RunControl, TrainReport, train};
 
 /// A small made-up English-French corpus: every subject, verb and object combined.
 fn write_corpus(path: &Path) {
@@ -69,6 +69,13 @@ fn control(resume: bool, stop_after: Option<usize>) -> RunControl {
     }
 }
 
+/// Trains `o` from the start to the end.
+fn train_whole(o: TrainOptions, runs: &Path, models: &Path) -> TrainReport {
+    train(o, runs, models, &control(false, None), &mut |_| {})
+        .unwrap()
+        .expect("finished")
+}
+
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,9 +134,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         // A different seed really changes the run (the comparison above can fail).
         let mut other = options(&format!("{kind}-seed"), &data, kind);
         other.seed = 7;
-        let c = train(other, &runs, &models, &control(false, None), &mut |_| {})
-            .unwrap()
-            .expect("finished");
+        let c = train_whole(other, &runs, &models);
         assert_ne!(
             a.summary.final_train_loss, c.summary.final_train_loss,
             "{kind}"
@@ -159,9 +164,7 @@ fn a_run_started_from_a_model_keeps_its_tokenizers_and_weights() {
         let tuned = format!("{kind}-tuned");
         let mut o = options(&tuned, &data, "general");
         (o.init_from, o.lr, o.epochs, o.dropout) = (Some(models.join(&base)), 1e-12, 0.5, 0.0);
-        train(o, &runs, &models, &control(false, None), &mut |_| {})
-            .unwrap()
-            .expect("finished");
+        train_whole(o, &runs, &models);
         let read = |name: &str, file: &str| std::fs::read(models.join(name).join(file)).unwrap();
         for file in ["tokenizer.en.json", "tokenizer.fr.json"] {
             assert!(
@@ -197,24 +200,14 @@ fn a_run_into_another_language_takes_the_source_side_and_decoder_layers() {
     write_corpus(&data);
     let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
     let base_opts = options("base", &data, "transformer");
-    train(
-        base_opts,
-        &runs,
-        &models,
-        &control(false, None),
-        &mut |_| {},
-    )
-    .unwrap()
-    .expect("finished");
+    train_whole(base_opts, &runs, &models);
     // The corpus's targets stand in for another language: what matters is which weights and
     // tokenizers the run starts from. A learning rate too small to move the weights keeps
     // the transferred ones as they were.
     let mut o = options("moved", &data, "additive");
     (o.init_from, o.target_lang) = (Some(models.join("base")), "de".into());
     (o.lr, o.epochs, o.dropout, o.tgt_vocab) = (1e-12, 0.5, 0.0, 50);
-    train(o, &runs, &models, &control(false, None), &mut |_| {})
-        .unwrap()
-        .expect("finished");
+    train_whole(o, &runs, &models);
     let (base, moved) = (models.join("base"), models.join("moved"));
     let read = |dir: &Path, file: &str| std::fs::read(dir.join(file)).unwrap();
     assert!(read(&base, "tokenizer.en.json") == read(&moved, "tokenizer.en.json"));
