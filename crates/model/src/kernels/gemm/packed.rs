@@ -107,22 +107,44 @@ impl PackedWeight {
     /// The output columns of panels `range`, for every row.
     fn panels_into(&self, x: &[f32], m: usize, range: std::ops::Range<usize>, out: OutPtr) {
         #[cfg(target_arch = "x86_64")]
-        for p in range {
-            let panel = &self.panels[p * PANEL * self.k..(p + 1) * PANEL * self.k];
-            let cols = PANEL.min(self.n - p * PANEL);
-            for i in (0..m).step_by(ROWS) {
-                let rows = ROWS.min(m - i);
-                let mut tile = [0f32; ROWS * PANEL];
-                // SAFETY: `product` checked that the CPU has AVX2 and FMA; `x` holds `m × k`
-                // values, so rows `i .. i + rows` are in it, and the panel holds `k × PANEL`.
-                unsafe { avx2::tile(&x[i * self.k..(i + rows) * self.k], rows, panel, &mut tile) };
-                for r in 0..rows {
-                    let at = (i + r) * self.n + p * PANEL;
-                    // SAFETY: each thread writes only its own panels' columns, and
-                    // `at + cols <= m × n`.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), cols) };
-                    dst.copy_from_slice(&tile[r * PANEL..r * PANEL + cols]);
+        {
+            let k = self.k;
+            let wide = panels_at_once(m);
+            let mut p = range.start;
+            while p < range.end {
+                // A product of one to three rows takes several panels at once; the rest one.
+                let width = if p + wide <= range.end { wide } else { 1 };
+                for i in (0..m).step_by(ROWS) {
+                    let rows = ROWS.min(m - i);
+                    let mut tile = [0f32; TILE];
+                    // SAFETY: `product` checked that the CPU has AVX2 and FMA; `x` holds
+                    // `m × k` values, so rows `i .. i + rows` are in it; panels `p .. p +
+                    // width` lie inside `range`, each `k × PANEL` values; `width` is
+                    // `panels_at_once(rows)` or 1, which `tile` takes.
+                    unsafe {
+                        avx2::tile(
+                            &x[i * k..(i + rows) * k],
+                            rows,
+                            &self.panels[p * PANEL * k..(p + width) * PANEL * k],
+                            width,
+                            &mut tile,
+                        )
+                    };
+                    for q in 0..width {
+                        let col = (p + q) * PANEL;
+                        let cols = PANEL.min(self.n - col);
+                        for r in 0..rows {
+                            let at = (i + r) * self.n + col;
+                            let from = (q * ROWS + r) * PANEL;
+                            // SAFETY: each thread writes only its own panels' columns, and
+                            // `at + cols <= m × n`.
+                            let dst =
+                                unsafe { std::slice::from_raw_parts_mut(out.0.add(at), cols) };
+                            dst.copy_from_slice(&tile[from..from + cols]);
+                        }
+                    }
                 }
+                p += width;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -132,6 +154,22 @@ impl PackedWeight {
         }
     }
 }
+
+/// Panels a product of `m` rows multiplies at once: a product of one to three rows has too
+/// few accumulators in one panel to hide the multiply-add latency, so it runs two to four
+/// panels side by side. Every accumulator still adds its terms in order, so the numbers do
+/// not depend on how many rows the product has.
+fn panels_at_once(m: usize) -> usize {
+    match m {
+        1 => 4,
+        2 => 3,
+        3 => 2,
+        _ => 1,
+    }
+}
+
+/// Values of a tile: up to [`ROWS`] rows of up to four panels.
+const TILE: usize = 4 * ROWS * PANEL;
 
 /// The output of [`PackedWeight::product`], shared by threads that write disjoint columns.
 #[derive(Clone, Copy)]
@@ -145,57 +183,69 @@ unsafe impl Send for OutPtr {}
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PANEL, ROWS};
+    use super::{PANEL, ROWS, TILE};
 
-    /// `tile[r·PANEL + l] = Σ_q x[r·k + q] · panel[q·PANEL + l]` for `rows ≤ ROWS` rows of
-    /// `x` (each `k` long) and one packed panel.
+    /// `tile[(j·ROWS + r)·PANEL + l] = Σ_q x[r·k + q] · panels[j][q·PANEL + l]` for
+    /// `rows ≤ ROWS` rows of `x` (each `k` long) and `width` packed panels side by side.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA.
+    /// The CPU has AVX2 and FMA; `width` is 1 or `super::panels_at_once(rows)`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile(
         x: &[f32],
         rows: usize,
-        panel: &[f32],
-        tile: &mut [f32; ROWS * PANEL],
+        panels: &[f32],
+        width: usize,
+        tile: &mut [f32; TILE],
     ) {
-        match rows {
-            6 => rows_of::<6>(x, panel, tile),
-            5 => rows_of::<5>(x, panel, tile),
-            4 => rows_of::<4>(x, panel, tile),
-            3 => rows_of::<3>(x, panel, tile),
-            2 => rows_of::<2>(x, panel, tile),
-            _ => rows_of::<1>(x, panel, tile),
+        match (rows, width) {
+            (1, 4) => rows_of::<1, 4>(x, panels, tile),
+            (2, 3) => rows_of::<2, 3>(x, panels, tile),
+            (3, 2) => rows_of::<3, 2>(x, panels, tile),
+            (6, _) => rows_of::<6, 1>(x, panels, tile),
+            (5, _) => rows_of::<5, 1>(x, panels, tile),
+            (4, _) => rows_of::<4, 1>(x, panels, tile),
+            (3, _) => rows_of::<3, 1>(x, panels, tile),
+            (2, _) => rows_of::<2, 1>(x, panels, tile),
+            _ => rows_of::<1, 1>(x, panels, tile),
         }
     }
 
-    /// [`tile`] for exactly `R` rows, unrolled.
+    /// [`tile`] for exactly `R` rows and `P` panels, unrolled.
     #[inline(always)]
-    fn rows_of<const R: usize>(x: &[f32], panel: &[f32], tile: &mut [f32; ROWS * PANEL]) {
-        let k = panel.len() / PANEL;
-        assert!(x.len() >= R * k && R <= ROWS);
+    fn rows_of<const R: usize, const P: usize>(x: &[f32], panels: &[f32], tile: &mut [f32; TILE]) {
+        let k = panels.len() / (P * PANEL);
+        assert!(
+            x.len() >= R * k && R <= ROWS && P * R * PANEL <= TILE && panels.len() == P * k * PANEL
+        );
         // SAFETY: inlined into `tile`, whose CPU has AVX2 and FMA.
-        let mut acc = [[unsafe { _mm256_setzero_ps() }; 2]; R];
-        let (xp, bp) = (x.as_ptr(), panel.as_ptr());
+        let mut acc = [[[unsafe { _mm256_setzero_ps() }; 2]; R]; P];
+        let (xp, bp) = (x.as_ptr(), panels.as_ptr());
         for q in 0..k {
-            // SAFETY: `q < k`, so the panel's 16 values at depth `q` and each row's value
-            // `q` (`r·k + q < R·k ≤ x.len()`) are in bounds; the CPU has AVX2 and FMA
-            // (the caller's `target_feature`, inlined).
-            unsafe {
-                let b0 = _mm256_loadu_ps(bp.add(q * PANEL));
-                let b1 = _mm256_loadu_ps(bp.add(q * PANEL + 8));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let a = _mm256_broadcast_ss(&*xp.add(r * k + q));
-                    acc[0] = _mm256_fmadd_ps(a, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(a, b1, acc[1]);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `q < k` and `j < P`, so panel `j`'s 16 values at depth `q` and
+                // each row's value `q` (`r·k + q < R·k ≤ x.len()`) are in bounds; the CPU
+                // has AVX2 and FMA (the caller's `target_feature`, inlined).
+                unsafe {
+                    let b = bp.add(j * k * PANEL + q * PANEL);
+                    let (b0, b1) = (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let a = _mm256_broadcast_ss(&*xp.add(r * k + q));
+                        acc[0] = _mm256_fmadd_ps(a, b0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(a, b1, acc[1]);
+                    }
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: `r < R ≤ ROWS`, so both stores are inside `tile`.
-            unsafe {
-                _mm256_storeu_ps(tile.as_mut_ptr().add(r * PANEL), acc[0]);
-                _mm256_storeu_ps(tile.as_mut_ptr().add(r * PANEL + 8), acc[1]);
+        for (j, acc) in acc.iter().enumerate() {
+            for (r, acc) in acc.iter().enumerate() {
+                let at = (j * ROWS + r) * PANEL;
+                // SAFETY: `j < P`, `r < R`, and `(P·ROWS)·PANEL ≤ TILE`, so both stores are
+                // inside `tile`.
+                unsafe {
+                    _mm256_storeu_ps(tile.as_mut_ptr().add(at), acc[0]);
+                    _mm256_storeu_ps(tile.as_mut_ptr().add(at + 8), acc[1]);
+                }
             }
         }
     }
@@ -240,6 +290,21 @@ mod tests {
                     }
                 }
             }
+        }
+        // A row's numbers do not depend on the rows beside it (however many panels a
+        // product takes at once).
+        let (n, k) = (100, 64);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 31 % 89) as f32 - 44.0) / 20.0)
+            .collect();
+        let x: Vec<f32> = (0..7 * k)
+            .map(|i| ((i * 17 % 83) as f32 - 41.0) / 20.0)
+            .collect();
+        let packed = PackedWeight::pack(&w, n, k).unwrap();
+        let all = packed.product(&x, 7, 1).unwrap();
+        for m in 1..=7 {
+            let some = packed.product(&x[..m * k], m, 1).unwrap();
+            assert!(some == all[..m * n], "{m} rows");
         }
         assert!(PackedWeight::pack(&[0.0; 5], 2, 3).is_err());
         let packed = PackedWeight::pack(&[0.0; 6], 2, 3).unwrap();
