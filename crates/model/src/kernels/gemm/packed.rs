@@ -7,7 +7,10 @@
 //! [`PANEL`] output columns, each `k × PANEL` values contiguous. A product then streams each
 //! panel once (16 KiB at `k = 256`, kept in L1) past every row of `x`, six rows at a time
 //! with twelve 8-lane accumulators: the BLIS micro-kernel shape, without the per-product
-//! packing. Each output element adds its `k` terms in order, as the unpacked kernels do.
+//! packing. A product of one to three rows (a stream decoding alone) runs two to four panels
+//! side by side instead, so that enough independent multiply-add chains hide their latency.
+//! Each output element adds its `k` terms in order either way, so a row gets the same
+//! numbers, bit for bit, whatever rows it is multiplied with.
 
 use candle_core::{Result, bail};
 
