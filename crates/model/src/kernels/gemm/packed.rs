@@ -85,10 +85,13 @@ impl PackedWeight {
         if !Self::runs_here() {
             bail!("packed weight: this CPU lacks AVX2 and FMA; use candle's matmul")
         }
-        let mut out = vec![0f32; m * n];
         if m == 0 || n == 0 {
-            return Ok(out);
+            return Ok(vec![0f32; m * n]);
         }
+        // Every value is written below (each panel's columns of every row), so the output
+        // is not zero-filled first: for a batch through the output layer that fill was
+        // megabytes a step.
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let panels = n.div_ceil(PANEL);
         let threads = if m * n * k < PARALLEL_MIN {
             1
@@ -96,7 +99,7 @@ impl PackedWeight {
             threads.clamp(1, panels)
         };
         let per = panels.div_ceil(threads);
-        let ptr = OutPtr(out.as_mut_ptr());
+        let ptr = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast::<f32>());
         std::thread::scope(|scope| {
             for t in 1..threads {
                 let range = t * per..((t + 1) * per).min(panels);
@@ -104,6 +107,9 @@ impl PackedWeight {
             }
             self.panels_into(x, m, 0..per.min(panels), ptr);
         });
+        // SAFETY: the threads wrote all `m × n` values: the panels `0..panels` cover every
+        // column and each panel's columns were written for every row.
+        unsafe { out.set_len(m * n) };
         Ok(out)
     }
 
@@ -139,11 +145,16 @@ impl PackedWeight {
                         for r in 0..rows {
                             let at = (i + r) * self.n + col;
                             let from = (q * ROWS + r) * PANEL;
-                            // SAFETY: each thread writes only its own panels' columns, and
-                            // `at + cols <= m × n`.
-                            let dst =
-                                unsafe { std::slice::from_raw_parts_mut(out.0.add(at), cols) };
-                            dst.copy_from_slice(&tile[from..from + cols]);
+                            // SAFETY: each thread writes only its own panels' columns,
+                            // `at + cols <= m × n` (the output's capacity), and
+                            // `from + cols <= TILE`.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    tile.as_ptr().add(from),
+                                    out.0.add(at),
+                                    cols,
+                                )
+                            };
                         }
                     }
                 }
