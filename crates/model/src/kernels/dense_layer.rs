@@ -56,14 +56,12 @@ impl DenseLayer {
         };
         let dims = x.dims();
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let values = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let mut y = packed.product(&values, rows, candle_core::utils::get_num_threads())?;
-        if let Some(b) = self.linear.bias() {
-            let b = b.to_vec1::<f32>()?;
-            for row in y.chunks_exact_mut(b.len()) {
-                row.iter_mut().zip(&b).for_each(|(y, b)| *y += b);
-            }
-        }
+        let threads = candle_core::utils::get_num_threads();
+        // The input is read where it lies, unless it has to be made contiguous first.
+        let x = x.contiguous()?;
+        let y = fused::read(&x, "dense layer", |values| {
+            packed.product(values, rows, threads)
+        })??;
         let mut shape = dims[..dims.len() - 1].to_vec();
         shape.push(packed.n());
         Ok(Tensor::from_vec(y, shape, x.device())?)
@@ -77,8 +75,9 @@ impl DenseLayer {
         Isa::detect() == Some(Isa::Avx2) && gemm::runs(1) && PackedWeight::runs_here()
     }
 
-    /// The packed weight, where this product may use it: a CPU that [`Self::packs_here`],
-    /// an input that needs no gradient, and a constant f32 weight.
+    /// The packed weight (with the bias), where this product may use it: a CPU that
+    /// [`Self::packs_here`], an input that needs no gradient, and a constant f32 weight and
+    /// bias.
     fn packed(&self, x: &Tensor) -> Option<&PackedWeight> {
         let w = self.linear.weight();
         let wanted = Self::packs_here()
@@ -91,12 +90,17 @@ impl DenseLayer {
         }
         self.packed
             .get_or_init(|| {
-                if w.is_variable() || !fused::usable(w) || w.rank() != 2 {
+                let bias_varies = self.linear.bias().is_some_and(|b| b.is_variable());
+                if w.is_variable() || bias_varies || !fused::usable(w) || w.rank() != 2 {
                     return None;
                 }
                 let (n, k) = w.dims2().ok()?;
                 let values = w.flatten_all().ok()?.to_vec1::<f32>().ok()?;
-                PackedWeight::pack(&values, n, k).ok()
+                let packed = PackedWeight::pack(&values, n, k).ok()?;
+                match self.linear.bias() {
+                    Some(b) => packed.with_bias(&b.to_vec1::<f32>().ok()?).ok(),
+                    None => Some(packed),
+                }
             })
             .as_ref()
     }

@@ -29,6 +29,8 @@ pub struct PackedWeight {
     /// `n.div_ceil(PANEL)` panels; panel `p`, depth `q`, lane `l` holds `W[p·PANEL + l, q]`
     /// (zero past `n`).
     panels: Vec<f32>,
+    /// Added to each output row after its products (`n` values), if the layer has one.
+    bias: Option<Vec<f32>>,
 }
 
 impl PackedWeight {
@@ -45,7 +47,26 @@ impl PackedWeight {
                 panel[q * PANEL + l] = v;
             }
         }
-        Ok(Self { n, k, panels })
+        Ok(Self {
+            n,
+            k,
+            panels,
+            bias: None,
+        })
+    }
+
+    /// The same weight with a bias `b` (`n` values) added to every output row, after the
+    /// row's `k` products have been summed (so each value is rounded as `sum + b` would be).
+    pub fn with_bias(mut self, b: &[f32]) -> Result<Self> {
+        if b.len() != self.n {
+            bail!(
+                "packed weight: a bias of {} values for {} columns",
+                b.len(),
+                self.n
+            )
+        }
+        self.bias = Some(b.to_vec());
+        Ok(self)
     }
 
     /// Output columns (the weight's rows).
@@ -72,8 +93,8 @@ impl PackedWeight {
         })
     }
 
-    /// `x · Wᵀ` for the row-major `(m, k)` matrix `x`, into a new row-major `(m, n)` matrix,
-    /// on up to `threads` threads (each takes its own panels).
+    /// `x · Wᵀ` (plus the bias, if any) for the row-major `(m, k)` matrix `x`, into a new
+    /// row-major `(m, n)` matrix, on up to `threads` threads (each takes its own panels).
     pub fn product(&self, x: &[f32], m: usize, threads: usize) -> Result<Vec<f32>> {
         let (n, k) = (self.n, self.k);
         if x.len() != m * k {
@@ -86,7 +107,10 @@ impl PackedWeight {
             bail!("packed weight: this CPU lacks AVX2 and FMA; use candle's matmul")
         }
         if m == 0 || n == 0 {
-            return Ok(vec![0f32; m * n]);
+            return Ok(match &self.bias {
+                Some(b) => b.repeat(m),
+                None => vec![0f32; m * n],
+            });
         }
         // Every value is written below (each panel's columns of every row), so the output
         // is not zero-filled first: for a batch through the output layer that fill was
@@ -142,18 +166,19 @@ impl PackedWeight {
                     for q in 0..width {
                         let col = (p + q) * PANEL;
                         let cols = PANEL.min(self.n - col);
+                        let bias = self.bias.as_ref().map(|b| &b[col..col + cols]);
                         for r in 0..rows {
                             let at = (i + r) * self.n + col;
                             let from = (q * ROWS + r) * PANEL;
+                            let values = &mut tile[from..from + cols];
+                            if let Some(b) = bias {
+                                values.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+                            }
                             // SAFETY: each thread writes only its own panels' columns,
-                            // `at + cols <= m × n` (the output's capacity), and
-                            // `from + cols <= TILE`.
+                            // `at + cols <= m × n` (the output's capacity), and `values`
+                            // (`cols` long) lies inside `tile`.
                             unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    tile.as_ptr().add(from),
-                                    out.0.add(at),
-                                    cols,
-                                )
+                                std::ptr::copy_nonoverlapping(values.as_ptr(), out.0.add(at), cols)
                             };
                         }
                     }
@@ -320,6 +345,20 @@ mod tests {
             let some = packed.product(&x[..m * k], m, 1).unwrap();
             assert!(some == all[..m * n], "{m} rows");
         }
+        // A bias is added after each row's sum, as `sum + b` is rounded.
+        let b: Vec<f32> = (0..n).map(|j| j as f32 / 7.0 - 3.0).collect();
+        let biased = packed.clone().with_bias(&b).unwrap();
+        for m in [1, 2, 3, 7] {
+            let got = biased.product(&x[..m * k], m, 2).unwrap();
+            let want: Vec<f32> = all[..m * n]
+                .iter()
+                .enumerate()
+                .map(|(i, y)| y + b[i % n])
+                .collect();
+            assert!(got == want, "{m} rows with a bias");
+        }
+        assert_eq!(biased.product(&[], 0, 1).unwrap(), Vec::<f32>::new());
+        assert!(packed.clone().with_bias(&b[1..]).is_err());
         assert!(PackedWeight::pack(&[0.0; 5], 2, 3).is_err());
         let packed = PackedWeight::pack(&[0.0; 6], 2, 3).unwrap();
         assert!(packed.product(&[0.0; 5], 2, 1).is_err());
