@@ -18,7 +18,9 @@ once with `target/release/attnscope-perf` and once with the reference, one threa
 
 - training: target tokens per second of forward, backward, gradient clipping and AdamW
   from the shipped weights, on the same batches of 64 test pairs (grouped by length as the
-  trainer groups them), two threads each; and the matrix-multiply GFLOP/s that this
+  trainer groups them), two threads each (candle's batch split into two data-parallel
+  shards, as `attnscope train` does by default; --train-data-parallel); and the
+  matrix-multiply GFLOP/s that this
   achieves, against the machine's measured matmul peak (f32, both libraries, 1 and 2
   threads).
 
@@ -90,9 +92,9 @@ def training_batches(model, name: str, batch: int, count: int) -> list[list[tupl
     return out
 
 
-def candle_train(model_dir: Path, batches, threads: int) -> dict:
+def candle_train(model_dir: Path, batches, threads: int, shards: int) -> dict:
     cmd = [str(REPO / "target" / "release" / "attnscope-perf"), "--model", str(model_dir),
-           "--train", "--reps", "1"]
+           "--train", "--reps", "1", "--data-parallel", str(shards)]
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, input=json.dumps({"batches": batches}), capture_output=True,
                          text=True, env=env, check=True)
@@ -230,6 +232,8 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=20, help="ten-word sentences per model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-threads", type=int, default=2)
+    ap.add_argument("--train-data-parallel", type=int, default=2,
+                    help="shards of candle's training batch (attnscope train --data-parallel)")
     ap.add_argument("--train-batches", type=int, default=6, help="batches of 64 per round")
     ap.add_argument("--only", choices=["infer", "train"], help="one part of the table")
     ap.add_argument("--skip-check", action="store_true", help="do not run check.py first")
@@ -262,7 +266,8 @@ def main() -> None:
             batches = training_batches(model, name, 64, args.train_batches)
             c_tr, t_tr = [], []
             for _ in range(args.rounds):
-                c_tr.append(candle_train(model_dir, batches, args.train_threads)["target_tokens_per_s"])
+                c_tr.append(candle_train(model_dir, batches, args.train_threads,
+                                         args.train_data_parallel)["target_tokens_per_s"])
                 t_tr.append(torch_train(model_dir, batches)["target_tokens_per_s"])
             c, t = statistics.median(c_tr), statistics.median(t_tr)
             tokens = sum(len(tgt) + 1 for batch in batches for _, tgt in batch)

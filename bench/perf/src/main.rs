@@ -39,6 +39,10 @@ struct Args {
     /// Timed passes over the sentences.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Training: shards each batch is split into, trained side by side (as `attnscope
+    /// train --data-parallel`).
+    #[arg(long, default_value_t = 1)]
+    data_parallel: usize,
     /// Batch size of the throughput measurement (0: skip it).
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -157,7 +161,10 @@ fn main() -> Result<()> {
     if args.train {
         let input: train::TrainInput = serde_json::from_reader(std::io::stdin().lock())
             .context("stdin is not training batches as JSON ({\"batches\": [[[src], [tgt]]]})")?;
-        println!("{}", train::run(model_dir, &input, args.reps)?);
+        println!(
+            "{}",
+            train::run(model_dir, &input, args.reps, args.data_parallel)?
+        );
         return Ok(());
     }
     let sentences: Vec<String> = std::io::stdin()

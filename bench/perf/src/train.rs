@@ -10,6 +10,7 @@ use attnscope_model::ModelConfig;
 use attnscope_model::kernels::adam::AdamW;
 use attnscope_model::networks::{Network, TrainMode};
 use attnscope_model::training::data::{self, Example};
+use attnscope_model::training::shards::Shards;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use serde::Deserialize;
@@ -32,8 +33,15 @@ struct Parts {
 }
 
 /// Loads the shipped weights into trainable variables, takes one untimed warm-up step,
-/// then times every batch `reps` times over. Returns the JSON report.
-pub fn run(model_dir: &Path, input: &TrainInput, reps: usize) -> Result<serde_json::Value> {
+/// then times every batch `reps` times over, each step split into `data_parallel` shards as
+/// `attnscope train --data-parallel` does (then `forward` holds both passes and `backward`
+/// none). Returns the JSON report.
+pub fn run(
+    model_dir: &Path,
+    input: &TrainInput,
+    reps: usize,
+    data_parallel: usize,
+) -> Result<serde_json::Value> {
     if input.batches.is_empty() {
         bail!("no training batches on stdin");
     }
@@ -61,17 +69,26 @@ pub fn run(model_dir: &Path, input: &TrainInput, reps: usize) -> Result<serde_js
         .collect();
     let mut parts = Parts::default();
     let mut step = 0usize;
+    let shards = Shards::new(data_parallel)?;
     let mut one = |examples: &[Example], parts: Option<&mut Parts>| -> Result<()> {
         let began = Instant::now();
         let idx: Vec<usize> = (0..examples.len()).collect();
-        let batch = data::collate(examples, &idx, &device)?;
-        let loss = network.loss(&cfg, &batch, &mut TrainMode::for_step(&cfg, 7, step))?;
-        let forward = began.elapsed().as_secs_f64();
-        let grads = loss.backward()?;
+        let (loss, grads, tokens, forward) = if shards.count() > 1 {
+            let vars = varmap.all_vars();
+            let g = shards.gradients(&network, &cfg, &vars, examples, &idx, 7, step, &device)?;
+            (g.loss, g.grads, g.tokens, began.elapsed().as_secs_f64())
+        } else {
+            let batch = data::collate(examples, &idx, &device)?;
+            let loss = network.loss(&cfg, &batch, &mut TrainMode::for_step(&cfg, 7, step))?;
+            let forward = began.elapsed().as_secs_f64();
+            let grads = loss.backward()?;
+            let loss = loss.to_scalar::<f32>()? as f64;
+            (loss, grads, batch.tokens, forward)
+        };
         let backward = began.elapsed().as_secs_f64();
         opt.step(&grads, 1.0)?;
         let total = began.elapsed().as_secs_f64();
-        if !loss.to_scalar::<f32>()?.is_finite() {
+        if !loss.is_finite() {
             bail!("the loss is not finite at step {step}");
         }
         step += 1;
@@ -80,7 +97,7 @@ pub fn run(model_dir: &Path, input: &TrainInput, reps: usize) -> Result<serde_js
             p.backward.push(backward - forward);
             p.optimizer.push(total - backward);
             p.step.push(total);
-            p.tokens += batch.tokens;
+            p.tokens += tokens;
         }
         Ok(())
     };
@@ -94,6 +111,7 @@ pub fn run(model_dir: &Path, input: &TrainInput, reps: usize) -> Result<serde_js
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
     Ok(serde_json::json!({
         "steps": parts.step.len(),
+        "data_parallel": shards.count(),
         "target_tokens": parts.tokens,
         "target_tokens_per_s": parts.tokens as f64 / seconds,
         "step_s_median": crate::median(parts.step.clone()),

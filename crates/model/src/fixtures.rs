@@ -57,7 +57,7 @@ pub fn tiny_architecture(kind: &str) -> Result<Architecture> {
     })
 }
 
-fn parts(kind: &str, seed: u64) -> Result<(ModelConfig, Vocab, Vocab, VarMap, Network)> {
+pub(crate) fn parts(kind: &str, seed: u64) -> Result<(ModelConfig, Vocab, Vocab, VarMap, Network)> {
     let src = Vocab::train(EN.iter().copied().cycle().take(40), 40)?;
     let tgt = Vocab::train(FR.iter().copied().cycle().take(40), 45)?;
     let cfg = tiny_config(kind, src.len(), tgt.len())?;

@@ -103,6 +103,12 @@ pub struct TrainArgs {
     /// layer are trained.
     #[arg(long, value_name = "MODEL")]
     init_from: Option<PathBuf>,
+    /// Split each batch into N shards whose forward and backward passes run side by side,
+    /// one thread each, their gradients then summed (weighted by target tokens): on two cores
+    /// both stay busy with candle's per-op work. 1: the whole batch on one thread, its
+    /// matrix products spread over every core. Saved with the run, so `--resume` keeps it.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    data_parallel: usize,
 }
 
 /// The network the flags describe; the library checks it as it checks a `config.json`.
@@ -155,6 +161,10 @@ pub fn run(models: &Path, a: TrainArgs) -> Result<()> {
         bail!("--joined must be a fraction between 0 and 10");
     }
     opts.checkpoint_every = a.checkpoint_every.max(1);
+    if !(1..=64).contains(&a.data_parallel) {
+        bail!("--data-parallel must be between 1 and 64 shards");
+    }
+    opts.data_parallel = a.data_parallel;
     let positive = |x: f64| x.is_finite() && x > 0.0;
     if opts.batch_size == 0 || !positive(opts.lr) || !positive(opts.epochs) {
         bail!("--batch-size, --lr and --epochs must be positive");

@@ -278,7 +278,7 @@ impl InplaceOp2 for FusedUpdate<'_> {
             candle_core::bail!("adamw-update: the gradient or moments do not match the variable")
         }
         let hyper = self.hyper;
-        let threads = candle_core::utils::get_num_threads().max(1);
+        let threads = crate::kernels::threads::threads().max(1);
         if threads == 1 || theta.len() < PARALLEL_MIN {
             hyper.update(theta, g, &mut m[..], &mut v[..]);
             return Ok(());

@@ -56,7 +56,7 @@ impl DenseLayer {
         };
         let dims = x.dims();
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let threads = candle_core::utils::get_num_threads();
+        let threads = crate::kernels::threads::threads();
         // The input is read where it lies, unless it has to be made contiguous first.
         let x = x.contiguous()?;
         let y = fused::read(&x, "dense layer", |values| {

@@ -66,7 +66,7 @@ where
     F: Fn(usize, &mut [f32]) + Sync,
 {
     let rows = out.len() / width.max(1);
-    let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
+    let threads = crate::kernels::threads::threads().clamp(1, rows.max(1));
     if threads == 1 || rows * cost < PARALLEL_MIN {
         f(0, out);
         return;

@@ -93,7 +93,7 @@ where
     F: Fn(&mut [f32], &[u32], usize) + Sync,
 {
     let n = targets.len();
-    let threads = candle_core::utils::get_num_threads()
+    let threads = crate::kernels::threads::threads()
         .min(n / ROWS_PER_THREAD)
         .max(1);
     let per = n.div_ceil(threads);

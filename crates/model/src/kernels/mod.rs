@@ -18,3 +18,4 @@ pub(crate) mod fused_rnn;
 pub(crate) mod fused_seq;
 pub mod gemm;
 pub mod ops;
+pub mod threads;

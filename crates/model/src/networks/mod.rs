@@ -339,6 +339,14 @@ impl TrainMode {
         }
     }
 
+    /// The mode of shard `shard` of training step `step` (data-parallel training,
+    /// [`crate::training::shards`]): each shard draws its own noise and dropout masks, which
+    /// depend only on `(seed, step, shard)`.
+    pub fn for_shard(cfg: &ModelConfig, seed: u64, step: usize, shard: usize) -> Self {
+        let mixed = seed ^ (shard as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        Self::for_step(cfg, mixed, step)
+    }
+
     /// Scoring: no noise and no dropout.
     pub fn eval() -> Self {
         TrainMode {

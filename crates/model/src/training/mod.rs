@@ -9,5 +9,6 @@ pub(crate) mod checkpoint;
 pub mod data;
 pub mod options;
 pub mod run_log;
+pub mod shards;
 pub(crate) mod start;
 pub mod train;

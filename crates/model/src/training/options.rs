@@ -53,6 +53,15 @@ pub struct TrainOptions {
     /// sizes replace the ones above; `max_len`, `dropout` and the schedule stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// Shards each batch is split into, trained side by side on their own threads
+    /// ([`crate::training::shards`]); 1 (runs saved before the option existed): the whole
+    /// batch on one thread, its kernels spread over every core.
+    #[serde(default = "one")]
+    pub data_parallel: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -92,6 +101,7 @@ impl TrainOptions {
             extra_data: Vec::new(),
             joined: 0.0,
             init_from: None,
+            data_parallel: 2,
         }
     }
 

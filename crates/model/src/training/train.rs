@@ -27,6 +27,7 @@ use crate::training::checkpoint::{Position, RunFiles, json_read, json_write};
 use crate::training::data::{self, Example, Pair};
 use crate::training::options::TrainOptions;
 pub use crate::training::run_log::LogLine;
+use crate::training::shards::Shards;
 use crate::training::start::StartFrom;
 use crate::vocab::Vocab;
 use crate::{Error, Result};
@@ -297,6 +298,8 @@ struct Trainee {
     opt: AdamW,
     parameters: usize,
     device: Device,
+    /// The batch's shards, run side by side (`--data-parallel`).
+    shards: Shards,
 }
 
 impl Trainee {
@@ -331,6 +334,7 @@ impl Trainee {
             opt,
             parameters,
             device: device.clone(),
+            shards: Shards::new(opts.data_parallel)?,
         })
     }
 
@@ -371,16 +375,20 @@ impl Trainee {
             let Some((_, batches)) = &epoch_batches else {
                 unreachable!("set above")
             };
-            let batch = data::collate(&data.train, &batches[step % per_epoch], &self.device)?;
             self.opt.lr = learning_rate(opts, step, total);
-            let loss = self.model.loss(
+            let vars = self.varmap.all_vars();
+            let step_grads = self.shards.gradients(
+                &self.model,
                 &self.config,
-                &batch,
-                &mut TrainMode::for_step(&self.config, opts.seed, step),
+                &vars,
+                &data.train,
+                &batches[step % per_epoch],
+                opts.seed,
+                step,
+                &self.device,
             )?;
-            let grads = loss.backward()?;
-            self.opt.step(&grads, 1.0)?;
-            let loss = loss.to_scalar::<f32>()? as f64;
+            self.opt.step(&step_grads.grads, 1.0)?;
+            let loss = step_grads.loss;
             if !loss.is_finite() {
                 return Err(Error::Invalid(format!(
                     "training diverged at step {step} (loss {loss}); lower --lr"
@@ -388,7 +396,7 @@ impl Trainee {
             }
             loss_sum += loss;
             loss_n += 1;
-            window_tokens += batch.tokens;
+            window_tokens += step_grads.tokens;
             at.step += 1;
             let step = at.step;
             let secs = window_start.elapsed().as_secs_f64();

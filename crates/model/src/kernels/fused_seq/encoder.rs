@@ -112,7 +112,7 @@ fn both<A: Send, B: Send>(
     left: impl FnOnce() -> Result<A> + Send,
     right: impl FnOnce() -> Result<B> + Send,
 ) -> Result<(A, B)> {
-    if candle_core::utils::get_num_threads() < 2 {
+    if crate::kernels::threads::threads() < 2 {
         return Ok((left()?, right()?));
     }
     std::thread::scope(|scope| {

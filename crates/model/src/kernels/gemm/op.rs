@@ -55,7 +55,7 @@ impl CustomOp2 for Matmul {
         let (a, b) = (view(s1, l1)?, view(s2, l2)?);
         let (m, n) = (a.rows, b.cols);
         let mut c = vec![0f32; m * n];
-        sgemm(a, b, &mut c, false, candle_core::utils::get_num_threads())?;
+        sgemm(a, b, &mut c, false, crate::kernels::threads::threads())?;
         Ok((CpuStorage::F32(c), Shape::from((m, n))))
     }
 
