@@ -82,6 +82,14 @@ def main() -> None:
         "### The page",
         "",
         page_table(),
+        "",
+        "### What attribution costs",
+        "",
+        "`attnscope translate --format json` of five sentences (2 to 18 words), with no",
+        "attribution and with each method; one process per row, so loading is in every row:",
+        "the difference to the first row of a model is the attribution's cost.",
+        "",
+        read("explain.md").rstrip(),
         END,
     ])
     start, end = doc.index(BEGIN), doc.index(END) + len(END)

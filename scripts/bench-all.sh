@@ -11,6 +11,7 @@
 # 3. the server under load (scripts/bench-load.sh), in shared batches and each translation
 #    alone;
 # 4. the page: bundle size and frame times in headless Chromium (scripts/bench-page.sh);
+# 5. what attribution costs beside a greedy translation (scripts/bench-explain.sh);
 # then bench/report.py writes them between the markers in docs/BENCHMARKS.md.
 # Raw results stay in target/bench/. Run it on an otherwise idle machine.
 set -euo pipefail
@@ -25,10 +26,10 @@ out=target/bench
 mkdir -p "$out"
 cargo build --release -p attnscope -p attnscope-perf -p attnscope-loadgen
 
-echo "bench-all: 1/4 candle against PyTorch" >&2
+echo "bench-all: 1/5 candle against PyTorch" >&2
 "$venv/bin/python" bench/perf.py "$@" > /dev/null
 
-echo "bench-all: 2/4 wire size of a Transformer step" >&2
+echo "bench-all: 2/5 wire size of a Transformer step" >&2
 port=${PORT:-18182}
 dist=$(mktemp -d)
 trap 'rm -rf "$dist"' EXIT
@@ -45,12 +46,15 @@ curl -fs -H 'content-type: application/json' "http://127.0.0.1:$port/api/transla
 kill -TERM "$server"
 wait "$server" || true
 
-echo "bench-all: 3/4 server under load" >&2
+echo "bench-all: 3/5 server under load" >&2
 scripts/bench-load.sh > "$out/load.md"
 BATCH_ROWS=1 scripts/bench-load.sh > "$out/load-alone.md"
 
-echo "bench-all: 4/4 the page" >&2
+echo "bench-all: 4/5 the page" >&2
 scripts/bench-page.sh > "$out/page.txt" 2>&1
+
+echo "bench-all: 5/5 what attribution costs" >&2
+scripts/bench-explain.sh > "$out/explain.md"
 
 "$venv/bin/python" bench/report.py
 echo "bench-all: docs/BENCHMARKS.md updated; raw results in $out/" >&2
