@@ -559,6 +559,57 @@ fn a_missing_model_fails_with_a_message_naming_it() {
 }
 
 #[test]
+fn training_in_one_shard_or_two_gives_the_same_losses_and_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut losses = Vec::new();
+    for shards in ["1", "2"] {
+        let tag = format!("shards{shards}");
+        let out = toy_train(dir.path(), &tag)
+            .args(["--data-parallel", shards])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = dir.path().join(&tag).join("runs/toy/log.jsonl");
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let options = dir.path().join(&tag).join("runs/toy/options.json");
+        let options: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(options).unwrap()).unwrap();
+        assert_eq!(options["data_parallel"].to_string(), shards);
+        losses.push(
+            lines
+                .iter()
+                .map(|l| l["train_loss"].as_f64().unwrap())
+                .collect::<Vec<_>>(),
+        );
+    }
+    // A GRU without dropout: the shards' gradients add up to the batch's, so the two runs
+    // differ by float rounding only.
+    assert_eq!(losses[0].len(), losses[1].len());
+    for (a, b) in losses[0].iter().zip(&losses[1]) {
+        assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "{losses:?}");
+    }
+
+    let out = toy_train(dir.path(), "zero")
+        .args(["--data-parallel", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data-parallel must be between 1 and 64"),
+        "{err}"
+    );
+}
+
+#[test]
 fn score_prints_bleu_and_chrf_and_rejects_unpaired_files() {
     let dir = tempfile::tempdir().unwrap();
     let (h, r, short) = (
