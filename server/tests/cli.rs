@@ -447,12 +447,7 @@ fn toy_train(dir: &std::path::Path, tag: &str) -> std::process::Command {
 #[test]
 fn training_killed_at_random_points_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let out = toy_train(dir.path(), "whole").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut toy_train(dir.path(), "whole"), b"");
     let weights = |tag: &str| {
         std::fs::read(dir.path().join(tag).join("models/toy/model.safetensors")).unwrap()
     };
@@ -564,14 +559,9 @@ fn training_in_one_shard_or_two_gives_the_same_losses_and_zero_is_refused() {
     let mut losses = Vec::new();
     for shards in ["1", "2"] {
         let tag = format!("shards{shards}");
-        let out = toy_train(dir.path(), &tag)
-            .args(["--data-parallel", shards])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            toy_train(dir.path(), &tag).args(["--data-parallel", shards]),
+            b"",
         );
         let log = dir.path().join(&tag).join("runs/toy/log.jsonl");
         let lines: Vec<serde_json::Value> = std::fs::read_to_string(log)
