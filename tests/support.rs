@@ -42,6 +42,12 @@ pub async fn start_server() -> Result<SocketAddr> {
 /// names none.
 pub async fn start_server_with(dir: &std::path::Path, default: &str) -> Result<SocketAddr> {
     let models = Models::load_dir(dir, default)?;
+    // Decoding at the priority `attnscope serve` gives it (ATTNSCOPE_DECODE_NICE as there).
+    let nice = std::env::var("ATTNSCOPE_DECODE_NICE").ok();
+    attnscope::priority::set_decode_nice(
+        nice.and_then(|n| n.parse().ok())
+            .unwrap_or(attnscope::priority::DEFAULT_DECODE_NICE),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = app(AppState::new(models, dist_dir()));

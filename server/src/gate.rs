@@ -73,6 +73,7 @@ impl StepGate {
 
     /// Blocks until this thread holds a slot.
     pub fn acquire(self: &Arc<Self>, turn: Turn) -> Slot {
+        crate::priority::lower_this_thread();
         self.wait(turn);
         Slot {
             gate: self.clone(),

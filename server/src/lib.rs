@@ -16,6 +16,7 @@ pub mod listen;
 pub mod metrics;
 mod models;
 mod openapi;
+pub mod priority;
 pub mod render;
 mod routes;
 mod security;
@@ -60,6 +61,8 @@ pub struct ServeConfig {
     pub batch_rows: usize,
     /// Connection caps and the header-read timeout.
     pub limits: listen::Limits,
+    /// Niceness of the decoding threads ([`priority`]; 0: the server's own).
+    pub decode_nice: i32,
 }
 
 /// Counters of the decoding work, for tests and monitoring.
@@ -243,6 +246,7 @@ pub async fn serve(config: ServeConfig, addr: SocketAddr) -> anyhow::Result<()> 
         .with_context(|| format!("cannot listen on {addr}; is it already in use?"))?;
     let local = listener.local_addr()?;
     tracing::info!(models = ?models.names(), "attnscope listening on http://{local}");
+    priority::set_decode_nice(config.decode_nice);
     let state = AppState::new(models, config.dist)
         .with_queue(config.queue)
         .with_streams(config.streams)

@@ -94,6 +94,11 @@ enum Command {
         /// others decode share one matrix product a step. 1 decodes each alone.
         #[arg(long, default_value_t = attnscope::batcher::DEFAULT_BATCH_ROWS, value_parser = clap::value_parser!(u16).range(1..=1024))]
         batch_rows: u16,
+        /// Niceness (0 to 19) of the threads that decode: above 0 they yield the CPU to
+        /// interactive programs, such as a browser on this machine drawing the page while a
+        /// long input decodes. 0 keeps the server's own priority. Linux only.
+        #[arg(long, default_value_t = attnscope::priority::DEFAULT_DECODE_NICE, env = "ATTNSCOPE_DECODE_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
+        decode_nice: i32,
         /// Open connections at most; more are answered 503 and closed.
         #[arg(long, default_value_t = attnscope::listen::Limits::default().max_connections)]
         max_connections: usize,
@@ -191,6 +196,7 @@ fn run(cli: Cli) -> Result<()> {
             queue,
             streams,
             batch_rows,
+            decode_nice,
             max_connections,
             per_client,
             header_timeout,
@@ -205,6 +211,7 @@ fn run(cli: Cli) -> Result<()> {
                 queue,
                 streams,
                 batch_rows: usize::from(batch_rows),
+                decode_nice,
                 limits: attnscope::listen::Limits {
                     max_connections,
                     per_client,
