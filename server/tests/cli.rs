@@ -7,27 +7,12 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{attnscope, run, run_ok};
-
-const PAIRS: &[(&str, &str)] = &[
-    ("I am cold.", "J'ai froid."),
-    ("I am hot.", "J'ai chaud."),
-    ("You are cold.", "Tu as froid."),
-    ("We are here.", "Nous sommes ici."),
-    ("He is here.", "Il est ici."),
-    ("She is cold.", "Elle a froid."),
-    ("I am here.", "Je suis ici."),
-    ("It is hot.", "Il fait chaud."),
-];
+use common::{attnscope, run, run_ok, toy_tsv};
 
 #[test]
 fn train_resume_translate_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let tsv = dir.path().join("pairs.tsv");
-    let lines: Vec<String> = (0..6)
-        .flat_map(|_| PAIRS.iter().map(|(e, f)| format!("{e}\t{f}")))
-        .collect();
-    std::fs::write(&tsv, lines.join("\n")).unwrap();
+    let tsv = toy_tsv(dir.path());
     let models = dir.path().join("models");
     let runs = dir.path().join("runs");
     // `attnscope train` on the toy data, with the options both runs share.
@@ -386,137 +371,6 @@ fn train_resume_translate_round_trip() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("gradient_x_input"));
 }
 
-/// `attnscope train` on the toy data in `dir`, into `dir/<tag>/{models,runs}`: the command,
-/// ready to spawn (fresh, or `--resume` when the run has a checkpoint).
-fn toy_train(dir: &std::path::Path, tag: &str) -> std::process::Command {
-    let tsv = dir.join("pairs.tsv");
-    if !tsv.is_file() {
-        let lines: Vec<String> = (0..6)
-            .flat_map(|_| PAIRS.iter().map(|(e, f)| format!("{e}\t{f}")))
-            .collect();
-        std::fs::write(&tsv, lines.join("\n")).unwrap();
-    }
-    let (models, runs) = (dir.join(tag).join("models"), dir.join(tag).join("runs"));
-    let mut cmd = attnscope();
-    cmd.env("RAYON_NUM_THREADS", "1")
-        .args([
-            "--models",
-            models.to_str().unwrap(),
-            "train",
-            "--name",
-            "toy",
-        ])
-        .args([
-            "--data",
-            tsv.to_str().unwrap(),
-            "--runs",
-            runs.to_str().unwrap(),
-        ])
-        .args([
-            "--src-vocab",
-            "60",
-            "--tgt-vocab",
-            "60",
-            "--embed-dim",
-            "16",
-        ])
-        .args([
-            "--hidden-dim",
-            "16",
-            "--batch-size",
-            "4",
-            "--test-sentences",
-            "2",
-        ])
-        .args([
-            "--dev-sentences",
-            "1",
-            "--checkpoint-every",
-            "3",
-            "--epochs",
-            "4",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if runs.join("toy").join("checkpoint.json").is_file() {
-        cmd.arg("--resume");
-    }
-    cmd
-}
-
-#[test]
-fn training_killed_at_random_points_resumes_to_the_same_weights() {
-    let dir = tempfile::tempdir().unwrap();
-    run_ok(&mut toy_train(dir.path(), "whole"), b"");
-    let weights = |tag: &str| {
-        std::fs::read(dir.path().join(tag).join("models/toy/model.safetensors")).unwrap()
-    };
-    let reference = weights("whole");
-    let mut kills_in_all = 0;
-    for run in 0..3u64 {
-        let tag = format!("killed{run}");
-        // A small xorshift: the kill times differ between runs but not between test runs.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (run + 1);
-        let mut next_delay = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            std::time::Duration::from_millis(2 + state % 80)
-        };
-        let mut kills = 0;
-        loop {
-            let mut child = toy_train(dir.path(), &tag).spawn().unwrap();
-            let deadline = std::time::Instant::now() + next_delay();
-            let finished = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break Some(status);
-                }
-                if std::time::Instant::now() >= deadline || kills >= 30 {
-                    break None;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            };
-            match finished {
-                Some(status) => {
-                    let mut err = String::new();
-                    use std::io::Read;
-                    child
-                        .stderr
-                        .take()
-                        .unwrap()
-                        .read_to_string(&mut err)
-                        .unwrap();
-                    assert!(status.success(), "run {run} after {kills} kills: {err}");
-                    break;
-                }
-                None if kills >= 30 => {
-                    // Enough kills: let this one finish.
-                    assert!(child.wait().unwrap().success());
-                    break;
-                }
-                None => {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    kills += 1;
-                }
-            }
-        }
-        assert_eq!(weights(&tag), reference, "run {run}, killed {kills} times");
-        let log =
-            std::fs::read_to_string(dir.path().join(&tag).join("runs/toy/log.jsonl")).unwrap();
-        for line in log.lines() {
-            serde_json::from_str::<serde_json::Value>(line)
-                .unwrap_or_else(|e| panic!("torn log line {line:?}: {e}"));
-        }
-        eprintln!("run {run}: killed {kills} times, then finished with the same weights");
-        kills_in_all += kills;
-    }
-    assert!(
-        kills_in_all >= 3,
-        "the runs were killed {kills_in_all} times in all"
-    );
-}
-
 #[test]
 fn a_missing_model_fails_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -551,52 +405,6 @@ fn a_missing_model_fails_with_a_message_naming_it() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("attnscope train --name bahdanau"));
-}
-
-#[test]
-fn training_in_one_shard_or_two_gives_the_same_losses_and_zero_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut losses = Vec::new();
-    for shards in ["1", "2"] {
-        let tag = format!("shards{shards}");
-        run_ok(
-            toy_train(dir.path(), &tag).args(["--data-parallel", shards]),
-            b"",
-        );
-        let log = dir.path().join(&tag).join("runs/toy/log.jsonl");
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(log)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let options = dir.path().join(&tag).join("runs/toy/options.json");
-        let options: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(options).unwrap()).unwrap();
-        assert_eq!(options["data_parallel"].to_string(), shards);
-        losses.push(
-            lines
-                .iter()
-                .map(|l| l["train_loss"].as_f64().unwrap())
-                .collect::<Vec<_>>(),
-        );
-    }
-    // A GRU without dropout: the shards' gradients add up to the batch's, so the two runs
-    // differ by float rounding only.
-    assert_eq!(losses[0].len(), losses[1].len());
-    for (a, b) in losses[0].iter().zip(&losses[1]) {
-        assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "{losses:?}");
-    }
-
-    let out = toy_train(dir.path(), "zero")
-        .args(["--data-parallel", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--data-parallel must be between 1 and 64"),
-        "{err}"
-    );
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use attnscope_model::ModelConfig;
 use attnscope_model::kernels::adam::AdamW;
-use attnscope_model::networks::{Network, TrainMode};
-use attnscope_model::training::data::{self, Example};
+use attnscope_model::networks::Network;
+use attnscope_model::training::data::Example;
 use attnscope_model::training::shards::Shards;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
@@ -25,8 +25,8 @@ pub struct TrainInput {
 /// Seconds spent in each part of the timed steps, and the target tokens they trained on.
 #[derive(Default)]
 struct Parts {
-    forward: Vec<f64>,
-    backward: Vec<f64>,
+    /// Forward and backward passes (all shards, their gradients added up).
+    passes: Vec<f64>,
     optimizer: Vec<f64>,
     step: Vec<f64>,
     tokens: usize,
@@ -34,8 +34,7 @@ struct Parts {
 
 /// Loads the shipped weights into trainable variables, takes one untimed warm-up step,
 /// then times every batch `reps` times over, each step split into `data_parallel` shards as
-/// `attnscope train --data-parallel` does (then `forward` holds both passes and `backward`
-/// none). Returns the JSON report.
+/// `attnscope train --data-parallel` does. Returns the JSON report.
 pub fn run(
     model_dir: &Path,
     input: &TrainInput,
@@ -70,22 +69,13 @@ pub fn run(
     let mut parts = Parts::default();
     let mut step = 0usize;
     let shards = Shards::new(data_parallel)?;
+    let vars = varmap.all_vars();
     let mut one = |examples: &[Example], parts: Option<&mut Parts>| -> Result<()> {
         let began = Instant::now();
         let idx: Vec<usize> = (0..examples.len()).collect();
-        let (loss, grads, tokens, forward) = if shards.count() > 1 {
-            let vars = varmap.all_vars();
-            let g = shards.gradients(&network, &cfg, &vars, examples, &idx, 7, step, &device)?;
-            (g.loss, g.grads, g.tokens, began.elapsed().as_secs_f64())
-        } else {
-            let batch = data::collate(examples, &idx, &device)?;
-            let loss = network.loss(&cfg, &batch, &mut TrainMode::for_step(&cfg, 7, step))?;
-            let forward = began.elapsed().as_secs_f64();
-            let grads = loss.backward()?;
-            let loss = loss.to_scalar::<f32>()? as f64;
-            (loss, grads, batch.tokens, forward)
-        };
-        let backward = began.elapsed().as_secs_f64();
+        let g = shards.gradients(&network, &cfg, &vars, examples, &idx, 7, step, &device)?;
+        let (loss, grads, tokens) = (g.loss, g.grads, g.tokens);
+        let passes = began.elapsed().as_secs_f64();
         opt.step(&grads, 1.0)?;
         let total = began.elapsed().as_secs_f64();
         if !loss.is_finite() {
@@ -93,9 +83,8 @@ pub fn run(
         }
         step += 1;
         if let Some(p) = parts {
-            p.forward.push(forward);
-            p.backward.push(backward - forward);
-            p.optimizer.push(total - backward);
+            p.passes.push(passes);
+            p.optimizer.push(total - passes);
             p.step.push(total);
             p.tokens += tokens;
         }
@@ -115,8 +104,7 @@ pub fn run(
         "target_tokens": parts.tokens,
         "target_tokens_per_s": parts.tokens as f64 / seconds,
         "step_s_median": crate::median(parts.step.clone()),
-        "forward_s_mean": mean(&parts.forward),
-        "backward_s_mean": mean(&parts.backward),
+        "passes_s_mean": mean(&parts.passes),
         "optimizer_s_mean": mean(&parts.optimizer),
     }))
 }

@@ -139,3 +139,79 @@ pub async fn expect_error(body: &str, status: StatusCode, code: &str) {
         assert!(!e.message.is_empty());
     }
 }
+
+/// Toy English–French pairs for the CLI's training tests.
+const PAIRS: &[(&str, &str)] = &[
+    ("I am cold.", "J'ai froid."),
+    ("I am hot.", "J'ai chaud."),
+    ("You are cold.", "Tu as froid."),
+    ("We are here.", "Nous sommes ici."),
+    ("He is here.", "Il est ici."),
+    ("She is cold.", "Elle a froid."),
+    ("I am here.", "Je suis ici."),
+    ("It is hot.", "Il fait chaud."),
+];
+
+/// Writes the toy pairs six times over to `dir/pairs.tsv` (once) and returns its path.
+pub fn toy_tsv(dir: &Path) -> std::path::PathBuf {
+    let tsv = dir.join("pairs.tsv");
+    if !tsv.is_file() {
+        let lines: Vec<String> = (0..6)
+            .flat_map(|_| PAIRS.iter().map(|(e, f)| format!("{e}\t{f}")))
+            .collect();
+        std::fs::write(&tsv, lines.join("\n")).unwrap();
+    }
+    tsv
+}
+
+/// `attnscope train` on the toy data in `dir`, into `dir/<tag>/{models,runs}`: the command,
+/// ready to spawn (fresh, or `--resume` when the run has a checkpoint).
+pub fn toy_train(dir: &std::path::Path, tag: &str) -> std::process::Command {
+    let tsv = toy_tsv(dir);
+    let (models, runs) = (dir.join(tag).join("models"), dir.join(tag).join("runs"));
+    let mut cmd = attnscope();
+    cmd.env("RAYON_NUM_THREADS", "1")
+        .args([
+            "--models",
+            models.to_str().unwrap(),
+            "train",
+            "--name",
+            "toy",
+        ])
+        .args([
+            "--data",
+            tsv.to_str().unwrap(),
+            "--runs",
+            runs.to_str().unwrap(),
+        ])
+        .args([
+            "--src-vocab",
+            "60",
+            "--tgt-vocab",
+            "60",
+            "--embed-dim",
+            "16",
+        ])
+        .args([
+            "--hidden-dim",
+            "16",
+            "--batch-size",
+            "4",
+            "--test-sentences",
+            "2",
+        ])
+        .args([
+            "--dev-sentences",
+            "1",
+            "--checkpoint-every",
+            "3",
+            "--epochs",
+            "4",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if runs.join("toy").join("checkpoint.json").is_file() {
+        cmd.arg("--resume");
+    }
+    cmd
+}

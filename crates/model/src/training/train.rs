@@ -300,6 +300,8 @@ struct Trainee {
     device: Device,
     /// The batch's shards, run side by side (`--data-parallel`).
     shards: Shards,
+    /// The variables of `varmap`, whose gradients the shards add up.
+    vars: Vec<candle_core::Var>,
 }
 
 impl Trainee {
@@ -327,6 +329,7 @@ impl Trainee {
         }
         let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
         let opt = AdamW::new(&varmap, opts.lr, 0.0)?;
+        let vars = varmap.all_vars();
         Ok(Trainee {
             config,
             varmap,
@@ -335,6 +338,7 @@ impl Trainee {
             parameters,
             device: device.clone(),
             shards: Shards::new(opts.data_parallel)?,
+            vars,
         })
     }
 
@@ -376,11 +380,10 @@ impl Trainee {
                 unreachable!("set above")
             };
             self.opt.lr = learning_rate(opts, step, total);
-            let vars = self.varmap.all_vars();
             let step_grads = self.shards.gradients(
                 &self.model,
                 &self.config,
-                &vars,
+                &self.vars,
                 &data.train,
                 &batches[step % per_epoch],
                 opts.seed,
