@@ -7,51 +7,16 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{attnscope, run, run_ok, toy_tsv};
+use common::{attnscope, run, run_ok, toy_models, toy_options};
 
 #[test]
 fn train_resume_translate_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let tsv = toy_tsv(dir.path());
-    let models = dir.path().join("models");
-    let runs = dir.path().join("runs");
+    let models = toy_models(dir.path(), "round-trip");
+    let runs = dir.path().join("round-trip").join("runs");
     // `attnscope train` on the toy data, with the options both runs share.
-    let train_cmd = || {
-        let mut cmd = attnscope();
-        cmd.args([
-            "--models",
-            models.to_str().unwrap(),
-            "train",
-            "--name",
-            "toy",
-            "--data",
-            tsv.to_str().unwrap(),
-        ])
-        .args(["--runs", runs.to_str().unwrap()]);
-        cmd
-    };
     let train = |extra: &[&str]| {
-        let out = train_cmd()
-            .args([
-                "--src-vocab",
-                "60",
-                "--tgt-vocab",
-                "60",
-                "--embed-dim",
-                "16",
-                "--hidden-dim",
-                "16",
-            ])
-            .args([
-                "--batch-size",
-                "4",
-                "--test-sentences",
-                "2",
-                "--dev-sentences",
-                "1",
-                "--checkpoint-every",
-                "3",
-            ])
+        let out = toy_options(dir.path(), "round-trip")
             .args(extra)
             .output()
             .unwrap();
@@ -89,7 +54,10 @@ fn train_resume_translate_round_trip() {
     let steps_1 = config["training"]["steps"].as_u64().unwrap();
 
     // Starting again over an existing run is refused; --resume continues it.
-    let again = train_cmd().output().unwrap();
+    let again = toy_options(dir.path(), "round-trip")
+        .args(["--epochs", "1"])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
     train(&["--resume", "--epochs", "2"]);

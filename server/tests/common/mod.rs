@@ -164,11 +164,16 @@ pub fn toy_tsv(dir: &Path) -> std::path::PathBuf {
     tsv
 }
 
-/// `attnscope train` on the toy data in `dir`, into `dir/<tag>/{models,runs}`: the command,
-/// ready to spawn (fresh, or `--resume` when the run has a checkpoint).
-pub fn toy_train(dir: &std::path::Path, tag: &str) -> std::process::Command {
+/// The models folder of [`toy_options`]' run `tag`: the trained model is `toy` in it.
+pub fn toy_models(dir: &Path, tag: &str) -> std::path::PathBuf {
+    dir.join(tag).join("models")
+}
+
+/// `attnscope train` on the toy data in `dir`, into `dir/<tag>/{models,runs}`, with the
+/// tiny model's options and no epoch count: the caller adds `--epochs` (and `--resume`).
+pub fn toy_options(dir: &Path, tag: &str) -> std::process::Command {
     let tsv = toy_tsv(dir);
-    let (models, runs) = (dir.join(tag).join("models"), dir.join(tag).join("runs"));
+    let (models, runs) = (toy_models(dir, tag), dir.join(tag).join("runs"));
     let mut cmd = attnscope();
     cmd.env("RAYON_NUM_THREADS", "1")
         .args([
@@ -200,17 +205,18 @@ pub fn toy_train(dir: &std::path::Path, tag: &str) -> std::process::Command {
             "--test-sentences",
             "2",
         ])
-        .args([
-            "--dev-sentences",
-            "1",
-            "--checkpoint-every",
-            "3",
-            "--epochs",
-            "4",
-        ])
+        .args(["--dev-sentences", "1", "--checkpoint-every", "3"]);
+    cmd
+}
+
+/// [`toy_options`] for four epochs: the command, ready to spawn (fresh, or `--resume` when
+/// the run has a checkpoint).
+pub fn toy_train(dir: &Path, tag: &str) -> std::process::Command {
+    let mut cmd = toy_options(dir, tag);
+    cmd.args(["--epochs", "4"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if runs.join("toy").join("checkpoint.json").is_file() {
+    if dir.join(tag).join("runs/toy/checkpoint.json").is_file() {
         cmd.arg("--resume");
     }
     cmd
