@@ -24,7 +24,7 @@ The old man who lives next door gave my sister a beautiful red bicycle for her b
 TEXT
 printf '| model | attribution | seconds for 5 sentences | target tokens |\n|---|---|---|---|\n'
 for m in "${models[@]}"; do
-  for e in none gradient_x_input integrated_gradients erasure; do
+  for e in none gradient_x_input integrated_gradients erasure word_erasure; do
     args=(--model "$m" --format json)
     [[ $e != none ]] && args+=(--explain "$e")
     start=$(date +%s.%N)

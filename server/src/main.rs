@@ -55,7 +55,8 @@ enum Command {
     /// Word alignments from attention scored against a gold set: AER, precision, recall.
     AlignEval(cmd::align::AlignArgs),
     /// Does the attention explain the output? Its agreement with gradient × input,
-    /// integrated gradients and erasure, and what replacing it changes, on the test split;
+    /// integrated gradients and erasure (of pieces and of whole words), and what replacing
+    /// it changes, on the test split;
     /// rewrites the model card.
     Faithfulness(cmd::faithfulness::FaithfulnessArgs),
     /// Import a Hugging Face Marian model (an opus-mt folder on this disk) into

@@ -297,7 +297,7 @@ fn train_resume_translate_round_trip() {
     let config = read_config(&toy);
     let f = &config["evaluation"]["faithfulness"];
     assert_eq!(f["sentences"], 2);
-    assert_eq!(f["agreement"].as_array().unwrap().len(), 3);
+    assert_eq!(f["agreement"].as_array().unwrap().len(), 4);
     assert_eq!(f["counterfactuals"].as_array().unwrap().len(), 3);
     assert_eq!(config["evaluation"]["alignment"].as_array().unwrap(), &rows);
     assert_eq!(config["evaluation"]["alignment_method"], chosen.as_str());

@@ -10,14 +10,19 @@ use common::{expect_error, post, state, translate_json};
 #[tokio::test]
 async fn explained_steps_carry_one_normalised_row_per_method_in_json_and_sse() {
     let (st, _d) = state();
-    let body = r#"{"text":"I am cold. You are here.","max_len":4,"explain":["gradient_x_input","integrated_gradients","erasure"],"ig_steps":8,"ig_baseline":"pad"}"#;
+    let body = r#"{"text":"I am cold. You are here.","max_len":4,"explain":["gradient_x_input","integrated_gradients","erasure","word_erasure"],"ig_steps":8,"ig_baseline":"pad"}"#;
     let r = translate_json(&st, body).await;
-    assert_eq!(r.agreement.len(), 3);
+    assert_eq!(r.agreement.len(), 4);
     for s in &r.steps {
         let names: Vec<&str> = s.attributions.iter().map(|a| a.method.as_str()).collect();
         assert_eq!(
             names,
-            ["gradient_x_input", "integrated_gradients", "erasure"]
+            [
+                "gradient_x_input",
+                "integrated_gradients",
+                "erasure",
+                "word_erasure"
+            ]
         );
         let span = &r.sentences[s.sentence];
         for a in &s.attributions {

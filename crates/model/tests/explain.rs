@@ -1,6 +1,6 @@
 //! Attribution on tiny random models of every kind: integrated gradients are complete,
-//! erasure equals re-translating without the token, every decoding option is explained as
-//! decoded, and a segmented text is explained sentence by sentence.
+//! erasure equals re-translating without the token (or the whole word), every decoding
+//! option is explained as decoded, and a segmented text is explained sentence by sentence.
 #![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
 use std::ops::ControlFlow;
@@ -117,6 +117,52 @@ fn erasure_is_the_drop_when_the_token_is_left_out() {
 }
 
 #[test]
+fn word_erasure_leaves_out_every_piece_of_a_word_at_once() {
+    // Words of the toy corpus that its 40-piece vocabulary splits into pieces.
+    let text = "You are here, I am cold.";
+    for kind in KINDS {
+        let t = tiny(kind);
+        let o = forced("Nous sommes froid !");
+        let (ids, tokens) = t.source(text).unwrap();
+        // The first word of several pieces: `▁` and then pieces of letters only.
+        let (start, end) = (0..tokens.len())
+            .filter(|&i| tokens[i].starts_with('▁'))
+            .map(|i| {
+                let more = tokens[i + 1..]
+                    .iter()
+                    .take_while(|p| !p.starts_with('▁') && p.chars().all(char::is_alphabetic))
+                    .count();
+                (i, i + 1 + more)
+            })
+            .find(|(i, e)| e - i >= 2)
+            .unwrap_or_else(|| panic!("{kind}: no word of several pieces in {tokens:?}"));
+        let e = ExplainOptions {
+            methods: vec![Method::Erasure, Method::WordErasure],
+            ..ExplainOptions::default()
+        };
+        let (out, rows) = explain(&t, text, &o, &e);
+        let mut left = ids.clone();
+        left.drain(start..end);
+        let mut toks = tokens.clone();
+        toks.drain(start..end);
+        let without = decode_ids(&t, left, toks, &o);
+        for (step, (s, w)) in out.steps.iter().zip(&without.steps).enumerate() {
+            let want = s.log_prob - w.log_prob;
+            let word = &rows[1].raw[step][start..end];
+            let got: f32 = word.iter().sum();
+            assert!(
+                (got - want).abs() < 1e-4,
+                "{kind} step {step} pieces {start}..{end}: {got} vs {want}"
+            );
+            assert!(word.iter().all(|&v| (v - word[0]).abs() < 1e-6), "{word:?}");
+            // `</s>` stands alone: erased as erasure erases it.
+            let last = ids.len() - 1;
+            assert!((rows[1].raw[step][last] - rows[0].raw[step][last]).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
 fn every_decoding_option_is_explained_as_it_was_decoded() {
     let cases: Vec<(&str, DecodeOptions)> = vec![
         (
@@ -180,7 +226,7 @@ fn every_decoding_option_is_explained_as_it_was_decoded() {
         let t = tiny(kind);
         for (name, o) in &cases {
             let (out, rows) = explain(&t, TEXT, o, &all_methods(48, Baseline::Zero));
-            assert_eq!(rows.len(), 3);
+            assert_eq!(rows.len(), Method::ALL.len());
             for a in &rows {
                 assert_eq!(a.raw.len(), out.steps.len(), "{kind} {name}");
                 for (step, row) in a.raw.iter().enumerate() {

@@ -17,7 +17,7 @@ pub struct ExplainMethod {
 }
 
 /// Every attribution method, in the order the page lists them.
-pub const EXPLAIN_METHODS: [ExplainMethod; 3] = [
+pub const EXPLAIN_METHODS: [ExplainMethod; 4] = [
     ExplainMethod {
         name: "gradient_x_input",
         label: "gradient × input",
@@ -32,6 +32,11 @@ pub const EXPLAIN_METHODS: [ExplainMethod; 3] = [
         name: "erasure",
         label: "erasure",
         about: "How much the emitted token's log-probability drops when that source token is left out and the same translation is scored again. Direct and model-agnostic, but removing a token also shifts the others.",
+    },
+    ExplainMethod {
+        name: "word_erasure",
+        label: "erasure of whole words",
+        about: "Erasure with every piece of a word left out at once, the drop shared evenly among its pieces: a word split into pieces can no longer be read from the pieces that remain. One re-run per word rather than per piece.",
     },
 ];
 

@@ -87,8 +87,9 @@ pub struct TranslateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<bool>,
     /// Attribute every emitted token to the source tokens by these methods (names from
-    /// [`EXPLAIN_METHODS`]: `gradient_x_input`, `integrated_gradients`, `erasure`). With
-    /// any, the `step` events come once the whole translation is decoded and explained.
+    /// [`EXPLAIN_METHODS`]: `gradient_x_input`, `integrated_gradients`, `erasure`,
+    /// `word_erasure`). With any, the `step` events come once the whole translation is
+    /// decoded and explained.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub explain: Vec<String>,
     /// Integrated gradients' quadrature points (default 32, at most 128).

@@ -26,8 +26,8 @@ pub struct AlignArgs {
     #[arg(long, value_delimiter = ',', default_values_t = align::THRESHOLDS)]
     threshold: Vec<f32>,
     /// Also read alignments off these attributions of the forced translation
-    /// (gradient_x_input, integrated_gradients, erasure; comma-separated), beside the
-    /// attention.
+    /// (gradient_x_input, integrated_gradients, erasure, word_erasure; comma-separated), beside
+    /// the attention.
     #[arg(long, value_name = "METHOD", value_delimiter = ',')]
     explain: Vec<Method>,
     /// Quadrature points of integrated gradients.

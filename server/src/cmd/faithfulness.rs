@@ -1,5 +1,5 @@
 //! `attnscope faithfulness`: does a model's attention explain its output? Agreement with
-//! three attributions and counterfactual attention over the test split
+//! every attribution and counterfactual attention over the test split
 //! ([`attnscope_model::evaluation::faithfulness`]), stored in `config.json` and the model card.
 
 use std::path::{Path, PathBuf};

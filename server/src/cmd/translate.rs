@@ -55,7 +55,8 @@ pub struct TranslateArgs {
     #[arg(long)]
     no_segment: bool,
     /// Attribute each emitted token to the source tokens: gradient_x_input,
-    /// integrated_gradients or erasure (comma-separated or repeated). The JSON carries every
+    /// integrated_gradients, erasure or word_erasure (comma-separated or repeated; every
+    /// piece of a word left out at once). The JSON carries every
     /// row; text prints each target token's three largest shares.
     #[arg(long, value_name = "METHOD", value_delimiter = ',')]
     explain: Vec<Method>,

@@ -39,9 +39,9 @@ pub fn measure(
     };
     explain.check()?;
     let own = DecodeOptions::default();
-    let mut tau_sum = [0f64; 3];
-    let mut tau_n = [0usize; 3];
-    let mut argmax_hits = [0usize; 3];
+    let mut tau_sum = [0f64; Method::ALL.len()];
+    let mut tau_n = [0usize; Method::ALL.len()];
+    let mut argmax_hits = [0usize; Method::ALL.len()];
     let mut steps = 0usize;
     let mut changed_tokens = [0usize; 3];
     // Per counterfactual, the positions compared: the longer of the two outputs.

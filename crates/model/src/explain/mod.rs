@@ -14,7 +14,8 @@
 //!   by completeness its row sums to `f_t(x) − f_t(x')`, and the remainder is reported as
 //!   the convergence delta;
 //! - [`Method::Erasure`]: `f_t(x) − f_t(x without token i)`, leave one out (Li et al. 2016),
-//!   teacher-forced on the same output.
+//!   teacher-forced on the same output; [`Method::WordErasure`] leaves out every piece of
+//!   a word at once and splits the drop evenly over them ([`erasure`]).
 //!
 //! Each is a signed row per step over the source tokens (raw values); [`normalise`] gives
 //! the row the heatmap shows, absolute values summing to 1. Every row comes with its
@@ -22,6 +23,7 @@
 //! sentence is explained sentence by sentence, its rows 0 outside their own sentence.
 
 mod agreement;
+mod erasure;
 mod replay;
 
 use std::ops::Range;
@@ -29,7 +31,7 @@ use std::ops::Range;
 use candle_core::{Device, Tensor};
 
 pub use agreement::{Agreement, kendall_tau};
-use replay::{FixedRows, Replay, ReplayStep};
+use replay::{Replay, ReplayStep};
 
 use crate::config::PAD_ID;
 use crate::decoding::decode::Translation;
@@ -46,13 +48,15 @@ pub enum Method {
     GradientXInput,
     IntegratedGradients,
     Erasure,
+    WordErasure,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [
+    pub const ALL: [Method; 4] = [
         Method::GradientXInput,
         Method::IntegratedGradients,
         Method::Erasure,
+        Method::WordErasure,
     ];
 
     /// The name in the API, the CLI and permalinks.
@@ -61,6 +65,7 @@ impl Method {
             Method::GradientXInput => "gradient_x_input",
             Method::IntegratedGradients => "integrated_gradients",
             Method::Erasure => "erasure",
+            Method::WordErasure => "word_erasure",
         }
     }
 
@@ -70,6 +75,7 @@ impl Method {
             Method::GradientXInput => "gradient × input",
             Method::IntegratedGradients => "integrated gradients",
             Method::Erasure => "erasure",
+            Method::WordErasure => "erasure of whole words",
         }
     }
 }
@@ -283,11 +289,17 @@ impl Translator {
                     .then(|| given(st, &cols)),
             })
             .collect();
+        let left_out = match method {
+            Method::Erasure => erasure::pieces(ids.len()),
+            Method::WordErasure => erasure::words(ids, |id| self.source_vocab().piece(id)),
+            Method::GradientXInput | Method::IntegratedGradients => Vec::new(),
+        };
         with_network!(self.network(), |net| {
             explain_with(
                 net,
                 method,
                 ids,
+                &left_out,
                 &replay_steps,
                 steps,
                 mode,
@@ -304,6 +316,7 @@ fn explain_with<N: EncoderDecoder>(
     net: &N,
     method: Method,
     ids: &[u32],
+    left_out: &[Range<usize>],
     replay_steps: &[ReplayStep],
     steps: &[DecodeStep],
     mode: Mode,
@@ -331,7 +344,7 @@ fn explain_with<N: EncoderDecoder>(
             let f_x: Vec<f32> = steps.iter().map(|s| s.log_prob).collect();
             integrated_gradients(&replay, &x, &baseline, opts.ig_steps, &f_x)
         }
-        Method::Erasure => erasure(&replay, ids, steps),
+        Method::Erasure | Method::WordErasure => erasure::erasure(&replay, ids, steps, left_out),
     }
 }
 
@@ -424,87 +437,6 @@ fn integrated_gradients<N: EncoderDecoder>(
         rows,
         delta: Some(delta),
     })
-}
-
-fn erasure<N: EncoderDecoder>(
-    replay: &Replay<N>,
-    ids: &[u32],
-    steps: &[DecodeStep],
-) -> Result<SentenceRows> {
-    let s = ids.len();
-    let n = steps.len();
-    let mut rows = vec![vec![0f32; s]; n];
-    if s < 2 {
-        return Ok(SentenceRows { rows, delta: None });
-    }
-    let positions: Vec<usize> = (0..s).collect();
-    for chunk in positions.chunks(CHUNK_ROWS) {
-        let mut variants = Vec::with_capacity(chunk.len() * (s - 1));
-        for &i in chunk {
-            variants.extend(
-                ids.iter()
-                    .enumerate()
-                    .filter(|&(j, _)| j != i)
-                    .map(|(_, &id)| id),
-            );
-        }
-        let src = Tensor::from_vec(variants, (chunk.len(), s - 1), &Device::Cpu)?;
-        let emb = replay.network.embed_source(&src)?;
-        let fixed = erased_fixed(replay.steps, chunk, s)?;
-        let lp = replay.log_probs(&emb, &fixed)?;
-        for (&i, lp_i) in chunk.iter().zip(lp) {
-            for (t, v) in lp_i.into_iter().enumerate() {
-                rows[t][i] = steps[t].log_prob - v;
-            }
-        }
-    }
-    Ok(SentenceRows { rows, delta: None })
-}
-
-/// Given weights for sources with position `i` left out, one row per `i` of `erased`: each
-/// head's weights without `i`, renormalised (uniform when nothing is left).
-fn erased_fixed(steps: &[ReplayStep], erased: &[usize], s: usize) -> Result<Vec<FixedRows>> {
-    steps
-        .iter()
-        .map(|st| {
-            st.fixed
-                .as_ref()
-                .map(|layers| {
-                    layers
-                        .iter()
-                        .map(|w| {
-                            let heads = w.len() / s;
-                            let mut data = Vec::with_capacity(erased.len() * heads * (s - 1));
-                            for &i in erased {
-                                for head in w.chunks(s) {
-                                    let kept: Vec<f32> = head
-                                        .iter()
-                                        .enumerate()
-                                        .filter(|&(j, _)| j != i)
-                                        .map(|(_, &v)| v)
-                                        .collect();
-                                    let total: f32 = kept.iter().sum();
-                                    if total > 1e-12 {
-                                        data.extend(kept.iter().map(|v| v / total));
-                                    } else {
-                                        data.extend(std::iter::repeat_n(
-                                            1.0 / (s - 1) as f32,
-                                            s - 1,
-                                        ));
-                                    }
-                                }
-                            }
-                            Ok(Tensor::from_vec(
-                                data,
-                                (erased.len(), heads * (s - 1)),
-                                &Device::Cpu,
-                            )?)
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .transpose()
-        })
-        .collect()
 }
 
 /// `n`-point Gauss–Legendre quadrature on `[0, 1]`: `(node, weight)` pairs, weights summing

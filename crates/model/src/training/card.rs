@@ -355,7 +355,7 @@ fn faithfulness_section(f: &crate::report::Faithfulness) -> String {
     let mut out = format!(
         "## Faithfulness: does the attention explain the output?
 
-Over the greedy translations of {n} test sentences ({steps} steps), each step's attention row against three attributions of the same emitted token's log-probability to the source tokens (integrated gradients with {ig} Gauss–Legendre points from a zero baseline): Kendall's τ-b between the two rows, and how often both put their largest weight on the same token.
+Over the greedy translations of {n} test sentences ({steps} steps), each step's attention row against each attribution below of the same emitted token's log-probability to the source tokens (integrated gradients with {ig} Gauss–Legendre points from a zero baseline): Kendall's τ-b between the two rows, and how often both put their largest weight on the same token.
 
 | attribution | mean τ with attention | same top token |
 |---|---|---|
