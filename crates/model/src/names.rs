@@ -68,6 +68,6 @@ mod tests {
         let e = serde_json::from_str::<Method>("\"saliency\"")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("integrated_gradients or erasure"), "{e}");
+        assert!(e.contains("erasure or word_erasure"), "{e}");
     }
 }

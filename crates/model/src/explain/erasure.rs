@@ -9,7 +9,7 @@ use std::ops::Range;
 use candle_core::{Device, Tensor};
 
 use super::SentenceRows;
-use super::replay::{FixedRows, Replay, ReplayStep};
+use super::replay::{FixedRows, Replay, ReplayStep, map_fixed};
 use crate::config::UNK_ID;
 use crate::networks::EncoderDecoder;
 use crate::{DecodeStep, Result};
@@ -103,44 +103,31 @@ fn erased_fixed(
     s: usize,
 ) -> Result<Vec<FixedRows>> {
     let left = s - erased.first().map_or(0, |g| g.len());
-    steps
-        .iter()
-        .map(|st| {
-            st.fixed
-                .as_ref()
-                .map(|layers| {
-                    layers
-                        .iter()
-                        .map(|w| {
-                            let heads = w.len() / s;
-                            let mut data = Vec::with_capacity(erased.len() * heads * left);
-                            for g in erased {
-                                for head in w.chunks(s) {
-                                    let kept: Vec<f32> = head
-                                        .iter()
-                                        .enumerate()
-                                        .filter(|(j, _)| !g.contains(j))
-                                        .map(|(_, &v)| v)
-                                        .collect();
-                                    let total: f32 = kept.iter().sum();
-                                    if total > 1e-12 {
-                                        data.extend(kept.iter().map(|v| v / total));
-                                    } else {
-                                        data.extend(std::iter::repeat_n(1.0 / left as f32, left));
-                                    }
-                                }
-                            }
-                            Ok(Tensor::from_vec(
-                                data,
-                                (erased.len(), heads * left),
-                                &Device::Cpu,
-                            )?)
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .transpose()
-        })
-        .collect()
+    map_fixed(steps, |w| {
+        let heads = w.len() / s;
+        let mut data = Vec::with_capacity(erased.len() * heads * left);
+        for g in erased {
+            for head in w.chunks(s) {
+                let kept: Vec<f32> = head
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| !g.contains(j))
+                    .map(|(_, &v)| v)
+                    .collect();
+                let total: f32 = kept.iter().sum();
+                if total > 1e-12 {
+                    data.extend(kept.iter().map(|v| v / total));
+                } else {
+                    data.extend(std::iter::repeat_n(1.0 / left as f32, left));
+                }
+            }
+        }
+        Ok(Tensor::from_vec(
+            data,
+            (erased.len(), heads * left),
+            &Device::Cpu,
+        )?)
+    })
 }
 
 #[cfg(test)]

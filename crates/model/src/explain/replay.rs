@@ -37,6 +37,23 @@ pub(crate) struct Replay<'a, N> {
 /// Weights given for one step of a batch: `[layer]` `(R, heads × S)` tensors.
 pub(crate) type FixedRows = Option<Vec<Tensor>>;
 
+/// The batch rows of each step's given weights: `rows` turns one layer's `[head × source]`
+/// weights into its `(R, …)` tensor; steps that attend freely stay `None`.
+pub(crate) fn map_fixed(
+    steps: &[ReplayStep],
+    rows: impl Fn(&[f32]) -> Result<Tensor>,
+) -> Result<Vec<FixedRows>> {
+    steps
+        .iter()
+        .map(|st| {
+            st.fixed
+                .as_ref()
+                .map(|layers| layers.iter().map(|w| rows(w)).collect::<Result<Vec<_>>>())
+                .transpose()
+        })
+        .collect()
+}
+
 impl<N: EncoderDecoder> Replay<'_, N> {
     /// Log-probabilities of the decoding's tokens and their gradients with respect to the
     /// source embeddings: row `r` of the batch scores step `targets[r]` only.
@@ -106,25 +123,12 @@ impl<N: EncoderDecoder> Replay<'_, N> {
 
     /// Each step's given weights, the same for all `r` rows.
     pub fn broadcast_fixed(&self, r: usize) -> Result<Vec<FixedRows>> {
-        self.steps
-            .iter()
-            .map(|st| {
-                st.fixed
-                    .as_ref()
-                    .map(|layers| {
-                        layers
-                            .iter()
-                            .map(|w| {
-                                let n = w.len();
-                                Ok(Tensor::from_vec(w.clone(), (1, n), &Device::Cpu)?
-                                    .broadcast_as((r, n))?
-                                    .contiguous()?)
-                            })
-                            .collect::<Result<Vec<_>>>()
-                    })
-                    .transpose()
-            })
-            .collect()
+        map_fixed(self.steps, |w| {
+            let n = w.len();
+            Ok(Tensor::from_vec(w.to_vec(), (1, n), &Device::Cpu)?
+                .broadcast_as((r, n))?
+                .contiguous()?)
+        })
     }
 
     /// Runs the steps teacher-forced; `on_features` sees each step's features `(R', F)`
