@@ -40,7 +40,7 @@ use crate::decoding::step::DecodeStep;
 use crate::networks::EncoderDecoder;
 use crate::networks::attention::Mode;
 use crate::with_network;
-use crate::{Error, Result, Translator};
+use crate::{Error, Result, Translator, Vocab};
 
 /// An attribution method; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -289,17 +289,12 @@ impl Translator {
                     .then(|| given(st, &cols)),
             })
             .collect();
-        let left_out = match method {
-            Method::Erasure => erasure::pieces(ids.len()),
-            Method::WordErasure => erasure::words(ids, |id| self.source_vocab().piece(id)),
-            Method::GradientXInput | Method::IntegratedGradients => Vec::new(),
-        };
         with_network!(self.network(), |net| {
             explain_with(
                 net,
+                self.source_vocab(),
                 method,
                 ids,
-                &left_out,
                 &replay_steps,
                 steps,
                 mode,
@@ -310,13 +305,14 @@ impl Translator {
     }
 }
 
-/// [`Translator::explain_sentence`] with the concrete network `net`.
+/// [`Translator::explain_sentence`] with the concrete network `net`; `vocab` names the
+/// source pieces, which word erasure groups into words.
 #[allow(clippy::too_many_arguments)]
 fn explain_with<N: EncoderDecoder>(
     net: &N,
+    vocab: &Vocab,
     method: Method,
     ids: &[u32],
-    left_out: &[Range<usize>],
     replay_steps: &[ReplayStep],
     steps: &[DecodeStep],
     mode: Mode,
@@ -344,7 +340,11 @@ fn explain_with<N: EncoderDecoder>(
             let f_x: Vec<f32> = steps.iter().map(|s| s.log_prob).collect();
             integrated_gradients(&replay, &x, &baseline, opts.ig_steps, &f_x)
         }
-        Method::Erasure | Method::WordErasure => erasure::erasure(&replay, ids, steps, left_out),
+        Method::Erasure => erasure::erasure(&replay, ids, steps, &erasure::pieces(ids.len())),
+        Method::WordErasure => {
+            let words = erasure::words(ids, |id| vocab.piece(id));
+            erasure::erasure(&replay, ids, steps, &words)
+        }
     }
 }
 
