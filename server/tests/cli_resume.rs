@@ -124,3 +124,34 @@ fn training_in_one_shard_or_two_gives_the_same_losses_and_zero_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn label_smoothing_is_recorded_for_resume_and_card_and_out_of_range_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        toy_train(dir.path(), "smooth").args(["--label-smoothing", "0.1"]),
+        b"",
+    );
+    let json = |p: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("smooth").join(p)).unwrap())
+            .unwrap()
+    };
+    assert_eq!(json("runs/toy/options.json")["label_smoothing"], 0.1);
+    assert_eq!(json("models/toy/config.json")["label_smoothing"], 0.1);
+    let card = std::fs::read_to_string(dir.path().join("smooth/models/toy/README.md")).unwrap();
+    assert!(card.contains("| label smoothing | 0.1"), "{card}");
+    assert!(card.contains("--label-smoothing 0.1"), "{card}");
+
+    for bad in ["1", "-0.1"] {
+        let out = toy_train(dir.path(), "bad")
+            .args([&format!("--label-smoothing={bad}")])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--label-smoothing must be at least 0 and below 1"),
+            "{err}"
+        );
+    }
+}

@@ -36,6 +36,10 @@ pub struct ModelConfig {
     /// the readout before the output layer of a GRU.
     #[serde(default)]
     pub dropout: f64,
+    /// Label smoothing ε of the training loss (0 disables it): the cross-entropy against
+    /// `1 - ε` on the reference token and `ε / V` spread over the vocabulary.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub label_smoothing: f64,
     /// Longest token sequence (either side, end of sentence included) seen in training.
     pub max_len: usize,
     /// File name of the source tokenizer, relative to the model directory.
@@ -114,6 +118,7 @@ impl ModelConfig {
         ModelConfig {
             architecture,
             dropout: architecture.default_dropout(),
+            label_smoothing: 0.0,
             source_lang: source_lang.into(),
             target_lang: target_lang.into(),
             src_vocab_size: src_vocab,
@@ -152,6 +157,12 @@ impl ModelConfig {
             return Err(Error::Invalid(format!(
                 "a transformer needs heads dividing embed_dim; got {} heads, embed_dim {}",
                 t.heads, self.embed_dim
+            )));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::Invalid(format!(
+                "label smoothing must be at least 0 and below 1; got {}",
+                self.label_smoothing
             )));
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The output layer and the cross-entropy loss as one op: `mean_i -log softmax(x_i W^T +
-//! b)[t_i]`.
+//! b)[t_i]`, or with label smoothing ε the cross-entropy against `(1 - ε)` on the target
+//! and `ε / V` on every token of the vocabulary (Szegedy et al. 2016; Vaswani et al. 2017).
 //!
 //! The logits of a training batch are `(target tokens, vocabulary)`, about 5.4 M values
 //! for 64 sentences at a vocabulary of 8,000, and through candle's graph each pass over
@@ -20,14 +21,18 @@ use crate::kernels::gemm::matmul;
 const ROWS_PER_THREAD: usize = 16;
 
 dispatch! {
-    fn softmax_rows(v: usize, logits: &mut [f32], bias: &[f32], targets: &[u32], losses: &mut [f32]) {
+    fn softmax_rows(v: usize, logits: &mut [f32], bias: &[f32], targets: &[u32], smoothing: f32, losses: &mut [f32]) {
         for ((row, &t), loss) in logits.chunks_exact_mut(v).zip(targets).zip(losses.iter_mut()) {
             let mut max = f32::NEG_INFINITY;
+            let mut total = 0f32;
             for (x, b) in row.iter_mut().zip(bias) {
                 *x += b;
                 max = max.max(*x);
+                total += *x;
             }
-            let target = row[t as usize];
+            // -Σ_j q_j log p_j with q = (1 - ε) one-hot + ε / V: log Σ e^x minus the
+            // q-weighted logits.
+            let target = (1.0 - smoothing) * row[t as usize] + smoothing * total / v as f32;
             let (row8, tail) = row.as_chunks_mut::<8>();
             let mut lanes = [0f32; 8];
             for c in row8.iter_mut() {
@@ -75,11 +80,13 @@ pub(crate) fn log_sum_exp(v: usize, logits: &[f32]) -> Vec<f32> {
 }
 
 dispatch! {
-    fn gradient_rows(v: usize, probs: &mut [f32], targets: &[u32], scale: f32, d_bias: &mut [f32]) {
+    fn gradient_rows(v: usize, probs: &mut [f32], targets: &[u32], smoothing: f32, scale: f32, d_bias: &mut [f32]) {
+        // The gradient of the loss against the logits is p - q.
+        let uniform = smoothing / v as f32;
         for (row, &t) in probs.chunks_exact_mut(v).zip(targets) {
-            row[t as usize] -= 1.0;
+            row[t as usize] -= 1.0 - smoothing;
             for (x, d) in row.iter_mut().zip(d_bias.iter_mut()) {
-                *x *= scale;
+                *x = (*x - uniform) * scale;
                 *d += *x;
             }
         }
@@ -113,11 +120,13 @@ where
     });
 }
 
-/// The mean cross-entropy of the output layer's scores against `targets`.
+/// The mean cross-entropy of the output layer's scores against `targets`, label-smoothed by
+/// `smoothing` (0: the plain cross-entropy).
 ///
 /// Inputs: readouts `(N, R)`, weight `(V, R)` and bias `(V,)`. Output: a scalar.
 pub struct OutputLoss {
     targets: Vec<u32>,
+    smoothing: f32,
     /// The softmax of every row `(N, V)`, until the backward pass takes it.
     probs: Mutex<Option<Tensor>>,
     loss: f32,
@@ -126,7 +135,13 @@ pub struct OutputLoss {
 
 impl OutputLoss {
     /// Computes the loss (detached) and returns the op that records it.
-    pub fn run(rows: &Tensor, w: &Tensor, b: &Tensor, targets: Vec<u32>) -> Result<Self> {
+    pub fn run(
+        rows: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        targets: Vec<u32>,
+        smoothing: f32,
+    ) -> Result<Self> {
         let (n, r) = rows.dims2()?;
         let (v, wr) = w.dims2()?;
         if wr != r || b.dims1()? != v || targets.len() != n {
@@ -141,11 +156,15 @@ impl OutputLoss {
         if targets.iter().any(|&t| t as usize >= v) {
             bail!("output-loss: a target is outside the vocabulary of {v}")
         }
+        if !(0.0..1.0).contains(&smoothing) {
+            bail!("output-loss: label smoothing {smoothing} is outside [0, 1)")
+        }
         let probs = matmul(&rows.detach(), &w.detach().t()?)?;
         let op = SoftmaxInPlace {
             v,
             bias: b.detach().to_vec1::<f32>()?,
             targets: &targets,
+            smoothing,
             losses: Mutex::new(vec![0f32; n]),
         };
         probs.inplace_op1(&op)?;
@@ -156,6 +175,7 @@ impl OutputLoss {
         let total: f64 = losses.iter().map(|&l| l as f64).sum();
         Ok(OutputLoss {
             targets,
+            smoothing,
             probs: Mutex::new(Some(probs)),
             loss: (total / n.max(1) as f64) as f32,
             dims: (n, v),
@@ -193,7 +213,7 @@ impl CustomOp3 for OutputLoss {
         let d_logits = match taken {
             Some(p) => p,
             // A second backward pass through the same graph: compute the softmax again.
-            None => match OutputLoss::run(rows, w, b, self.targets.clone())?
+            None => match OutputLoss::run(rows, w, b, self.targets.clone(), self.smoothing)?
                 .probs
                 .into_inner()
             {
@@ -204,6 +224,7 @@ impl CustomOp3 for OutputLoss {
         let op = GradientInPlace {
             v,
             targets: &self.targets,
+            smoothing: self.smoothing,
             scale: grad.to_scalar::<f32>()? / n.max(1) as f32,
             d_bias: Mutex::new(vec![0f32; v]),
         };
@@ -227,6 +248,7 @@ struct SoftmaxInPlace<'a> {
     v: usize,
     bias: Vec<f32>,
     targets: &'a [u32],
+    smoothing: f32,
     losses: Mutex<Vec<f32>>,
 }
 
@@ -242,7 +264,7 @@ impl InplaceOp1 for SoftmaxInPlace<'_> {
         }
         par_blocks(data, self.v, self.targets, |block, t, first| {
             let mut part = vec![0f32; t.len()];
-            softmax_rows(self.v, block, &self.bias, t, &mut part);
+            softmax_rows(self.v, block, &self.bias, t, self.smoothing, &mut part);
             if let Ok(mut l) = self.losses.lock() {
                 l[first..first + t.len()].copy_from_slice(&part);
             }
@@ -255,6 +277,7 @@ impl InplaceOp1 for SoftmaxInPlace<'_> {
 struct GradientInPlace<'a> {
     v: usize,
     targets: &'a [u32],
+    smoothing: f32,
     scale: f32,
     d_bias: Mutex<Vec<f32>>,
 }
@@ -271,7 +294,7 @@ impl InplaceOp1 for GradientInPlace<'_> {
         }
         par_blocks(data, self.v, self.targets, |block, t, _| {
             let mut d_bias = vec![0f32; self.v];
-            gradient_rows(self.v, block, t, self.scale, &mut d_bias);
+            gradient_rows(self.v, block, t, self.smoothing, self.scale, &mut d_bias);
             if let Ok(mut total) = self.d_bias.lock() {
                 total.iter_mut().zip(&d_bias).for_each(|(a, b)| *a += b);
             }
@@ -285,6 +308,9 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// The fused op against the output layer then candle's loss: plain cross-entropy at
+    /// ε = 0, the smoothed one ([`crate::kernels::ops::smoothed_cross_entropy`]) otherwise;
+    /// the loss and the gradients of all three inputs.
     #[test]
     fn matches_dense_then_cross_entropy() {
         let dev = Device::Cpu;
@@ -294,41 +320,83 @@ mod tests {
         let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, v, &dev).unwrap()).unwrap();
         let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7) % v as u32).collect();
         let t = Tensor::new(targets.as_slice(), &dev).unwrap();
-        let op = OutputLoss::run(&rows, &w, &b, targets.clone()).unwrap();
-        let fused = rows.as_tensor().apply_op3(&w, &b, op).unwrap();
-        let logits = rows
-            .matmul(&w.t().unwrap())
-            .unwrap()
-            .broadcast_add(&b)
-            .unwrap();
-        let reference = candle_nn::loss::cross_entropy(&logits, &t).unwrap();
-        let (lf, lr) = (
-            fused.to_scalar::<f32>().unwrap(),
-            reference.to_scalar::<f32>().unwrap(),
-        );
-        assert!((lf - lr).abs() < 1e-5 * lr.abs().max(1.0), "{lf} vs {lr}");
-        let (gf, gr) = (fused.backward().unwrap(), reference.backward().unwrap());
-        for var in [&rows, &w, &b] {
-            let a = gf
-                .get(var.as_tensor())
+        let mut plain = 0f32;
+        for smoothing in [0.0, 0.1, 0.4] {
+            let op = OutputLoss::run(&rows, &w, &b, targets.clone(), smoothing).unwrap();
+            let fused = rows.as_tensor().apply_op3(&w, &b, op).unwrap();
+            let logits = rows
+                .matmul(&w.t().unwrap())
                 .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
+                .broadcast_add(&b)
                 .unwrap();
-            let e = gr
-                .get(var.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            for (x, y) in a.iter().zip(&e) {
-                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+            let reference = if smoothing == 0.0 {
+                candle_nn::loss::cross_entropy(&logits, &t).unwrap()
+            } else {
+                crate::kernels::ops::smoothed_cross_entropy(&logits, &t, smoothing).unwrap()
+            };
+            let (lf, lr) = (
+                fused.to_scalar::<f32>().unwrap(),
+                reference.to_scalar::<f32>().unwrap(),
+            );
+            assert!(
+                (lf - lr).abs() < 1e-5 * lr.abs().max(1.0),
+                "ε {smoothing}: {lf} vs {lr}"
+            );
+            if smoothing == 0.0 {
+                plain = lf;
+            } else {
+                // Against random logits the spread share costs more than the target's.
+                assert!(lf != plain, "ε {smoothing} left the loss unchanged");
             }
+            let (gf, gr) = (fused.backward().unwrap(), reference.backward().unwrap());
+            for var in [&rows, &w, &b] {
+                let a = gf
+                    .get(var.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let e = gr
+                    .get(var.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                for (x, y) in a.iter().zip(&e) {
+                    assert!((x - y).abs() < 1e-5, "ε {smoothing}: {x} vs {y}");
+                }
+            }
+            // A second backward pass through the same graph recomputes the softmax.
+            assert!(fused.backward().is_ok());
         }
-        // A second backward pass through the same graph recomputes the softmax.
-        assert!(fused.backward().is_ok());
+    }
+
+    /// The smoothed loss of one row, written out: `-Σ_j q_j log p_j` with `q` = 1 - ε on
+    /// the target plus ε / V everywhere.
+    #[test]
+    fn smoothed_loss_is_the_cross_entropy_against_the_smoothed_target() {
+        let dev = Device::Cpu;
+        let logits = [0.5f32, -1.0, 2.0, 0.0];
+        let (target, eps) = (1usize, 0.2f64);
+        let lse = logits.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+        let want: f64 = logits
+            .iter()
+            .enumerate()
+            .map(|(j, &x)| {
+                let q = eps / 4.0 + if j == target { 1.0 - eps } else { 0.0 };
+                -q * (x as f64 - lse)
+            })
+            .sum();
+        // The identity as the output layer: the readouts are the logits.
+        let eye = Tensor::eye(4, candle_core::DType::F32, &dev).unwrap();
+        let rows = Tensor::new(&[logits], &dev).unwrap();
+        let zero = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
+        let op = OutputLoss::run(&rows, &eye, &zero, vec![target as u32], eps as f32).unwrap();
+        let got = rows.apply_op3(&eye, &zero, op).unwrap();
+        let got = got.to_scalar::<f32>().unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
 
     #[test]
@@ -353,7 +421,9 @@ mod tests {
         let rows = Tensor::zeros((2, 3), candle_core::DType::F32, &dev).unwrap();
         let w = Tensor::zeros((4, 3), candle_core::DType::F32, &dev).unwrap();
         let b = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
-        assert!(OutputLoss::run(&rows, &w, &b, vec![0, 4]).is_err());
-        assert!(OutputLoss::run(&rows, &w, &b, vec![0]).is_err());
+        assert!(OutputLoss::run(&rows, &w, &b, vec![0, 4], 0.0).is_err());
+        assert!(OutputLoss::run(&rows, &w, &b, vec![0], 0.0).is_err());
+        assert!(OutputLoss::run(&rows, &w, &b, vec![0, 1], 1.0).is_err());
+        assert!(OutputLoss::run(&rows, &w, &b, vec![0, 1], -0.1).is_err());
     }
 }

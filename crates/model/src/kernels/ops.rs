@@ -111,20 +111,44 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Mean cross-entropy of `layer`'s scores for `rows` against `targets`: the output layer
-/// and the loss as one op ([`OutputLoss`]) where it can run, else [`dense`] then
-/// [`cross_entropy`].
+/// Mean cross-entropy of `logits` against `targets` smoothed by `smoothing` (ε): against
+/// `1 - ε` on the target and `ε / V` on every token, `(1 - ε) NLL + ε mean_j(-log p_j)` a
+/// row; with ε = 0, [`cross_entropy`]. Candle's composition, the reference of
+/// [`OutputLoss`].
+///
+/// # Shapes
+/// - `logits`: `(N, V)` f32, `targets`: `(N,)` u32; returns a scalar
+pub fn smoothed_cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f32) -> Result<Tensor> {
+    if smoothing == 0.0 {
+        return cross_entropy(logits, targets);
+    }
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let nll = log_p.gather(&targets.unsqueeze(1)?, 1)?.neg()?.mean_all()?;
+    let uniform = log_p.mean(D::Minus1)?.neg()?.mean_all()?;
+    let (keep, spread) = (1.0 - smoothing as f64, smoothing as f64);
+    Ok(((nll * keep)? + (uniform * spread)?)?)
+}
+
+/// Mean cross-entropy of `layer`'s scores for `rows` against `targets`, label-smoothed by
+/// `smoothing` (0: none): the output layer and the loss as one op ([`OutputLoss`]) where it
+/// can run, else [`dense`] then [`smoothed_cross_entropy`].
 ///
 /// # Shapes
 /// - `rows`: `(N, R)`, `targets`: `(N,)` u32; returns a scalar
-pub fn output_loss(layer: &Linear, rows: &Tensor, targets: &Tensor) -> Result<Tensor> {
+pub fn output_loss(
+    layer: &Linear,
+    rows: &Tensor,
+    targets: &Tensor,
+    smoothing: f32,
+) -> Result<Tensor> {
     if let Some(bias) = layer.bias()
         && fused::usable(rows)
         && targets.dtype() == DType::U32
     {
         let rows = rows.contiguous()?;
-        let op = OutputLoss::run(&rows, layer.weight(), bias, targets.to_vec1::<u32>()?)?;
+        let targets = targets.to_vec1::<u32>()?;
+        let op = OutputLoss::run(&rows, layer.weight(), bias, targets, smoothing)?;
         return Ok(rows.apply_op3(layer.weight(), bias, op)?);
     }
-    cross_entropy(&dense(layer, rows)?, targets)
+    smoothed_cross_entropy(&dense(layer, rows)?, targets, smoothing)
 }

@@ -319,7 +319,9 @@ pub struct TrainMode {
     /// hard model at evaluation, the argmax).
     pub rng: Option<StdRng>,
     pub dropout: Option<Dropout>,
-    /// True when scoring (dev loss): no noise, no dropout.
+    /// Label smoothing ε of the loss ([`ModelConfig::label_smoothing`]).
+    pub label_smoothing: f32,
+    /// True when scoring (dev loss): no noise, no dropout, no label smoothing.
     pub eval: bool,
 }
 
@@ -335,8 +337,14 @@ impl TrainMode {
                 .then(|| StdRng::seed_from_u64(s)),
             dropout: (cfg.dropout > 0.0)
                 .then(|| Dropout::new(cfg.dropout as f32, s ^ 0x0005_DEEC_E66D)),
+            label_smoothing: cfg.label_smoothing as f32,
             eval: false,
         }
+    }
+
+    /// The label smoothing the loss applies: none when scoring.
+    pub fn smoothing(&self) -> f32 {
+        if self.eval { 0.0 } else { self.label_smoothing }
     }
 
     /// The mode of shard `shard` of training step `step` (data-parallel training,
@@ -352,6 +360,7 @@ impl TrainMode {
         TrainMode {
             rng: None,
             dropout: None,
+            label_smoothing: 0.0,
             eval: true,
         }
     }
@@ -367,7 +376,8 @@ impl Network {
         })
     }
 
-    /// Mean cross-entropy per target token of a batch (teacher forcing).
+    /// Mean cross-entropy per target token of a batch (teacher forcing), label-smoothed in
+    /// training as `cfg` says (never when scoring).
     pub fn loss(&self, cfg: &ModelConfig, batch: &Batch, mode: &mut TrainMode) -> Result<Tensor> {
         match self {
             Network::Gru(m) => {
@@ -385,7 +395,7 @@ impl Network {
                 if let (Some(dropout), false) = (mode.dropout.as_mut(), mode.eval) {
                     rows = dropout.apply(&rows)?;
                 }
-                m.output_loss(&rows, &batch.labels)
+                m.output_loss(&rows, &batch.labels, mode.smoothing())
             }
             Network::Transformer(m) => {
                 let mut dropout = if mode.eval { None } else { mode.dropout.take() };
@@ -393,7 +403,7 @@ impl Network {
                 let r = m.teacher_forced(&enc, &batch.tgt_in, dropout.as_mut())?;
                 let (b, t, d) = r.dims3()?;
                 let rows = r.reshape((b * t, d))?.index_select(&batch.positions, 0)?;
-                m.output_loss(&rows, &batch.labels)
+                m.output_loss(&rows, &batch.labels, mode.smoothing())
             }
         }
     }

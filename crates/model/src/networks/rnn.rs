@@ -530,8 +530,13 @@ impl Seq2Seq {
     }
 
     /// Mean cross-entropy of the output scores of readouts `(N, R)` against `targets`
-    /// `(N,)`.
-    pub fn output_loss(&self, readout: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        crate::kernels::ops::output_loss(self.output.linear(), readout, targets)
+    /// `(N,)`, label-smoothed by `smoothing` (0: none).
+    pub fn output_loss(
+        &self,
+        readout: &Tensor,
+        targets: &Tensor,
+        smoothing: f32,
+    ) -> Result<Tensor> {
+        crate::kernels::ops::output_loss(self.output.linear(), readout, targets, smoothing)
     }
 }

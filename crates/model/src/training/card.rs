@@ -28,6 +28,14 @@ fn thousands(n: usize) -> String {
 /// What the architecture is, in one title line and one table, for the card.
 fn architecture(cfg: &ModelConfig) -> (String, String) {
     let row = |k: &str, v: String| format!("| {k} | {v} |\n");
+    let smoothing = if cfg.label_smoothing > 0.0 {
+        row(
+            "label smoothing",
+            format!("{} (training loss)", cfg.label_smoothing),
+        )
+    } else {
+        String::new()
+    };
     let gru = match &cfg.architecture {
         Architecture::Transformer(t) => {
             let title = format!(
@@ -38,7 +46,8 @@ fn architecture(cfg: &ModelConfig) -> (String, String) {
                 + &row("decoder", format!("{} pre-norm layers: masked self-attention, cross-attention ({} heads each), feed-forward {}", t.layers, t.heads, t.ff_dim))
                 + &row("attention", "scaled dot product `softmax(q·k / sqrt(d_head))`, padding and causal masks, key/value cache when decoding".into())
                 + &row("positions", "sinusoidal, added to embeddings scaled by sqrt(d)".into())
-                + &row("dropout", format!("{}", cfg.dropout));
+                + &row("dropout", format!("{}", cfg.dropout))
+                + &smoothing;
             return (title, table);
         }
         Architecture::Gru(g) => g,
@@ -72,7 +81,8 @@ fn architecture(cfg: &ModelConfig) -> (String, String) {
             } else {
                 "soft (softmax)".into()
             },
-        );
+        )
+        + &smoothing;
     (title, table)
 }
 
@@ -435,6 +445,9 @@ fn train_flags(o: &TrainOptions) -> String {
     }
     if o.joined > 0.0 {
         f += &format!(" --joined {}", o.joined);
+    }
+    if o.label_smoothing > 0.0 {
+        f += &format!(" --label-smoothing {}", o.label_smoothing);
     }
     if let Some(dir) = &o.init_from {
         f += &format!(" --init-from {}", dir.display());

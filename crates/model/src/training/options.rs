@@ -40,6 +40,10 @@ pub struct TrainOptions {
     pub architecture: Architecture,
     #[serde(default)]
     pub dropout: f64,
+    /// Label smoothing ε of the training loss ([`ModelConfig::label_smoothing`]); 0 (runs
+    /// saved before the option existed): none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
     /// More `source<TAB>target` files added whole to the training part (a second domain, such
     /// as Multi30k); the dev and test splits still come from `data` alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -98,6 +102,7 @@ impl TrainOptions {
             checkpoint_every: 200,
             architecture,
             dropout: architecture.default_dropout(),
+            label_smoothing: 0.0,
             extra_data: Vec::new(),
             joined: 0.0,
             init_from: None,
@@ -116,6 +121,7 @@ impl TrainOptions {
         }
         c.embed_dim = self.embed_dim;
         c.dropout = self.dropout;
+        c.label_smoothing = self.label_smoothing;
         c.max_len = self.max_len;
         c.check()?;
         Ok(c)

@@ -283,4 +283,47 @@ mod tests {
             .unwrap();
         assert_eq!(a.loss, b.loss);
     }
+
+    /// Label smoothing changes the training loss of every architecture (and, with two
+    /// shards, as with one) but never the dev loss, which stays the plain cross-entropy.
+    #[test]
+    fn label_smoothing_reaches_the_training_loss_only() {
+        let dev = Device::Cpu;
+        let data = examples(6);
+        let idx: Vec<usize> = (0..data.len()).collect();
+        let batch = crate::training::data::collate(&data, &idx, &dev).unwrap();
+        for kind in ["additive", "transformer"] {
+            let (mut cfg, _, _, varmap, model) = crate::fixtures::parts(kind, 3).unwrap();
+            cfg.dropout = 0.0;
+            let vars = varmap.all_vars();
+            let step = |cfg: &ModelConfig, n: usize| {
+                Shards::new(n)
+                    .unwrap()
+                    .gradients(&model, cfg, &vars, &data, &idx, 5, 0, &dev)
+                    .unwrap()
+                    .loss
+            };
+            let dev_loss = |cfg: &ModelConfig| {
+                crate::training::train::batch_loss(&model, cfg, &batch)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
+            let (plain, plain_dev) = (step(&cfg, 1), dev_loss(&cfg));
+            assert!((plain - plain_dev as f64).abs() < 1e-5, "{kind}");
+            cfg.label_smoothing = 0.1;
+            let smoothed = step(&cfg, 1);
+            // Near-uniform random predictions: every token costs about the same, so the
+            // difference is small, yet far above f32 rounding.
+            assert!(
+                (smoothed - plain).abs() > 2e-5,
+                "{kind}: {smoothed} vs {plain}"
+            );
+            assert!(
+                (step(&cfg, 2) - smoothed).abs() < 1e-5,
+                "{kind}: two shards"
+            );
+            assert_eq!(dev_loss(&cfg), plain_dev, "{kind}: the dev loss changed");
+        }
+    }
 }

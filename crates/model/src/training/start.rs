@@ -76,12 +76,14 @@ the same source language",
         (opts.embed_dim, opts.hidden_dim) = (c.embed_dim, c.hidden_dim);
     }
 
-    /// The starting model's configuration with the run's length limit and dropout, and no
+    /// The starting model's configuration with the run's length limit, dropout and label
+    /// smoothing, and no
     /// scores (they are measured again).
     pub fn config(&self, opts: &TrainOptions) -> ModelConfig {
         ModelConfig {
             max_len: opts.max_len,
             dropout: opts.dropout,
+            label_smoothing: opts.label_smoothing,
             target_lang: opts.target_lang.clone(),
             tgt_vocab_size: opts.tgt_vocab,
             source_tokenizer: format!("tokenizer.{}.json", opts.source_lang),

@@ -502,9 +502,10 @@ impl Transformer {
         self.output.forward(x)
     }
 
-    /// Mean cross-entropy of the output scores of rows `(N, d)` against `targets` `(N,)`.
-    pub fn output_loss(&self, x: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        crate::kernels::ops::output_loss(self.output.linear(), x, targets)
+    /// Mean cross-entropy of the output scores of rows `(N, d)` against `targets` `(N,)`,
+    /// label-smoothed by `smoothing` (0: none).
+    pub fn output_loss(&self, x: &Tensor, targets: &Tensor, smoothing: f32) -> Result<Tensor> {
+        crate::kernels::ops::output_loss(self.output.linear(), x, targets, smoothing)
     }
 }
 
