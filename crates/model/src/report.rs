@@ -80,6 +80,13 @@ pub struct TrainingSummary {
     /// were taken, its target vocabulary was not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transferred_from: Option<String>,
+    /// The weights are the mean of these checkpoints' (`train --average-last`), and
+    /// `dev_loss` is the mean's; empty: the final weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub averaged_steps: Vec<usize>,
+    /// The final weights' dev loss, when the shipped ones are an average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_loss_before_averaging: Option<f64>,
 }
 
 /// One scored test set (or slice of one).

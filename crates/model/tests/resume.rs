@@ -245,3 +245,101 @@ fn a_run_into_another_language_takes_the_source_side_and_decoder_layers() {
         assert_eq!(b[name].dim(0).unwrap(), 50, "{name}");
     }
 }
+
+/// `average_last`: the shipped weights are the mean of the last checkpoints' weights (kept
+/// as snapshots), the same after a stop and resume inside the averaged stretch, and the
+/// summary names the steps and both dev losses.
+#[test]
+fn averaged_weights_are_the_mean_of_the_last_checkpoints_even_across_a_resume() {
+    use candle_core::Device;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.tsv");
+    write_corpus(&data);
+    let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
+    let averaged = |name: &str| {
+        let mut o = options(name, &data, "additive");
+        o.average_last = 3;
+        o
+    };
+    let a = train_whole(averaged("whole"), &runs, &models);
+    let steps = a.summary.steps;
+    // Checkpoints every 4 steps and at the end: the last three.
+    let want: Vec<usize> = vec![(steps - 1) / 4 * 4 - 4, (steps - 1) / 4 * 4, steps];
+    assert_eq!(a.summary.averaged_steps, want);
+    let before = a.summary.dev_loss_before_averaging.expect("averaged");
+    assert_ne!(before, a.summary.dev_loss);
+
+    let snapshots: Vec<_> = want
+        .iter()
+        .map(|s| runs.join(format!("whole/snapshots/step-{s:08}.safetensors")))
+        .collect();
+    assert_eq!(
+        std::fs::read_dir(runs.join("whole/snapshots"))
+            .unwrap()
+            .count(),
+        3,
+        "older snapshots are removed"
+    );
+    let load = |p: &Path| candle_core::safetensors::load(p, &Device::Cpu).unwrap();
+    let shipped = load(&models.join("whole/model.safetensors"));
+    let parts: Vec<_> = snapshots.iter().map(|p| load(p)).collect();
+    for (name, w) in &shipped {
+        let sum = parts
+            .iter()
+            .map(|p| p[name].clone())
+            .reduce(|x, y| (x + y).unwrap())
+            .unwrap();
+        let mean = (sum / 3.0).unwrap();
+        let diff = (w - &mean)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "{name}: {diff}");
+    }
+    // The mean is not the final weights (the comparison above could fail).
+    assert!(
+        shipped.iter().any(|(name, w)| {
+            let d = (w - &parts[2][name])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            d.to_scalar::<f32>().unwrap() > 1e-6
+        }),
+        "the averaged weights equal the final ones"
+    );
+
+    // Stopped between the first and second averaged checkpoints, then resumed.
+    let stop = want[0] + 2;
+    assert!(
+        train(
+            averaged("parts"),
+            &runs,
+            &models,
+            &control(false, Some(stop)),
+            &mut |_| {}
+        )
+        .unwrap()
+        .is_none()
+    );
+    let b = train(
+        averaged("parts"),
+        &runs,
+        &models,
+        &control(true, None),
+        &mut |_| {},
+    )
+    .unwrap()
+    .expect("finished");
+    assert_eq!(b.summary.averaged_steps, want);
+    let read = |name: &str| std::fs::read(models.join(name).join("model.safetensors")).unwrap();
+    assert!(read("whole") == read("parts"), "resumed averages differ");
+    let card = std::fs::read_to_string(models.join("whole/README.md")).unwrap();
+    assert!(card.contains("mean of the last 3 checkpoints"), "{card}");
+    assert!(card.contains("--average-last 3"), "{card}");
+}

@@ -100,6 +100,12 @@ pub struct TrainArgs {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
+    /// Ship the mean of the weights of the last N checkpoints (the final one included)
+    /// instead of the final weights: checkpoint averaging, usually a little better and never
+    /// slower to decode. The run keeps those weights under `runs/<name>/snapshots/`
+    /// [default: 0, off].
+    #[arg(long, default_value_t = 0)]
+    average_last: usize,
     /// Start from this model's weights and tokenizers (a model name under --models, or a
     /// folder) instead of random ones: fine-tuning, e.g. with --extra-data. Its architecture
     /// and sizes are used; lower --lr and --warmup for a gentle start. A model of the same
@@ -170,6 +176,7 @@ pub fn run(models: &Path, a: TrainArgs) -> Result<()> {
         bail!("--joined must be a fraction between 0 and 10");
     }
     opts.checkpoint_every = a.checkpoint_every.max(1);
+    opts.average_last = a.average_last;
     if !(1..=64).contains(&a.data_parallel) {
         bail!("--data-parallel must be between 1 and 64 shards");
     }

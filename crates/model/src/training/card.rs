@@ -86,6 +86,24 @@ fn architecture(cfg: &ModelConfig) -> (String, String) {
     (title, table)
 }
 
+/// The sentence on checkpoint averaging, when the weights are an average.
+fn averaged(s: &crate::report::TrainingSummary) -> String {
+    let Some(before) = s
+        .dev_loss_before_averaging
+        .filter(|_| !s.averaged_steps.is_empty())
+    else {
+        return String::new();
+    };
+    let steps: Vec<String> = s.averaged_steps.iter().map(|x| x.to_string()).collect();
+    format!(
+        " The weights are the mean of the last {} checkpoints' (steps {}; `--average-last`): the \
+final weights had dev loss {before:.3}, their mean {:.3}.",
+        steps.len(),
+        steps.join(", "),
+        s.dev_loss
+    )
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}", 100.0 * x)
 }
@@ -228,7 +246,7 @@ sentence was seen in training: {train} training pairs{all} (at most {maxlen} pie
 ## Training\n\n\
 {steps} steps of {batch} sentence pairs ({epochs:.2} epochs), AdamW (lr {lr}, warm-up {warm} \
 steps, linear decay to a tenth), gradient norm clipped at 1, on {hw} in {time}. Final \
-training loss {tl:.3}, dev loss {dl:.3} (cross-entropy per target piece).\n\n",
+training loss {tl:.3}, dev loss {dl:.3} (cross-entropy per target piece).{avg}\n\n",
         params = thousands(parameters),
         e = cfg.embed_dim,
         sv = cfg.src_vocab_size,
@@ -254,6 +272,7 @@ training loss {tl:.3}, dev loss {dl:.3} (cross-entropy per target piece).\n\n",
         time = fmt_duration(s.training_seconds),
         tl = s.final_train_loss,
         dl = s.dev_loss,
+        avg = averaged(&s),
     );
     if let Some(img) = loss_plot {
         out += &format!(
@@ -445,6 +464,9 @@ fn train_flags(o: &TrainOptions) -> String {
     }
     if o.joined > 0.0 {
         f += &format!(" --joined {}", o.joined);
+    }
+    if o.average_last > 1 {
+        f += &format!(" --average-last {}", o.average_last);
     }
     if o.label_smoothing > 0.0 {
         f += &format!(" --label-smoothing {}", o.label_smoothing);

@@ -5,7 +5,9 @@
 //! `checkpoint.json` (steps done, time spent, the last losses) and the log. [`RunFiles::open`]
 //! decides whether the invocation starts or resumes a run (and refuses the wrong one);
 //! [`RunFiles::save`] writes a checkpoint crash-safely and [`RunFiles::restore`] reads it
-//! back, trusting the step stored with the weights over `checkpoint.json`.
+//! back, trusting the step stored with the weights over `checkpoint.json`. With
+//! `--average-last N`, `snapshots/step-<step>.safetensors` keeps the weights of the run's last
+//! checkpoints, which [`average`] turns into the shipped weights.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,6 +104,48 @@ impl RunFiles {
         self.dir.join(run_log::FILE)
     }
 
+    /// The folder of weight snapshots kept for averaging.
+    fn snapshots_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
+    /// Writes the weights of step `step` as a snapshot (before its checkpoint, so a run
+    /// killed between the two remakes the step and writes the same snapshot again) and
+    /// removes all but the newest `keep`.
+    pub fn save_snapshot(&self, varmap: &VarMap, step: usize, keep: usize) -> Result<()> {
+        let dir = self.snapshots_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(format!("step-{step:08}.safetensors"));
+        crate::files::write_with(&path, |tmp| Ok(varmap.save(tmp)?))?;
+        let all = self.snapshots(usize::MAX)?;
+        for (_, old) in &all[..all.len().saturating_sub(keep)] {
+            std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
+        }
+        Ok(())
+    }
+
+    /// The snapshots of steps up to `last`, oldest first.
+    pub fn snapshots(&self, last: usize) -> Result<Vec<(usize, PathBuf)>> {
+        let dir = self.snapshots_dir();
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            let step = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("step-")?.strip_suffix(".safetensors"))
+                .and_then(|n| n.parse::<usize>().ok());
+            if let Some(step) = step.filter(|&s| s <= last) {
+                out.push((step, path));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Whether a checkpoint's weights are on disk.
     pub fn has_checkpoint(&self) -> bool {
         self.checkpoint.is_file()
@@ -155,6 +199,34 @@ impl RunFiles {
         json_write(&self.info, at)?;
         run_log::append(&self.log(), line)
     }
+}
+
+/// Sets every variable of `varmap` to the mean of its values in the weight files `paths`
+/// (checkpoint averaging: Polyak and Juditsky 1992; Vaswani et al. 2017 average the last
+/// checkpoints of a run). Nothing changes when `paths` is empty.
+pub(crate) fn average(varmap: &VarMap, paths: &[PathBuf], device: &Device) -> Result<()> {
+    let Some((first, rest)) = paths.split_first() else {
+        return Ok(());
+    };
+    let load =
+        |p: &Path| candle_core::safetensors::load(p, device).map_err(|e| Error::bad_file(p, e));
+    let mut sum = load(first)?;
+    for p in rest {
+        let next = load(p)?;
+        for (name, total) in sum.iter_mut() {
+            let t = next
+                .get(name)
+                .ok_or_else(|| Error::bad_file(p, format!("lacks {name}")))?;
+            *total = total
+                .add(t)
+                .map_err(|e| Error::bad_file(p, format!("{name}: {e}")))?;
+        }
+    }
+    let n = paths.len() as f64;
+    for total in sum.values_mut() {
+        *total = total.affine(1.0 / n, 0.0)?;
+    }
+    set_variables(varmap, &sum, first)
 }
 
 /// Sets every variable of `varmap` from `tensors`, read from `path` (a checkpoint or a

@@ -35,6 +35,10 @@ pub struct TrainOptions {
     pub limit: Option<usize>,
     /// Steps between checkpoints.
     pub checkpoint_every: usize,
+    /// Ship the mean of the weights of the run's last N checkpoints (the final one included)
+    /// instead of the final weights; 0 or 1: the final weights.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub average_last: usize,
     /// The network to train, spelled in `options.json` as `config.json` spells it.
     #[serde(flatten)]
     pub architecture: Architecture,
@@ -72,6 +76,10 @@ fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
 
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
+}
+
 impl TrainOptions {
     /// Options for `architecture`, with its learning rate, warm-up and dropout.
     pub fn new(
@@ -100,6 +108,7 @@ impl TrainOptions {
             test_sentences: 2000,
             limit: None,
             checkpoint_every: 200,
+            average_last: 0,
             architecture,
             dropout: architecture.default_dropout(),
             label_smoothing: 0.0,

@@ -23,7 +23,7 @@ use crate::networks::init;
 use crate::networks::{Network, TrainMode};
 use crate::report::TrainingSummary;
 use crate::training::card;
-use crate::training::checkpoint::{Position, RunFiles, json_read, json_write};
+use crate::training::checkpoint::{self, Position, RunFiles, json_read, json_write};
 use crate::training::data::{self, Example, Pair};
 use crate::training::options::TrainOptions;
 pub use crate::training::run_log::LogLine;
@@ -416,6 +416,13 @@ impl Trainee {
                 || step == total
                 || control.stop_after == Some(step)
             {
+                // The last `average_last` checkpoints of the plan keep their weights (not
+                // one made only because `stop_after` stops here).
+                let averaged_from = total.saturating_sub(opts.average_last * opts.checkpoint_every);
+                let planned = step.is_multiple_of(opts.checkpoint_every) || step == total;
+                if opts.average_last > 1 && planned && step > averaged_from {
+                    run.save_snapshot(&self.varmap, step, opts.average_last)?;
+                }
                 at.last_train_loss = loss_sum / loss_n.max(1) as f64;
                 (loss_sum, loss_n) = (0.0, 0);
                 at.last_dev_loss = dev_loss(&self.model, &self.config, &data.dev, &self.device)?;
@@ -471,8 +478,26 @@ fn export(
         varmap,
         model,
         parameters,
+        device,
         ..
     } = trainee;
+    let (mut dev_loss_now, mut averaged_steps, mut dev_loss_before_averaging) =
+        (at.last_dev_loss, Vec::new(), None);
+    if opts.average_last > 1 {
+        let snapshots = run.snapshots(at.step)?;
+        let newest = &snapshots[snapshots.len().saturating_sub(opts.average_last)..];
+        if newest.len() > 1 {
+            progress(Event::Phase(format!(
+                "averaging the weights of the last {} checkpoints",
+                newest.len()
+            )));
+            let paths: Vec<_> = newest.iter().map(|(_, p)| p.clone()).collect();
+            checkpoint::average(&varmap, &paths, &device)?;
+            averaged_steps = newest.iter().map(|(s, _)| *s).collect();
+            dev_loss_before_averaging = Some(at.last_dev_loss);
+            dev_loss_now = dev_loss(&model, &config, &data.dev, &device)?;
+        }
+    }
     let model_dir = models_dir.join(&opts.name);
     std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
     data.src.save(&model_dir.join(&config.source_tokenizer))?;
@@ -499,10 +524,12 @@ fn export(
         training_seconds: at.elapsed_seconds,
         hardware: hardware.to_string(),
         final_train_loss: at.last_train_loss,
-        dev_loss: at.last_dev_loss,
+        dev_loss: dev_loss_now,
         bleu: Some(bleu),
         chrf: Some(chrf),
         transferred_from,
+        averaged_steps,
+        dev_loss_before_averaging,
     };
     config.training = Some(summary.clone());
     config.save(&model_dir.join(CONFIG_FILE))?;
