@@ -2,7 +2,7 @@
 //! for every kind of model (data order, Gumbel noise and dropout are all seeded by step).
 #![allow(clippy::unwrap_used)] // test helpers fail the test that calls them
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use attnscope_model::config::{Architecture, AttentionTraining, Scorer, TransformerConfig};
 use attnscope_model::training::options::TrainOptions;
@@ -69,6 +69,41 @@ fn control(resume: bool, stop_after: Option<usize>) -> RunControl {
     }
 }
 
+/// A temporary folder with the corpus written in it, and its `runs` and `models` folders
+/// (the folder lasts as long as the first value).
+fn corpus_and_folders() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.tsv");
+    write_corpus(&data);
+    let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
+    (dir, data, runs, models)
+}
+
+/// Trains `o` until step `stop` (checking that nothing is exported yet), then resumes it to
+/// the end.
+fn stop_then_resume(o: &TrainOptions, runs: &Path, models: &Path, stop: usize) -> TrainReport {
+    let stopped = train(
+        o.clone(),
+        runs,
+        models,
+        &control(false, Some(stop)),
+        &mut |_| {},
+    );
+    assert!(
+        stopped.unwrap().is_none(),
+        "{}: should have stopped",
+        o.name
+    );
+    assert!(
+        !models.join(&o.name).exists(),
+        "{}: exported too early",
+        o.name
+    );
+    train(o.clone(), runs, models, &control(true, None), &mut |_| {})
+        .unwrap()
+        .expect("finished")
+}
+
 /// Trains `o` from the start to the end.
 fn train_whole(o: TrainOptions, runs: &Path, models: &Path) -> TrainReport {
     train(o, runs, models, &control(false, None), &mut |_| {})
@@ -78,42 +113,13 @@ fn train_whole(o: TrainOptions, runs: &Path, models: &Path) -> TrainReport {
 
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pairs.tsv");
-    write_corpus(&data);
+    let (_dir, data, runs, models) = corpus_and_folders();
     for kind in ["additive", "general", "hard", "transformer"] {
-        let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
         let whole = format!("{kind}-whole");
         let parts = format!("{kind}-parts");
-        let a = train(
-            options(&whole, &data, kind),
-            &runs,
-            &models,
-            &control(false, None),
-            &mut |_| {},
-        )
-        .unwrap()
-        .expect("finished");
+        let a = train_whole(options(&whole, &data, kind), &runs, &models);
         // Stop after 6 steps (between two checkpoints at 4 and 8), then resume.
-        let stopped = train(
-            options(&parts, &data, kind),
-            &runs,
-            &models,
-            &control(false, Some(6)),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert!(stopped.is_none(), "{kind}: should have stopped early");
-        assert!(!models.join(&parts).exists(), "{kind}: exported too early");
-        let b = train(
-            options(&parts, &data, kind),
-            &runs,
-            &models,
-            &control(true, None),
-            &mut |_| {},
-        )
-        .unwrap()
-        .expect("finished");
+        let b = stop_then_resume(&options(&parts, &data, kind), &runs, &models, 6);
         assert!(
             a.summary.steps > 8,
             "{kind}: too short to test: {}",
@@ -144,10 +150,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
 
 #[test]
 fn a_run_started_from_a_model_keeps_its_tokenizers_and_weights() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pairs.tsv");
-    write_corpus(&data);
-    let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
+    let (_dir, data, runs, models) = corpus_and_folders();
     for kind in ["additive", "transformer"] {
         let base = format!("{kind}-base");
         train(
@@ -195,10 +198,7 @@ fn a_run_started_from_a_model_keeps_its_tokenizers_and_weights() {
 
 #[test]
 fn a_run_into_another_language_takes_the_source_side_and_decoder_layers() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pairs.tsv");
-    write_corpus(&data);
-    let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
+    let (_dir, data, runs, models) = corpus_and_folders();
     let base_opts = options("base", &data, "transformer");
     train_whole(base_opts, &runs, &models);
     // The corpus's targets stand in for another language: what matters is which weights and
@@ -252,10 +252,7 @@ fn a_run_into_another_language_takes_the_source_side_and_decoder_layers() {
 #[test]
 fn averaged_weights_are_the_mean_of_the_last_checkpoints_even_across_a_resume() {
     use candle_core::Device;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pairs.tsv");
-    write_corpus(&data);
-    let (runs, models) = (dir.path().join("runs"), dir.path().join("models"));
+    let (_dir, data, runs, models) = corpus_and_folders();
     let averaged = |name: &str| {
         let mut o = options(name, &data, "additive");
         o.average_last = 3;
@@ -315,27 +312,7 @@ fn averaged_weights_are_the_mean_of_the_last_checkpoints_even_across_a_resume() 
     );
 
     // Stopped between the first and second averaged checkpoints, then resumed.
-    let stop = want[0] + 2;
-    assert!(
-        train(
-            averaged("parts"),
-            &runs,
-            &models,
-            &control(false, Some(stop)),
-            &mut |_| {}
-        )
-        .unwrap()
-        .is_none()
-    );
-    let b = train(
-        averaged("parts"),
-        &runs,
-        &models,
-        &control(true, None),
-        &mut |_| {},
-    )
-    .unwrap()
-    .expect("finished");
+    let b = stop_then_resume(&averaged("parts"), &runs, &models, want[0] + 2);
     assert_eq!(b.summary.averaged_steps, want);
     let read = |name: &str| std::fs::read(models.join(name).join("model.safetensors")).unwrap();
     assert!(read("whole") == read("parts"), "resumed averages differ");

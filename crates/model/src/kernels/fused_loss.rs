@@ -345,26 +345,15 @@ mod tests {
             if smoothing == 0.0 {
                 plain = lf;
             } else {
-                // Against random logits the spread share costs more than the target's.
                 assert!(lf != plain, "ε {smoothing} left the loss unchanged");
             }
             let (gf, gr) = (fused.backward().unwrap(), reference.backward().unwrap());
+            let flat = |g: &candle_core::backprop::GradStore, var: &Var| {
+                let g = g.get(var.as_tensor()).unwrap();
+                g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            };
             for var in [&rows, &w, &b] {
-                let a = gf
-                    .get(var.as_tensor())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
-                let e = gr
-                    .get(var.as_tensor())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
-                for (x, y) in a.iter().zip(&e) {
+                for (x, y) in flat(&gf, var).iter().zip(&flat(&gr, var)) {
                     assert!((x - y).abs() < 1e-5, "ε {smoothing}: {x} vs {y}");
                 }
             }
