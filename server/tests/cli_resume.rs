@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run_ok, toy_train};
+use common::{run_ok, run_refused, toy_train};
 
 #[test]
 fn training_killed_at_random_points_resumes_to_the_same_weights() {
@@ -113,15 +113,9 @@ fn training_in_one_shard_or_two_gives_the_same_losses_and_zero_is_refused() {
         assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "{losses:?}");
     }
 
-    let out = toy_train(dir.path(), "zero")
-        .args(["--data-parallel", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--data-parallel must be between 1 and 64"),
-        "{err}"
+    run_refused(
+        toy_train(dir.path(), "zero").args(["--data-parallel", "0"]),
+        "--data-parallel must be between 1 and 64",
     );
 }
 
@@ -143,15 +137,9 @@ fn label_smoothing_is_recorded_for_resume_and_card_and_out_of_range_is_refused()
     assert!(card.contains("--label-smoothing 0.1"), "{card}");
 
     for bad in ["1", "-0.1"] {
-        let out = toy_train(dir.path(), "bad")
-            .args([&format!("--label-smoothing={bad}")])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("--label-smoothing must be at least 0 and below 1"),
-            "{err}"
+        run_refused(
+            toy_train(dir.path(), "bad").arg(format!("--label-smoothing={bad}")),
+            "--label-smoothing must be at least 0 and below 1",
         );
     }
 }

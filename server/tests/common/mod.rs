@@ -77,6 +77,14 @@ pub fn run(cmd: &mut Command, stdin: &[u8]) -> (bool, Vec<u8>, String) {
     )
 }
 
+/// [`run`], asserting that it fails with a message that contains `says`; returns stderr.
+pub fn run_refused(cmd: &mut Command, says: &str) -> String {
+    let (ok, _, err) = run(cmd, b"");
+    assert!(!ok, "succeeded, but should have said {says:?}");
+    assert!(err.contains(says), "{err}");
+    err
+}
+
 /// [`run`], asserting success; returns stdout as text.
 pub fn run_ok(cmd: &mut Command, stdin: &[u8]) -> String {
     let (ok, out, err) = run(cmd, stdin);
