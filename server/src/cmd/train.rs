@@ -102,8 +102,8 @@ pub struct TrainArgs {
     checkpoint_every: usize,
     /// Ship the mean of the weights of the last N checkpoints (the final one included)
     /// instead of the final weights: checkpoint averaging, usually a little better and never
-    /// slower to decode. The run keeps those weights under `runs/<name>/snapshots/`
-    /// [default: 0, off].
+    /// slower to decode. The run keeps those weights under `runs/<name>/snapshots/`; 0 or
+    /// 1: the final weights.
     #[arg(long, default_value_t = 0)]
     average_last: usize,
     /// Start from this model's weights and tokenizers (a model name under --models, or a
