@@ -7,7 +7,7 @@
 //! [`RunFiles::save`] writes a checkpoint crash-safely and [`RunFiles::restore`] reads it
 //! back, trusting the step stored with the weights over `checkpoint.json`. With
 //! `--average-last N`, `snapshots/step-<step>.safetensors` keeps the weights of the run's last
-//! checkpoints, which [`average`] turns into the shipped weights.
+//! checkpoints, which [`RunFiles::average_newest`] turns into the shipped weights.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -146,6 +146,29 @@ impl RunFiles {
         Ok(out)
     }
 
+    /// Sets `varmap` to the mean of the newest `n` snapshots of steps up to `last` and
+    /// returns their steps; with fewer than two (or `n` below 2) it changes nothing and
+    /// returns none.
+    pub fn average_newest(
+        &self,
+        varmap: &VarMap,
+        n: usize,
+        last: usize,
+        device: &Device,
+    ) -> Result<Vec<usize>> {
+        if n < 2 {
+            return Ok(Vec::new());
+        }
+        let snapshots = self.snapshots(last)?;
+        let newest = &snapshots[snapshots.len().saturating_sub(n)..];
+        if newest.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let paths: Vec<PathBuf> = newest.iter().map(|(_, p)| p.clone()).collect();
+        average(varmap, &paths, device)?;
+        Ok(newest.iter().map(|(s, _)| *s).collect())
+    }
+
     /// Whether a checkpoint's weights are on disk.
     pub fn has_checkpoint(&self) -> bool {
         self.checkpoint.is_file()
@@ -204,7 +227,7 @@ impl RunFiles {
 /// Sets every variable of `varmap` to the mean of its values in the weight files `paths`
 /// (checkpoint averaging: Polyak and Juditsky 1992; Vaswani et al. 2017 average the last
 /// checkpoints of a run). Nothing changes when `paths` is empty.
-pub(crate) fn average(varmap: &VarMap, paths: &[PathBuf], device: &Device) -> Result<()> {
+fn average(varmap: &VarMap, paths: &[PathBuf], device: &Device) -> Result<()> {
     let Some((first, rest)) = paths.split_first() else {
         return Ok(());
     };

@@ -23,7 +23,7 @@ use crate::networks::init;
 use crate::networks::{Network, TrainMode};
 use crate::report::TrainingSummary;
 use crate::training::card;
-use crate::training::checkpoint::{self, Position, RunFiles, json_read, json_write};
+use crate::training::checkpoint::{Position, RunFiles, json_read, json_write};
 use crate::training::data::{self, Example, Pair};
 use crate::training::options::TrainOptions;
 pub use crate::training::run_log::LogLine;
@@ -481,23 +481,17 @@ fn export(
         device,
         ..
     } = trainee;
-    let (mut dev_loss_now, mut averaged_steps, mut dev_loss_before_averaging) =
-        (at.last_dev_loss, Vec::new(), None);
-    if opts.average_last > 1 {
-        let snapshots = run.snapshots(at.step)?;
-        let newest = &snapshots[snapshots.len().saturating_sub(opts.average_last)..];
-        if newest.len() > 1 {
-            progress(Event::Phase(format!(
-                "averaging the weights of the last {} checkpoints",
-                newest.len()
-            )));
-            let paths: Vec<_> = newest.iter().map(|(_, p)| p.clone()).collect();
-            checkpoint::average(&varmap, &paths, &device)?;
-            averaged_steps = newest.iter().map(|(s, _)| *s).collect();
-            dev_loss_before_averaging = Some(at.last_dev_loss);
-            dev_loss_now = dev_loss(&model, &config, &data.dev, &device)?;
-        }
-    }
+    let averaged_steps = run.average_newest(&varmap, opts.average_last, at.step, &device)?;
+    let (dev_loss_now, dev_loss_before_averaging) = if averaged_steps.is_empty() {
+        (at.last_dev_loss, None)
+    } else {
+        progress(Event::Phase(format!(
+            "averaged the weights of the last {} checkpoints",
+            averaged_steps.len()
+        )));
+        let averaged = dev_loss(&model, &config, &data.dev, &device)?;
+        (averaged, Some(at.last_dev_loss))
+    };
     let model_dir = models_dir.join(&opts.name);
     std::fs::create_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
     data.src.save(&model_dir.join(&config.source_tokenizer))?;
