@@ -1,5 +1,5 @@
 //! The attnscope browser app, as a library so that its pure parts ([`sse`], [`events`],
-//! [`tokens`], [`query`], [`models`], [`compare`], [`heads`], [`view`], [`playback`],
+//! [`tokens`], [`query`], [`models`], [`compare`], [`heads`], [`mod@view`], [`playback`],
 //! [`inside`]) are unit-tested natively with
 //! `cargo test -p attnscope-app`. The `attnscope-app` binary mounts [`App`].
 

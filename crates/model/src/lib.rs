@@ -1,15 +1,15 @@
 //! Attention translation models for attnscope, with no web dependencies.
 //!
 //! [`Vocab`] wraps a Hugging Face `tokenizers` BPE model (SentencePiece-style `▁` pieces).
-//! [`rnn::Seq2Seq`] is a candle GRU encoder-decoder with additive (Bahdanau) or
-//! multiplicative (Luong) attention, [`transformer::Transformer`] a small encoder-decoder
-//! Transformer; [`network::Network`] puts both behind one interface, and their decoder steps
-//! *return* the attention they used. [`Translator`] loads a model directory (`config.json`,
-//! `tokenizer.*.json`, `model.safetensors`) and decodes (greedy, beam search, forced,
-//! with interventions; soft, hard, sampled, sparsemax, uniform or shuffled attention, see
-//! [`attention`]),
-//! calling back once per step with the emitted token and its attention. [`train`] trains such
-//! a model from a TSV of sentence pairs with resumable checkpoints, and [`metrics`] scores
+//! [`networks::rnn::Seq2Seq`] is a candle GRU encoder-decoder with additive (Bahdanau) or
+//! multiplicative (Luong) attention, [`networks::transformer::Transformer`] a small
+//! encoder-decoder Transformer; [`networks::Network`] puts both behind one interface, and
+//! their decoder steps *return* the attention they used. [`Translator`] loads a model
+//! directory (`config.json`, `tokenizer.*.json`, `model.safetensors`) and decodes (greedy,
+//! beam search, forced, with interventions; soft, hard, sampled, sparsemax, uniform or
+//! shuffled attention, see [`networks::attention`]), calling back once per step with the
+//! emitted token and its attention. [`training::train`] trains such a model from a TSV of
+//! sentence pairs with resumable checkpoints, and [`evaluation::metrics`] scores
 //! translations with BLEU and chrF as sacrebleu computes them.
 
 pub mod config;

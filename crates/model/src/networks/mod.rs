@@ -4,7 +4,7 @@
 //! caller-chosen attention distribution, read the logits. Its associated `Memory` and `State`
 //! types belong to one architecture, so the compiler rules out stepping a GRU with a
 //! Transformer's cache. [`Network`] holds a model of either architecture (what a model
-//! folder loads into); [`with_network!`] calls generic code once with the concrete model, and
+//! folder loads into); [`crate::with_network!`] calls generic code once with the concrete model, and
 //! [`Network::loss`] trains it.
 //!
 //! The architectures: [`rnn`] (a bidirectional GRU encoder and an attention GRU decoder, on

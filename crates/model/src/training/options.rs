@@ -53,7 +53,7 @@ pub struct TrainOptions {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_data: Vec<PathBuf>,
     /// Multi-sentence pairs added to training, as a fraction of the training pairs: each joins
-    /// 2 to 4 random training pairs ([`data::joined`]).
+    /// 2 to 4 random training pairs ([`crate::training::data::joined`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub joined: f64,
     /// Start from this model folder's weights and tokenizers instead of random weights and

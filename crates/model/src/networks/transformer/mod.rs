@@ -377,7 +377,7 @@ impl Transformer {
     /// One incremental decoding step at position `t = cache.len()`.
     ///
     /// `cross` maps the masked, scaled cross-attention scores of each layer, `(B, heads, 1, S)`,
-    /// to the weights to use, of the same shape; pass [`softmax`] for the model's own
+    /// to the weights to use, of the same shape; pass [`crate::kernels::ops::softmax`] for the model's own
     /// attention. Its weights are the ones the context is made of and the ones returned.
     ///
     /// # Shapes
