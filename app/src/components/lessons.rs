@@ -15,7 +15,7 @@ pub struct Lesson {
 pub const LESSONS: [Lesson; 4] = [
     Lesson {
         title: "Additive vs multiplicative scores",
-        text: "Before it can attend, the decoder gives every source token a score. Bahdanau's additive score runs the decoder state and the token's encoder state through a small tanh layer; Luong's multiplicative scores compare them by a dot product, directly or through one matrix. Open a step's \u{201c}Inside the score\u{201d} to see the numbers.",
+        text: "Before it can attend, the decoder gives every source token a score. Bahdanau's additive score runs the decoder state and the token's encoder state through a small tanh layer; Luong's multiplicative scores compare them by a dot product, directly or through one matrix. The two models compared here were trained alike (same data, steps and seed), so what differs comes from the score: Luong's weights come out nearly one-hot. Open a step's \u{201c}Inside the score\u{201d} to see the numbers.",
         preset: "preset-scorers",
     },
     Lesson {
