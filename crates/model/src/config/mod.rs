@@ -434,7 +434,7 @@ pub struct ArchitectureFields {
     pub activation: Activation,
 }
 
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::config::{Architecture, ModelConfig};
+use crate::config::{Architecture, ModelConfig, is_default};
 
 /// Everything that determines a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub struct TrainOptions {
     pub dropout: f64,
     /// Label smoothing ε of the training loss ([`ModelConfig::label_smoothing`]); 0 (runs
     /// saved before the option existed): none.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub label_smoothing: f64,
     /// More `source<TAB>target` files added whole to the training part (a second domain, such
     /// as Multi30k); the dev and test splits still come from `data` alone.
@@ -54,7 +54,7 @@ pub struct TrainOptions {
     pub extra_data: Vec<PathBuf>,
     /// Multi-sentence pairs added to training, as a fraction of the training pairs: each joins
     /// 2 to 4 random training pairs ([`crate::training::data::joined`]).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub joined: f64,
     /// Start from this model folder's weights and tokenizers instead of random weights and
     /// newly trained vocabularies (fine-tuning, e.g. on added data). Its architecture and
@@ -70,14 +70,6 @@ pub struct TrainOptions {
 
 fn one() -> usize {
     1
-}
-
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
-}
-
-fn is_default<T: Default + PartialEq>(x: &T) -> bool {
-    *x == T::default()
 }
 
 impl TrainOptions {
