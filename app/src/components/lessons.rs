@@ -25,7 +25,7 @@ pub const LESSONS: [Lesson; 4] = [
     },
     Lesson {
         title: "Trained soft vs trained hard",
-        text: "Switching a soft model to hard attention at run time is not the same as training with it: the hard-trained model chose one token per step all through training and copes with it; the soft one was never asked to.",
+        text: "Switching a soft model to hard attention at run time is not the same as training with it: the hard-trained model chose one token per step all through training and copes with it; the soft one was never asked to. The two models compared here were trained alike (same data, steps and seed), so what differs comes from how they attended while learning.",
         preset: "preset-trained",
     },
     Lesson {
